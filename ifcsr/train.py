@@ -1,0 +1,316 @@
+"""Trainer: stage 0 (tiny backbone), stage 1 (fidelity), stage 2 (realism on the blend).
+
+    Stage 1:  min_theta  L_s(f_theta(x_L), x_H; w_dec)
+    Stage 2:  min_phi    E_{gamma ~ U(0,1)} L_s((1 - gamma) f_theta(x_L) + gamma f_phi(x_L), x_H; w_inc)
+              with theta frozen and gamma drawn per sample.
+
+Built on `accelerate`: the same code runs on one CPU, one GPU or several (`accelerate launch`).
+History is a list of dicts (`pandas.DataFrame(trainer.history)`). Checkpoints are written
+atomically (temporary folder, then rename) and `resume=True` continues from the last one.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from .config import Stage0Config, StageConfig, TrainConfig
+from .losses import build_feature_net, build_loss
+from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
+
+STATE_FILE = "trainer_state.pt"
+
+
+def _tqdm(*args, **kwargs):
+    from tqdm.auto import tqdm
+
+    return tqdm(*args, **kwargs)
+
+
+def _batch(data, idx, device):
+    """Collate dataset items {"hr", "lr"} at the given indices."""
+    items = [data[int(i)] for i in idx]
+    hr = torch.stack([it["hr"] for it in items]).to(device)
+    lr = torch.stack([it["lr"] for it in items]).to(device)
+    return lr, hr
+
+
+def _draw_indices(n: int, batch: int, seed: int, step: int):
+    # Indices and gammas depend only on (seed, step): a resumed run sees the same batches.
+    g = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    return torch.randint(0, n, (batch,), generator=g), g
+
+
+class Trainer:
+    """Two-stage IFCSR training (plus stage 0 for the tiny backbone).
+
+    >>> trainer = Trainer(model, data, config=cfg, out_dir="runs/x")
+    >>> trainer.train(stages=(1, 2))
+    >>> pandas.DataFrame(trainer.history)
+
+    data: a map-style dataset whose items are dicts with "hr" (3, H, W) and "lr" (3, H/s, W/s)
+    float tensors in [0, 1] (`ifcsr.data.ImageFolder`, `SampleDataset`).
+    """
+
+    def __init__(self, model: IFCSR | None, data, *, config: TrainConfig | None = None, out_dir=None,
+                 device: str | torch.device | None = None, feature_net: torch.nn.Module | None = None,
+                 progress: bool = True, accelerator=None):
+        from accelerate import Accelerator
+
+        self.config = config or (model.config if model is not None else TrainConfig())
+        self.data = data
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        cpu = device is not None and torch.device(device).type == "cpu"
+        self.accelerator = accelerator or Accelerator(cpu=cpu or not torch.cuda.is_available())
+        self.device = self.accelerator.device
+        self.model = model.to(self.device) if model is not None else None
+        if self.model is not None:
+            self.model.config = self.config
+        self.progress = progress and self.accelerator.is_local_main_process
+        self._feature_net = feature_net
+        self.history: list[dict] = list(model.history) if model is not None else []
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def feature_net(self):
+        if self._feature_net is None:
+            self._feature_net = build_feature_net(self.config.loss.feature_net, seed=self.config.loss.random_seed)
+        return self._feature_net.to(self.device)
+
+    def _stage_cfg(self, stage: int) -> StageConfig:
+        return {1: self.config.stage1, 2: self.config.stage2}[stage]
+
+    def _log(self, **row):
+        self.history.append(row)
+        if self.model is not None:
+            self.model.history = self.history
+
+    # ------------------------------------------------------------------ stage 0
+    def train_stage0(self, *, save_to=None) -> Backbone:
+        """Pretrain the tiny backbone on `data`'s HR crops: the VAE (L1 + MSE + tiny KL), then
+        the UNet as an epsilon-prediction denoiser on its latents. Saved in diffusers layout."""
+        from .models import save_backbone
+
+        c0: Stage0Config = self.config.stage0
+        bb = build_tiny_backbone(seed=c0.seed)
+        vae, unet = bb.vae.to(self.device).train(), bb.unet.to(self.device)
+        vae.requires_grad_(True)
+        opt = torch.optim.AdamW(vae.parameters(), lr=c0.vae_lr)
+        bar = _tqdm(range(c0.vae_steps), desc="stage 0: VAE", disable=not self.progress)
+        for step in bar:
+            t0 = time.perf_counter()
+            idx, _ = _draw_indices(len(self.data), c0.batch_size, c0.seed, step)
+            _, hr = _batch(self.data, idx, self.device)
+            post = vae.encode(hr * 2 - 1).latent_dist
+            rec = (vae.decode(post.sample()).sample + 1) / 2
+            rec_loss = F.l1_loss(rec, hr) + F.mse_loss(rec, hr)
+            kl = post.kl().mean() / hr[0].numel()
+            loss = rec_loss + c0.kl_weight * kl
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(vae.parameters(), c0.grad_clip)
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            self._log(step=step, stage=0, part="vae", loss=loss.item(), lr=c0.vae_lr,
+                      psnr=-10 * math.log10(max(F.mse_loss(rec.clamp(0, 1), hr).item(), 1e-12)),
+                      seconds=time.perf_counter() - t0)
+        vae.eval().requires_grad_(False)
+        # Latent scale: unit variance latents, as SD's 0.18215 does for its VAE.
+        with torch.no_grad():
+            idx, _ = _draw_indices(len(self.data), max(c0.batch_size, 16), c0.seed, 10**6)
+            _, hr = _batch(self.data, idx, self.device)
+            std = vae.encode(hr * 2 - 1).latent_dist.mode().std().item()
+        vae.register_to_config(scaling_factor=1.0 / std)
+
+        unet.train().requires_grad_(True)
+        sched = bb.scheduler
+        opt = torch.optim.AdamW(unet.parameters(), lr=c0.unet_lr)
+        emb = bb.prompt_embeds.to(self.device)
+        bar = _tqdm(range(c0.unet_steps), desc="stage 0: UNet", disable=not self.progress)
+        for step in bar:
+            t0 = time.perf_counter()
+            idx, g = _draw_indices(len(self.data), c0.batch_size, c0.seed + 1, step)
+            _, hr = _batch(self.data, idx, self.device)
+            with torch.no_grad():
+                z = vae.encode(hr * 2 - 1).latent_dist.mode() * vae.config.scaling_factor
+            noise = torch.randn(z.shape, generator=g).to(self.device)
+            t = torch.randint(0, sched.config.num_train_timesteps, (z.shape[0],), generator=g).to(self.device)
+            pred = unet(sched.add_noise(z, noise, t), t, encoder_hidden_states=emb.expand(z.shape[0], -1, -1)).sample
+            loss = F.mse_loss(pred, noise)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(unet.parameters(), c0.grad_clip)
+            opt.step()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            self._log(step=step, stage=0, part="unet", loss=loss.item(), lr=c0.unet_lr,
+                      seconds=time.perf_counter() - t0)
+        unet.eval().requires_grad_(False)
+        bb.vae, bb.unet = vae, unet
+        if save_to is not None:
+            save_backbone(bb, save_to)
+            bb.source = str(save_to)
+        return bb
+
+    # ------------------------------------------------------------------ stages 1 and 2
+    def _set_trainable(self, stage: int) -> list[torch.nn.Parameter]:
+        unet = self.model.unet
+        unet.requires_grad_(False)
+        name = ADAPTERS[stage - 1]  # stage 1 -> fidelity, stage 2 -> realism
+        params = list(lora_parameters(unet, name).values())
+        for p in params:
+            p.requires_grad_(True)
+        return params
+
+    def _stage_loss(self, stage: int, lr, hr, g):
+        """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma."""
+        model = self.model
+        x_up = model.prepare(lr)
+        xp, (H, W) = model._pad(x_up)
+        with torch.no_grad():
+            z_L = model.encode(xp)
+        if stage == 1:
+            out = model.decode(model.denoise(z_L, "fidelity"))[..., :H, :W]
+            return self._loss_dec(out, hr), None
+        with torch.no_grad():  # theta is frozen in stage 2
+            fid = model.decode(model.denoise(z_L, "fidelity"))[..., :H, :W]
+        real = model.decode(model.denoise(z_L, "realism"))[..., :H, :W]
+        gamma = torch.rand(hr.shape[0], generator=g).to(self.device).view(-1, 1, 1, 1)
+        x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
+        return self._loss_inc(x_hat, hr), gamma.flatten()
+
+    def train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
+        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows."""
+        if stage not in (1, 2):
+            raise ValueError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
+        if self.model is None:
+            raise ValueError("stages 1 and 2 need a model (IFCSR) on a backbone")
+        sc = self._stage_cfg(stage)
+        steps = sc.steps if steps is None else steps
+        cfg = self.config.loss
+        if stage == 1:
+            self._loss_dec = build_loss("dec", cfg, self.feature_net).to(self.device)
+        else:
+            self._loss_inc = build_loss("inc", cfg, self.feature_net).to(self.device)
+        params = self._set_trainable(stage)
+        opt = torch.optim.AdamW(params, lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
+        start = 0
+        if resume:
+            start = self._resume(stage, opt)
+        opt = self.accelerator.prepare(opt)
+        rows = []
+        bar = _tqdm(range(start, steps), desc=f"stage {stage}", disable=not self.progress,
+                    initial=start, total=steps)
+        try:
+            for step in bar:
+                t0 = time.perf_counter()
+                seed = sc.seed + 7919 * stage + 104729 * self.accelerator.process_index
+                idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
+                lr, hr = _batch(self.data, idx, self.device)
+                loss, gamma = self._stage_loss(stage, lr, hr, g)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"stage {stage} step {step}: loss is {loss.item()}")
+                opt.zero_grad(set_to_none=True)
+                self.accelerator.backward(loss)
+                if self.accelerator.num_processes > 1:
+                    # Adapters are switched inside IFCSR, so the module is not DDP-wrapped:
+                    # average the LoRA gradients across processes ourselves.
+                    for p in params:
+                        if p.grad is not None:
+                            p.grad = self.accelerator.reduce(p.grad, reduction="mean")
+                if sc.grad_clip:
+                    self.accelerator.clip_grad_norm_(params, sc.grad_clip)
+                opt.step()
+                row = dict(step=step, stage=stage, loss=loss.item(), lr=sc.lr, seconds=time.perf_counter() - t0)
+                if gamma is not None:
+                    row["gamma_mean"] = gamma.mean().item()
+                self._log(**row)
+                rows.append(row)
+                bar.set_postfix(loss=f"{loss.item():.4f}")
+                if (self.out_dir is not None and sc.checkpoint_every
+                        and (step + 1) % sc.checkpoint_every == 0 and step + 1 < steps):
+                    self.save_checkpoint(stage, step + 1, opt)
+        except KeyboardInterrupt:
+            # Interrupted: keep what was learned so far, resumable with resume=True.
+            if self.out_dir is not None and rows:
+                self.save_checkpoint(stage, rows[-1]["step"] + 1, opt)
+            raise
+        self.model.unet.requires_grad_(False)
+        if self.out_dir is not None:
+            self.save_checkpoint(stage, steps, opt)
+        return rows
+
+    def train(self, stages=(1, 2), *, resume: bool = False) -> IFCSR:
+        """Run the given stages in order (1 then 2 by default)."""
+        done = self._completed_stage() if resume else 0
+        for s in stages:
+            if resume and s < done:
+                continue
+            self.train_stage(s, resume=resume)
+        return self.model
+
+    # ------------------------------------------------------------------ checkpoints
+    @property
+    def checkpoint_dir(self) -> Path | None:
+        return None if self.out_dir is None else self.out_dir / "checkpoint"
+
+    def save_checkpoint(self, stage: int, step: int, opt=None) -> Path:
+        """Atomic: IFCSR.save writes a temporary folder and renames it into place."""
+        if self.out_dir is None:
+            raise ValueError("save_checkpoint needs out_dir")
+        state = {"stage": stage, "step": step,
+                 "optimizer": opt.state_dict() if opt is not None else None,
+                 "torch_rng": torch.get_rng_state()}
+        path = self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step})
+        tmp = path / (STATE_FILE + ".tmp")
+        torch.save(state, tmp)
+        tmp.replace(path / STATE_FILE)
+        return path
+
+    def _read_state(self):
+        f = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir is not None else None
+        if f is None or not f.is_file():
+            return None
+        return torch.load(f, map_location="cpu", weights_only=False)
+
+    def _completed_stage(self) -> int:
+        st = self._read_state()
+        if st is None:
+            return 0
+        steps = self._stage_cfg(st["stage"]).steps
+        return st["stage"] + (1 if st["step"] >= steps else 0)
+
+    def _resume(self, stage: int, opt) -> int:
+        """Load adapters, history and optimizer from the last checkpoint of this stage."""
+        from safetensors.torch import load_file
+
+        from .models import load_adapter_state_dict
+
+        st = self._read_state()
+        if st is None:
+            return 0
+        ck = self.checkpoint_dir
+        for name in ADAPTERS:
+            load_adapter_state_dict(self.model.unet, name, load_file(ck / f"{name}.safetensors"))
+        import json
+
+        self.history = json.loads((ck / "history.json").read_text())
+        self.model.history = self.history
+        if st["stage"] != stage:
+            return 0  # previous stage finished; this one starts fresh on its weights
+        if st["optimizer"] is not None:
+            opt.load_state_dict(st["optimizer"])
+        return int(st["step"])
+
+
+def quick_config(*, steps: int = 20, crop_size: int = 64, batch_size: int = 4, **loss_kw) -> TrainConfig:
+    """A small config for tests, CI and notebooks' small mode."""
+    from .config import LossConfig
+
+    base = TrainConfig()
+    stage = replace(base.stage1, steps=steps, crop_size=crop_size, batch_size=batch_size, lr=1e-3)
+    return replace(base, stage1=stage, stage2=stage, loss=replace(LossConfig(), **loss_kw))

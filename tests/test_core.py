@@ -1,0 +1,420 @@
+"""Core library: configs, backbone loading, LoRA adapters, blend, losses, trainer."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ifcsr.blend import GammaError, blend
+from ifcsr.config import LossConfig, ModelConfig, StageConfig, TrainConfig
+from ifcsr.losses import DepthWeightedLoss, build_feature_net, build_loss, depth_weights
+from ifcsr.models import IFCSR, load_backbone, lora_parameters
+from ifcsr.train import Trainer, quick_config
+
+
+class FixedData(torch.utils.data.Dataset):
+    """A fixed set of random HR/LR pairs."""
+
+    def __init__(self, n=4, hr=32, scale=4, seed=0):
+        g = torch.Generator().manual_seed(seed)
+        self.hr = torch.rand(n, 3, hr, hr, generator=g)
+        self.lr = torch.nn.functional.interpolate(self.hr, scale_factor=1 / scale, mode="bicubic",
+                                                  antialias=True).clamp(0, 1)
+
+    def __len__(self):
+        return len(self.hr)
+
+    def __getitem__(self, i):
+        return {"hr": self.hr[i], "lr": self.lr[i]}
+
+
+@pytest.fixture(scope="module")
+def feature_net():
+    return build_feature_net("vgg-random", seed=0)
+
+
+def make_model(path, **model_kw):
+    return IFCSR(load_backbone(path), TrainConfig(model=ModelConfig(**model_kw)))
+
+
+def perturb_realism(model, std=0.05):
+    g = torch.Generator().manual_seed(3)
+    for n, p in lora_parameters(model.unet, "realism").items():
+        if "lora_B" in n:
+            p.data = torch.randn(p.shape, generator=g) * std
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_config_roundtrip(tmp_path):
+    cfg = TrainConfig(model=ModelConfig(formulation="x0", timestep=999, lora_rank=8),
+                      loss=LossConfig(k=3.0, layers=(0, 2, 5)), stage1=StageConfig(steps=7, betas=(0.8, 0.9)))
+    cfg.save(tmp_path / "c.json")
+    assert TrainConfig.load(tmp_path / "c.json") == cfg
+
+
+@pytest.mark.parametrize("bad", [dict(formulation="eps"), dict(timestep=1000), dict(scale=0)])
+def test_model_config_rejects_bad_values(bad):
+    with pytest.raises(ValueError):
+        ModelConfig(**bad)
+
+
+def test_loss_config_rejects_unknown_feature_net():
+    with pytest.raises(ValueError, match="feature_net"):
+        LossConfig(feature_net="alexnet")
+
+
+# --------------------------------------------------------------------------- backbone & model
+
+
+def test_tiny_backbone_roundtrip_bitwise(tiny_backbone_dir):
+    """save_pretrained -> from_pretrained (the SD 2.1 code path) reproduces outputs bit for bit."""
+    from ifcsr.models import build_tiny_backbone
+
+    bb = build_tiny_backbone(seed=0)
+    torch.manual_seed(1)
+    torch.nn.init.normal_(bb.unet.conv_out.weight, std=0.02)
+    loaded = load_backbone(tiny_backbone_dir)
+    z = torch.randn(1, 4, 16, 16)
+    t = torch.tensor([1])
+    with torch.no_grad():
+        a = bb.unet(z, t, encoder_hidden_states=bb.prompt_embeds).sample
+        b = loaded.unet(z, t, encoder_hidden_states=loaded.prompt_embeds).sample
+        x = torch.rand(1, 3, 16, 16) * 2 - 1
+        ra = bb.vae.decode(bb.vae.encode(x).latent_dist.mode()).sample
+        rb = loaded.vae.decode(loaded.vae.encode(x).latent_dist.mode()).sample
+    assert torch.equal(a, b) and torch.equal(ra, rb)
+    assert torch.equal(bb.prompt_embeds, loaded.prompt_embeds)
+
+
+def test_missing_backbone_gives_clear_error(tmp_path):
+    from ifcsr.models import BackboneNotFoundError
+
+    with pytest.raises(BackboneNotFoundError, match="diffusers layout"):
+        load_backbone(tmp_path / "nowhere")
+
+
+def test_empty_prompt_from_text_encoder(tiny_backbone_dir, tmp_path):
+    """Without a cached embedding, the backbone's tokenizer + text encoder compute it, once."""
+    import shutil
+
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    root = tmp_path / "sdlike"
+    shutil.copytree(tiny_backbone_dir, root)
+    (root / "empty_prompt.safetensors").unlink()
+    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1, "a</w>": 2, "b</w>": 3, "a": 4, "b": 5, "ab": 6, "ab</w>": 7}
+    (root / "tokenizer").mkdir()
+    (root / "tokenizer" / "vocab.json").write_text(json.dumps(vocab))
+    (root / "tokenizer" / "merges.txt").write_text("#version: 0.2\na b\n")
+    tok = CLIPTokenizer(str(root / "tokenizer" / "vocab.json"), str(root / "tokenizer" / "merges.txt"), model_max_length=4)
+    tok.save_pretrained(root / "tokenizer")
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=8, hidden_size=32, intermediate_size=37, num_hidden_layers=2,
+                                      num_attention_heads=4, max_position_embeddings=4, bos_token_id=0,
+                                      eos_token_id=1, pad_token_id=1))
+    te.save_pretrained(root / "text_encoder")
+    bb = load_backbone(root)
+    assert bb.prompt_embeds.shape == (1, 4, 32)
+    assert (root / "empty_prompt.safetensors").is_file()  # cached next to the backbone
+    assert torch.equal(load_backbone(root).prompt_embeds, bb.prompt_embeds)
+
+
+def test_infer_shapes_inputs_and_batched_equals_sequential(tiny_backbone_dir):
+    model = make_model(tiny_backbone_dir)
+    perturb_realism(model)
+    lr = torch.rand(2, 3, 9, 7)  # not a multiple of the size multiple: padded, then cropped
+    ends = model.infer(lr)
+    assert ends.fidelity.shape == ends.realism.shape == (2, 3, 36, 28)
+    assert 0 <= ends.fidelity.min() and ends.fidelity.max() <= 1
+    seq = model.infer(lr, batched=False)
+    torch.testing.assert_close(ends.fidelity, seq.fidelity, atol=1e-5, rtol=0)
+    torch.testing.assert_close(ends.realism, seq.realism, atol=1e-5, rtol=0)
+    assert (ends.fidelity - ends.realism).abs().mean() > 1e-3  # the two adapters differ
+    # numpy uint8 and PIL inputs give the same result as the tensor
+    from PIL import Image
+
+    arr = (lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    t = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+    a = model.infer(arr).fidelity
+    b = model.infer(Image.fromarray(arr)).fidelity
+    c = model.infer(t).fidelity
+    assert torch.equal(a, b) and torch.equal(a, c)
+    sr = model.super_resolve(lr[:1], 0.25)
+    torch.testing.assert_close(sr, blend(ends.fidelity[:1], ends.realism[:1], 0.25), atol=1e-5, rtol=0)
+
+
+def test_infer_encodes_vae_once(tiny_backbone_dir, monkeypatch):
+    model = make_model(tiny_backbone_dir)
+    calls = []
+    orig = model.vae.encode
+    monkeypatch.setattr(model.vae, "encode", lambda *a, **k: calls.append(1) or orig(*a, **k))
+    model.infer(torch.rand(1, 3, 8, 8))
+    assert len(calls) == 1
+
+
+def test_infer_rejects_bad_input(tiny_backbone_dir):
+    from ifcsr.images import ImageError
+
+    model = make_model(tiny_backbone_dir)
+    with pytest.raises(ImageError, match="NaN"):
+        model.infer(torch.full((1, 3, 8, 8), float("nan")))
+    with pytest.raises(ImageError, match=r"\[0, 1\]"):
+        model.infer(torch.rand(1, 3, 8, 8) * 255)
+    with pytest.raises(ImageError, match="shape"):
+        model.infer(torch.rand(1, 4, 8, 8))
+    from PIL import Image
+
+    with pytest.raises(ImageError, match="mode"):
+        model.infer(Image.new("L", (8, 8)))
+
+
+def test_scale_is_configurable(tiny_backbone_dir):
+    model = make_model(tiny_backbone_dir, scale=2)
+    assert model.infer(torch.rand(1, 3, 8, 8)).fidelity.shape == (1, 3, 16, 16)
+
+
+def test_save_load_identical_endpoints(tiny_backbone_dir, tmp_path):
+    model = make_model(tiny_backbone_dir)
+    perturb_realism(model)
+    lr = torch.rand(1, 3, 8, 8)
+    before = model.infer(lr)
+    model.save(tmp_path / "ck", history=[{"step": 0, "stage": 1, "loss": 1.0}])
+    assert {"fidelity.safetensors", "realism.safetensors", "config.json", "history.json"} <= {
+        p.name for p in (tmp_path / "ck").iterdir()}
+    loaded = IFCSR.load(tmp_path / "ck")
+    after = loaded.infer(lr)
+    assert torch.equal(before.fidelity, after.fidelity) and torch.equal(before.realism, after.realism)
+    assert loaded.config == model.config
+    assert loaded.history == [{"step": 0, "stage": 1, "loss": 1.0}]
+    # saving again over the same folder replaces it atomically
+    model.save(tmp_path / "ck")
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def test_x0_formulation_steps_from_999(tiny_backbone_dir):
+    """OSEDiff's x0 mode: one DDPM step from t = 999 (trailing spacing), not from t = 0."""
+    model = make_model(tiny_backbone_dir, formulation="x0", timestep=999)
+    assert model.timestep == 999
+    seen = []
+    orig = model.unet.forward
+    model.unet.forward = lambda z, t, **k: seen.append(int(t[0])) or orig(z, t, **k)
+    z = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        out = model.denoise(z, "fidelity")
+        eps = orig(z, torch.tensor([999]), encoder_hidden_states=model.prompt_embeds).sample
+        step = model.scheduler.step(eps, 999, z).pred_original_sample
+    assert seen == [999]
+    torch.testing.assert_close(out, step, atol=1e-4, rtol=1e-4)
+    # The default ("leading") spacing would have given t = 0: the reason trailing is forced.
+    from diffusers import DDPMScheduler
+
+    lead = DDPMScheduler.from_config(model.scheduler.config, timestep_spacing="leading")
+    lead.set_timesteps(1)
+    assert int(lead.timesteps[0]) == 0
+    assert model.scheduler.config.clip_sample is False
+
+
+# --------------------------------------------------------------------------- blend
+
+
+def test_blend_endpoints_exact_and_map_equals_scalar():
+    g = torch.Generator().manual_seed(0)
+    f, r = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    assert torch.equal(blend(f, r, 0.0), f) and torch.equal(blend(f, r, 1.0), r)
+    assert torch.equal(blend(f, r, torch.full((2, 1, 8, 8), 0.3)), blend(f, r, 0.3))
+    assert torch.equal(blend(f, r, torch.full((8, 8), 0.3)), blend(f, r, 0.3))
+    per = blend(f, r, [0.0, 1.0])
+    assert torch.equal(per[0], f[0]) and torch.equal(per[1], r[1])
+    torch.testing.assert_close(blend(f, r, 0.3), 0.7 * f + 0.3 * r)
+    assert torch.equal(blend(f[0], r[0], 0.0), f[0])  # (3, H, W) works too
+
+
+def test_blend_numpy_float_and_uint8_agree_with_torch():
+    g = torch.Generator().manual_seed(1)
+    f, r = torch.rand(1, 3, 8, 8, generator=g), torch.rand(1, 3, 8, 8, generator=g)
+    fn, rn = f[0].permute(1, 2, 0).numpy(), r[0].permute(1, 2, 0).numpy()
+    gm = np.random.default_rng(0).random((8, 8)).astype(np.float32)
+    np.testing.assert_allclose(blend(fn, rn, 0.4), blend(f, r, 0.4)[0].permute(1, 2, 0).numpy(), atol=1e-6)
+    np.testing.assert_allclose(blend(fn, rn, gm), blend(f, r, torch.from_numpy(gm))[0].permute(1, 2, 0).numpy(),
+                               atol=1e-6)
+    f8, r8 = (fn * 255).round().astype(np.uint8), (rn * 255).round().astype(np.uint8)
+    assert np.array_equal(blend(f8, r8, 0.0), f8) and np.array_equal(blend(f8, r8, 1.0), r8)
+    out = blend(f8, r8, 0.5)
+    assert out.dtype == np.uint8
+    assert np.abs(out.astype(float) - (f8 * 0.5 + r8 * 0.5)).max() <= 1.0
+    assert np.abs(blend(f8, r8, gm).astype(float) - (f8 * (1 - gm[..., None]) + r8 * gm[..., None])).max() <= 1.0
+
+
+@pytest.mark.parametrize("gamma", [-0.1, 1.5, float("nan"), [0.2, 0.3, 0.4]])
+def test_blend_rejects_bad_gamma(gamma):
+    f = torch.rand(2, 3, 4, 4)
+    with pytest.raises(GammaError):
+        blend(f, f, gamma)
+
+
+def test_blend_rejects_bad_map_shape_and_mismatch():
+    f = torch.rand(1, 3, 4, 4)
+    with pytest.raises(GammaError):
+        blend(f, f, torch.zeros(5, 5))
+    with pytest.raises(ValueError):
+        blend(f, torch.rand(1, 3, 4, 5), 0.5)
+    with pytest.raises(TypeError):
+        blend(f, f.numpy(), 0.5)
+
+
+def test_blend_extrapolation_is_opt_in_and_clipped():
+    f, r = torch.full((1, 3, 2, 2), 0.2), torch.full((1, 3, 2, 2), 0.9)
+    out = blend(f, r, 1.5, extrapolate=True)
+    assert out.max() <= 1.0 and torch.allclose(out, torch.full_like(out, 1.0))
+    torch.testing.assert_close(blend(f, r, -0.5, extrapolate=True), torch.full_like(f, 0.0))
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def test_depth_weights_match_paper():
+    assert depth_weights("dec", 7, 5) == [16807, 2401, 343, 49, 7, 1]
+    assert depth_weights("inc", 7, 5) == [1 / 7, 1, 7, 49, 343, 2401]
+    assert depth_weights("dec", 1, 5) == depth_weights("inc", 1, 5) == [1.0] * 6
+    with pytest.raises(ValueError):
+        depth_weights("flat")
+
+
+def test_k1_is_mse_plus_lpips(feature_net):
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 32, 32, generator=g), torch.rand(2, 3, 32, 32, generator=g)
+    loss = build_loss("dec", LossConfig(k=1, feature_net="vgg-random"), feature_net)
+    mse = ((x - y) ** 2).flatten(1).mean(1)
+    import lpips
+
+    ref = feature_net.lpips
+    _, layers = ref(x, y, retPerLayer=True, normalize=True)
+    expected = ((mse + sum(l.flatten() for l in layers)) / 6).mean()
+    torch.testing.assert_close(loss(x, y), expected)
+    assert isinstance(ref, lpips.LPIPS)
+
+
+def test_loss_zero_for_identical_and_finite_gradients(feature_net):
+    x = torch.rand(1, 3, 32, 32)
+    for sched in ("dec", "inc"):
+        loss = build_loss(sched, LossConfig(feature_net="vgg-random"), feature_net)
+        assert loss(x, x.clone()).item() == pytest.approx(0.0, abs=1e-7)
+        y = x.clone().requires_grad_(True)
+        val = loss(y, torch.rand(1, 3, 32, 32))
+        val.backward()
+        assert val.item() > 0 and torch.isfinite(y.grad).all() and y.grad.abs().sum() > 0
+
+
+def test_loss_weights_emphasise_the_right_depth(feature_net):
+    x, y = torch.rand(1, 3, 32, 32), torch.rand(1, 3, 32, 32)
+    dec = build_loss("dec", LossConfig(feature_net="vgg-random"), feature_net)
+    inc = build_loss("inc", LossConfig(feature_net="vgg-random"), feature_net)
+    d = dec.per_layer(x, y)[0]
+    torch.testing.assert_close(dec(x, y), (d * torch.tensor(depth_weights("dec"))).sum() / sum(depth_weights("dec")))
+    torch.testing.assert_close(inc(x, y), (d * torch.tensor(depth_weights("inc"))).sum() / sum(depth_weights("inc")))
+    only_mse = DepthWeightedLoss([1, 2, 3, 4, 5, 6], feature_net, layers=[0])
+    torch.testing.assert_close(only_mse(x, y), ((x - y) ** 2).mean())
+
+
+def test_vgg_offline_error_names_the_alternative(monkeypatch, tmp_path):
+    """No cached ImageNet VGG and no network: the error says so and names 'vgg-hed'."""
+    from ifcsr.losses import FeatureNetworkError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    import torch.hub
+
+    monkeypatch.setattr(torch.hub, "_hub_dir", None, raising=False)
+
+    def no_net(*a, **k):
+        raise OSError("network unreachable")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", no_net)
+    with pytest.raises(FeatureNetworkError, match="vgg-hed"):
+        build_feature_net("vgg")
+
+
+# --------------------------------------------------------------------------- trainer
+
+
+def _unet_state(model):
+    return {k: v.clone() for k, v in model.unet.state_dict().items()}
+
+
+def test_stage1_changes_only_fidelity_and_stage2_only_realism(tiny_backbone_dir, feature_net):
+    model = make_model(tiny_backbone_dir)
+    cfg = replace(quick_config(steps=2, crop_size=32, batch_size=2, feature_net="vgg-random"), model=model.mcfg)
+    trainer = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False)
+    s0 = _unet_state(model)
+    vae0 = {k: v.clone() for k, v in model.vae.state_dict().items()}
+    trainer.train_stage(1)
+    s1 = _unet_state(model)
+    changed = {k for k in s0 if not torch.equal(s0[k], s1[k])}
+    assert changed and all(".fidelity." in k and "lora_" in k for k in changed)
+    trainer.train_stage(2)
+    s2 = _unet_state(model)
+    changed = {k for k in s1 if not torch.equal(s1[k], s2[k])}
+    assert changed and all(".realism." in k and "lora_" in k for k in changed)
+    assert all(torch.equal(v, model.vae.state_dict()[k]) for k, v in vae0.items())
+    assert [r["stage"] for r in trainer.history] == [1, 1, 2, 2]
+    assert set(trainer.history[0]) >= {"step", "stage", "loss", "lr", "seconds"}
+
+
+def test_stage2_loss_is_on_the_blend_with_per_sample_gamma(tiny_backbone_dir, feature_net):
+    model = make_model(tiny_backbone_dir)
+    perturb_realism(model)
+    cfg = replace(quick_config(steps=1, crop_size=32, batch_size=4, feature_net="vgg-random"), model=model.mcfg)
+    trainer = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False)
+    trainer._loss_inc = build_loss("inc", cfg.loss, feature_net)
+    data = FixedData()
+    lr, hr = data.lr, data.hr
+    g = torch.Generator().manual_seed(5)
+    loss, gamma = trainer._stage_loss(2, lr, hr, g)
+    assert gamma.shape == (4,) and gamma.std() > 0  # gamma differs across the batch
+    with torch.no_grad():
+        ends = model.infer(lr, batched=False)
+        expected = trainer._loss_inc(blend(ends.fidelity, ends.realism, gamma), hr)
+    torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_a_few_dozen_steps_lower_the_loss(tiny_backbone_dir, feature_net, stage):
+    torch.manual_seed(0)
+    model = make_model(tiny_backbone_dir)
+    cfg = replace(quick_config(steps=30, crop_size=32, batch_size=2, feature_net="vgg-random"), model=model.mcfg)
+    data = FixedData(n=2)
+    trainer = Trainer(model, data, config=cfg, feature_net=feature_net, progress=False)
+    if stage == 2:
+        trainer.train_stage(1, steps=10)
+    rows = trainer.train_stage(stage)
+    first, last = np.mean([r["loss"] for r in rows[:5]]), np.mean([r["loss"] for r in rows[-5:]])
+    assert last < 0.9 * first, (first, last)
+
+
+def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path):
+    def run(steps_first):
+        torch.manual_seed(0)
+        model = make_model(tiny_backbone_dir)
+        st = replace(quick_config(steps=6, crop_size=32, batch_size=2).stage1, checkpoint_every=2)
+        cfg = replace(TrainConfig(), model=model.mcfg, stage1=st, stage2=st,
+                      loss=LossConfig(feature_net="vgg-random"))
+        return model, cfg
+
+    model, cfg = run(0)
+    full = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False)
+    full.train_stage(1)
+    ref = [r["loss"] for r in full.history]
+    # An interrupted run: train 4 steps, then a new Trainer resumes from the checkpoint at step 4.
+    model, cfg = run(0)
+    part = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
+    part.train_stage(1, steps=4)
+    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=False)
+    assert state["step"] == 4
+    model2, _ = run(0)
+    resumed = Trainer(model2, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
+    resumed.train_stage(1, resume=True)
+    got = [r["loss"] for r in resumed.history]
+    assert len(got) == 6
+    np.testing.assert_allclose(got, ref, rtol=1e-4)

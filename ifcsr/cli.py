@@ -1,0 +1,60 @@
+"""`ifcsr` command line: demo | train | infer | sweep | evaluate | bench | fetch-weights.
+
+Each subcommand's options live next to its code: a module with `add_arguments(parser)` and
+`main(args) -> int`. The modules are imported only when their command runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# command -> (module, help)
+COMMANDS = {
+    "demo": ("ifcsr.demo", "super-resolve a held-out photo with the bundled checkpoint; write images, figure, CSV"),
+    "train": ("ifcsr.train_cli", "train stages 0/1/2 (e.g. `ifcsr train --preset tiny`)"),
+    "infer": ("ifcsr.infer_cli", "infer both endpoints of LR images once and save them (plus blends)"),
+    "sweep": ("ifcsr.sweep", "gamma sweep: metrics for gamma on a grid and for gamma maps, with curves"),
+    "evaluate": ("ifcsr.sweep", "the paper's table (PSNR, SSIM, LPIPS, ... FID) for a list of gammas"),
+    "bench": ("ifcsr.bench", "benchmarks: cost of control, inference, training, tiling"),
+    "fetch-weights": ("ifcsr.weights", "fetch offline weights: vgg-hed, realesrgan, or pyiqa metric names"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ifcsr", description=__doc__.splitlines()[0])
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"ifcsr {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        mod = importlib.import_module(module)
+        adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
+        adder(p)
+        p.set_defaults(_module=module, _command=name)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 0
+    mod = importlib.import_module(args._module)
+    runner = getattr(mod, f"main_{args._command.replace('-', '_')}", None) or mod.main
+    try:
+        return int(runner(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        # Expected failures (missing weights, bad images, bad options): one clear line, no traceback.
+        print(f"ifcsr {args._command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Stage 0, the tiny recipe end to end, the bundled checkpoint and `ifcsr demo`."""
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from ifcsr.config import Stage0Config
+from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+from ifcsr.recipes import make_dataset, smoke_preset, train_recipe
+from ifcsr.train import Trainer
+
+
+def test_stage0_lowers_reconstruction_and_denoising_losses():
+    torch.manual_seed(0)
+    cfg = smoke_preset()
+    cfg = replace(cfg, stage0=Stage0Config(vae_steps=40, unet_steps=40, batch_size=4, crop_size=32,
+                                           vae_lr=2e-3, unet_lr=2e-3))
+    data = make_dataset(cfg, 32, degradation=None)
+    tr = Trainer(None, data, config=cfg, progress=False)
+    bb = tr.train_stage0()
+    vae = [r["loss"] for r in tr.history if r.get("part") == "vae"]
+    unet = [r["loss"] for r in tr.history if r.get("part") == "unet"]
+    assert np.mean(vae[-8:]) < 0.7 * np.mean(vae[:8]), (vae[:8], vae[-8:])
+    assert np.mean(unet[-10:]) < 0.9 * np.mean(unet[:10]), (unet[:10], unet[-10:])
+    assert bb.vae.config.scaling_factor != 1.0  # latent scale measured on the data
+
+
+def test_smoke_recipe_end_to_end_and_resume(tmp_path):
+    model, final = train_recipe(smoke_preset(), tmp_path / "run", progress=False, log=lambda *_: None)
+    for f in ("config.json", "fidelity.safetensors", "realism.safetensors", "history.json", "backbone/unet/config.json"):
+        assert (final / f).is_file(), f
+    hist = json.loads((final / "history.json").read_text())
+    assert {r["stage"] for r in hist} == {0, 1, 2}
+    loaded = IFCSR.load(final)
+    assert loaded.config == model.config
+    lr = torch.rand(1, 3, 8, 8)
+    a, b = model.infer(lr), loaded.infer(lr)
+    assert torch.equal(a.fidelity, b.fidelity) and torch.equal(a.realism, b.realism)
+    # a second run resumes: stage 0 is reused, stages 1-2 are complete
+    msgs = []
+    train_recipe(smoke_preset(), tmp_path / "run", progress=False, log=msgs.append)
+    assert any("reusing" in m for m in msgs) and any("already complete" in m for m in msgs)
+
+
+def test_bundled_checkpoint_loads_offline(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    assert (BUNDLED_CHECKPOINT / "config.json").is_file(), "the bundled checkpoint is missing"
+    model = IFCSR.load()
+    assert model.backbone.is_tiny
+    assert model.config.loss.feature_net == "vgg-hed"
+    meta = json.loads((BUNDLED_CHECKPOINT / "ifcsr.json").read_text())
+    assert meta["feature_net"] == "vgg-hed"
+    size = sum(p.stat().st_size for p in BUNDLED_CHECKPOINT.rglob("*") if p.is_file())
+    assert size < 10 * 2**20, f"bundled checkpoint is {size / 2**20:.1f} MB"
+    ends = model.infer(torch.rand(1, 3, 16, 16))
+    assert (ends.fidelity - ends.realism).abs().mean() > 1e-3
+
+
+def test_demo_writes_every_file(tmp_path):
+    from ifcsr.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--step", "0.25"]) == 0
+    names = {"lr.png", "fidelity.png", "realism.png", "demo.png", "metrics.csv", "summary.csv"}
+    names |= {f"blend_gamma_{g:.2f}.png" for g in (0, 0.25, 0.5, 0.75, 1)}
+    assert names <= {p.name for p in out.iterdir()}
+    import pandas as pd
+
+    tidy = pd.read_csv(out / "metrics.csv")
+    assert list(tidy.columns) == ["image", "gamma", "metric", "value", "lower_better"]
+    assert {"psnr", "ssim"} <= set(tidy.metric)
+    assert sorted(tidy.gamma.unique()) == [0, 0.25, 0.5, 0.75, 1]
+
+
+def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
+    from PIL import Image
+
+    from ifcsr.cli import main
+
+    Image.fromarray((np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
+    assert main(["demo", "--image", str(tmp_path / "my.png"), "--out", str(tmp_path / "o"), "--step", "0.5"]) == 0
+    tidy = __import__("pandas").read_csv(tmp_path / "o" / "metrics.csv")
+    assert "psnr" not in set(tidy.metric)  # no HR: no full-reference metric
+    (tmp_path / "bad.png").write_text("not an image")
+    assert main(["demo", "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2")]) == 2
+    assert "not an image" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+"""Quality checks of the bundled tiny checkpoint on the two held-out photos (x4 bicubic LR).
+
+Prints, per held-out photo (chelsea, coffee; never seen in training):
+  - bicubic x4 upsampling PSNR (the bar to beat),
+  - the tiny VAE's reconstruction PSNR of the HR photo (the ceiling of any branch on it),
+  - the fidelity endpoint's PSNR, and PSNR along gamma = 0, 0.05, ..., 1 (monotone?),
+  - the mean absolute difference between the realism and fidelity endpoints.
+PSNR is reported on RGB (as DESIGN 6 measured) and on Y (the papers' convention), over the
+whole image. Writes analysis/results/bundled_quality.csv.
+
+    python analysis/bundled_quality.py [--checkpoint DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ifcsr.data import HELD_OUT, pairs_from_samples
+from ifcsr.metrics import psnr_y
+from ifcsr.models import IFCSR
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def psnr_rgb(x: torch.Tensor, y: torch.Tensor) -> float:
+    """PSNR over RGB of images quantised to 8 bits, as the saved PNGs would be."""
+    x, y = (x * 255).round() / 255, (y * 255).round() / 255
+    return float(10 * torch.log10(1 / F.mse_loss(x, y)))
+
+
+@torch.no_grad()
+def vae_reconstruction(model: IFCSR, hr: torch.Tensor) -> torch.Tensor:
+    xp, (H, W) = model._pad(hr)
+    z = model.vae.encode((xp * 2 - 1)).latent_dist.mode()
+    return ((model.vae.decode(z).sample + 1) / 2).clamp(0, 1)[..., :H, :W]
+
+
+def main(argv=None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None)
+    args = p.parse_args(argv)
+    torch.manual_seed(0)
+    model = IFCSR.load(args.checkpoint)
+    rows, curves = [], []
+    for pair in pairs_from_samples(HELD_OUT):
+        lr, hr, name = pair["lr"][None], pair["hr"][None], pair["name"]
+        bic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        rec = vae_reconstruction(model, hr)
+        ends = model.infer(lr)
+        grid = np.round(np.linspace(0, 1, 21), 2)
+        ps = [psnr_rgb(ends.blend(float(g)), hr) for g in grid]
+        curves.append(pd.DataFrame({"image": name, "gamma": grid, "psnr_rgb": ps}))
+        rows.append(dict(
+            image=name,
+            bicubic_rgb=psnr_rgb(bic, hr), vae_recon_rgb=psnr_rgb(rec, hr),
+            fidelity_rgb=psnr_rgb(ends.fidelity, hr), realism_rgb=psnr_rgb(ends.realism, hr),
+            bicubic_y=float(psnr_y(bic, hr)), vae_recon_y=float(psnr_y(rec, hr)),
+            fidelity_y=float(psnr_y(ends.fidelity, hr)), realism_y=float(psnr_y(ends.realism, hr)),
+            psnr_monotone=bool(np.all(np.diff(ps) <= 0)),
+            mad_realism_vs_fidelity=float((ends.realism - ends.fidelity).abs().mean()),
+        ))
+    df = pd.DataFrame(rows)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    df.to_csv(RESULTS / "bundled_quality.csv", index=False)
+    pd.concat(curves).to_csv(RESULTS / "bundled_psnr_vs_gamma.csv", index=False)
+    bb = "tiny backbone" if model.backbone.is_tiny else model.backbone.source
+    print(f"checkpoint: {args.checkpoint or 'bundled'} ({bb}, losses on {model.config.loss.feature_net}); "
+          f"held-out photos, x{model.scale} bicubic LR; PSNR in dB over the whole image")
+    with pd.option_context("display.float_format", "{:.2f}".format, "display.width", 160):
+        print(df.to_string(index=False))
+    for r in rows:
+        print(f"{r['image']}: fidelity - bicubic = {r['fidelity_rgb'] - r['bicubic_rgb']:+.2f} dB (RGB), "
+              f"{r['fidelity_y'] - r['bicubic_y']:+.2f} dB (Y); VAE ceiling {r['vae_recon_rgb']:.2f} dB; "
+              f"PSNR monotone in gamma: {r['psnr_monotone']}; realism vs fidelity MAD "
+              f"{r['mad_realism_vs_fidelity']:.4f} ({255 * r['mad_realism_vs_fidelity']:.2f} grey levels)")
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -95,6 +95,8 @@ class Stage0Config:
     crop_size: int = 64
     kl_weight: float = 1e-6         # DESIGN 6: L1 + MSE with a tiny KL
     grad_clip: float = 5.0
+    color_augment: bool = False     # random channel order and gains for the VAE (measured: slows it down)
+    zero_out_conv: bool = True      # reset the UNet's conv_out to 0 after pretraining (see train_stage0)
     seed: int = 0
 
 

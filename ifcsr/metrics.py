@@ -647,10 +647,15 @@ class MetricSuite:
                 return None
         return self._metrics[name]
 
-    def compute(self, sr, hr=None, *, image=None, gamma=None) -> pd.DataFrame:
+    def compute(self, sr, hr=None, *, image=None, gamma=None, names=None) -> pd.DataFrame:
         """Rows for every (image, available metric). sr/hr: (B, 3, H, W) in [0, 1] (or what
-        ``to_tensor`` accepts); image: a name or B names; gamma: a number or B numbers.
+        ``to_tensor`` accepts); image: a name or B names; gamma: a number or B numbers;
+        names: a subset of the suite's metrics for this call (default: all of them).
         """
+        if names is not None:
+            unknown = [n for n in _names(names) if n not in self.names]
+            if unknown:
+                raise ValueError(f"{', '.join(unknown)} not in this suite ({', '.join(self.names)})")
         sr = to_tensor(sr, name="sr")
         if hr is not None:
             hr = to_tensor(hr, name="hr")
@@ -661,6 +666,8 @@ class MetricSuite:
         gammas = _per_image(gamma, n, "gamma", default=[float("nan")] * n)
         gammas = [float(g) for g in gammas]
         todo = [m for m in self.available if hr is not None or REGISTRY[m].kind != "FR"]
+        if names is not None:
+            todo = [m for m in todo if m in _names(names)]
         for m in todo:
             need = REGISTRY[m].min_size
             if min(sr.shape[-2:]) < need:

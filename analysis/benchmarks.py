@@ -1,0 +1,26 @@
+"""Benchmarks: the cost of control, inference, training and large images (the "Performance" issue).
+
+    python analysis/benchmarks.py                  # the full run: tens of minutes on 2 CPU cores
+    python analysis/benchmarks.py --quick          # CI-sized, about a minute
+    python analysis/benchmarks.py --parts a,b      # a subset
+
+Prints the table and writes analysis/results/benchmarks.csv. The logic and the options are
+those of `ifcsr bench` (ifcsr/bench.py); this script only sets the output folder.
+"""
+
+import argparse
+import sys
+from pathlib import Path
+
+from ifcsr import bench
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    bench.add_arguments(parser)
+    parser.set_defaults(out=str(Path(__file__).resolve().parent / "results"))
+    return bench.main(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,722 @@
+"""`ifcsr bench`: what control, inference, training and large images cost, measured in one run.
+
+Parts (each a list of rows in one table and one CSV):
+  a  the cost of ONE change of the control, on one model, at two output sizes:
+     IFCSR's pixel blend of the cached endpoints (torch float32, numpy uint8 for display),
+     next to a plain copy of the output array; latent-space control as PiSA-SR does it (two
+     UNet passes + a VAE decode per change); weight interpolation as ESRGAN's DNI does it
+     (merge the LoRA weights, then one UNet pass + a decode per change).
+  b  the first inference of both endpoints (batched in one UNet pass, and sequential) vs one
+     single-branch inference.
+  c  a training step of stage 1 and stage 2 (tiny backbone, CPU): time and peak memory.
+  d  large images: time and peak RSS with and without tiling, each in a fresh subprocess.
+  e  on a GPU: a backbone with SD 2.1-base's exact configuration (random weights, no
+     download), fp16, 512x512: endpoint inference time, peak GPU memory, the blend.
+
+Every time is the median of `repeats` runs after a warm-up; the machine, the thread count
+and the load average at the start are recorded in every row. Parts a-d run on the CPU.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
+           "note", "weights", "device", "threads", "machine", "load"]
+
+# Stable Diffusion 2.1-base, unet/config.json and vae/config.json (stabilityai/stable-diffusion-2-1-base),
+# written out so that part e needs no download. diffusers' `attention_head_dim` is the number of heads.
+SD21_BASE_UNET = dict(
+    act_fn="silu", attention_head_dim=[5, 10, 20, 20], block_out_channels=[320, 640, 1280, 1280],
+    center_input_sample=False, cross_attention_dim=1024,
+    down_block_types=["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    downsample_padding=1, dual_cross_attention=False, flip_sin_to_cos=True, freq_shift=0, in_channels=4,
+    layers_per_block=2, mid_block_scale_factor=1, norm_eps=1e-05, norm_num_groups=32, out_channels=4,
+    sample_size=64, up_block_types=["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    use_linear_projection=True,
+)
+SD21_BASE_VAE = dict(
+    act_fn="silu", block_out_channels=[128, 256, 512, 512], down_block_types=["DownEncoderBlock2D"] * 4,
+    in_channels=3, latent_channels=4, layers_per_block=2, norm_num_groups=32, out_channels=3, sample_size=768,
+    up_block_types=["UpDecoderBlock2D"] * 4,
+)
+SD21_PROMPT_SHAPE = (1, 77, 1024)  # CLIP ViT-H text encoder output for the empty prompt
+
+
+@dataclass
+class BenchConfig:
+    parts: tuple[str, ...] = ("a", "b", "c", "d", "e")
+    sizes_a: tuple[int, ...] = (256, 1024)   # output sides for the cost of control
+    sizes_b: tuple[int, ...] = (256,)        # output side for first inference
+    sizes_d: tuple[int, ...] = (512, 1024, 2048)  # output sides for large images
+    untiled_max: int = 1024                  # part d runs the untiled pipeline up to this side
+    train_crop: int = 128                    # part c: HR crop (issue: 128x128, batch 4)
+    train_batch: int = 4
+    repeats: int = 3                         # timed runs of network work (median); above 512 px, half
+    blend_repeats: int = 50                  # timed runs of blends and copies (median)
+    threads: int | None = None               # torch threads (None: leave as is)
+    checkpoint: str | None = None            # None: bundled checkpoint if present, else random weights
+    gpu_size: int = 512                      # part e output side
+    quick: bool = False
+    progress: bool = False
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def quick_config(cls, **kw) -> BenchConfig:
+        """CI-sized: small images, few repeats; the same code paths (seconds, not minutes)."""
+        base = dict(sizes_a=(64, 128), sizes_b=(64,), sizes_d=(128,), untiled_max=128, train_crop=32,
+                    train_batch=2, repeats=2, blend_repeats=10, quick=True)
+        base.update(kw)
+        return cls(**base)
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def machine_info() -> dict:
+    model = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    return dict(machine=f"{model}, {os.cpu_count()} cores, torch {torch.__version__}",
+                threads=torch.get_num_threads(), load=round(load, 2))
+
+
+def _sync(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_time(fn, repeats: int, *, warmup: int = 1, device="cpu") -> float:
+    """Median wall time of fn() over `repeats` runs after `warmup` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(1, repeats)):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def rss_mb() -> float:
+    """Current resident set size of this process in MB (Linux /proc; else the peak)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return peak_rss_mb()
+
+
+def peak_rss_mb() -> float:
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return kb / 1024 if sys.platform != "darwin" else kb / 2**20
+
+
+def photo_lr(side: int) -> torch.Tensor:
+    """An LR input of side x side pixels: scikit-image's astronaut (512x512), resized."""
+    from PIL import Image
+
+    from .data import load_sample
+
+    im = Image.fromarray(load_sample("astronaut"))
+    if im.size != (side, side):
+        im = im.resize((side, side), Image.BICUBIC)
+    return torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def random_tiny_model(seed: int = 0):
+    """The tiny backbone with random weights and random (non-zero) LoRA B matrices."""
+    from .models import IFCSR, build_tiny_backbone
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)  # LoRA A is drawn from the global generator: the same model in every process
+        model = IFCSR(build_tiny_backbone(seed))
+        for name, p in model.unet.named_parameters():
+            if "lora_B" in name:
+                p.data = torch.randn(p.shape) * 0.01
+    return model.eval()
+
+
+def load_model(checkpoint: str | None = None):
+    """(model, weights) where weights says "bundled checkpoint", "checkpoint PATH" or "random weights"."""
+    from .models import BUNDLED_CHECKPOINT, IFCSR
+
+    if checkpoint:
+        return IFCSR.load(checkpoint).eval(), f"checkpoint {checkpoint}"
+    if (BUNDLED_CHECKPOINT / "config.json").is_file():
+        return IFCSR.load().eval(), "bundled checkpoint"
+    return random_tiny_model(), "random weights"
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    mse = torch.mean((a.float() - b.float()) ** 2).item()
+    return float("inf") if mse == 0 else -10 * np.log10(mse)
+
+
+# --------------------------------------------------------------------------- the peers' control
+
+
+def latent_control(model, z_L, gamma: float, cfg=None) -> torch.Tensor:
+    """One change of a latent-space control as PiSA-SR does it: two UNet passes (one per LoRA;
+    PiSA-SR runs the pixel LoRA, then both), mixed in latent space, then a VAE decode.
+    z_L is cached (encoded once); cfg: a TileConfig for large images."""
+    from . import tiling
+
+    if cfg is None:
+        z_f = model.denoise(z_L, "fidelity")
+        z_r = model.denoise(z_L, "realism")
+        return model.decode(torch.lerp(z_f, z_r, gamma))
+    B = z_L.shape[0]
+    z = tiling.tiled_denoise(model, z_L, ("fidelity", "realism"), cfg, batched=False)
+    return tiling.tiled_decode(model, torch.lerp(z[:B], z[B:], gamma), cfg)
+
+
+class WeightInterpolation:
+    """ESRGAN's network interpolation (DNI) of the two adapters, as a context manager:
+
+        W(a) = W_0 + (1 - a) dW_fidelity + a dW_realism     in every LoRA layer
+
+    `change(z_L, a)` merges W(a) into the base weights and runs one UNet pass (adapters off)
+    and a decode: what a DNI slider costs per move. The weights are restored on exit.
+    """
+
+    def __init__(self, model):
+        from peft.tuners.lora import LoraLayer
+
+        self.model = model
+        self.layers = []
+        for m in model.unet.modules():
+            if isinstance(m, LoraLayer):
+                w = m.get_base_layer().weight
+                self.layers.append((w, w.detach().clone(), m.get_delta_weight("fidelity").detach(),
+                                    m.get_delta_weight("realism").detach()))
+
+    def merge(self, a: float) -> None:
+        for w, w0, d_f, d_r in self.layers:
+            w.data.copy_(w0).add_(d_f, alpha=1 - a).add_(d_r, alpha=a)
+
+    def __enter__(self):
+        self.model.unet.disable_adapters()
+        return self
+
+    def __exit__(self, *exc):
+        for w, w0, _, _ in self.layers:
+            w.data.copy_(w0)
+        self.model.unet.enable_adapters()
+
+    @torch.no_grad()
+    def change(self, z_L, a: float, cfg=None) -> torch.Tensor:
+        from . import tiling
+
+        self.merge(a)
+        if cfg is None:  # adapters are disabled: "fidelity" only names the call, no LoRA runs
+            return self.model.decode(self.model.denoise(z_L, "fidelity"))
+        z = tiling.tiled_denoise(self.model, z_L, ("fidelity",), cfg)
+        return tiling.tiled_decode(self.model, z, cfg)
+
+
+# --------------------------------------------------------------------------- parts
+
+
+def _row(part, measure, size=None, seconds=None, *, repeats=None, peak_mb=None, ratio=None, ratio_of="",
+         target="", met="", note="") -> dict:
+    return dict(part=part, measure=measure, size=size, seconds=seconds, repeats=repeats, peak_mb=peak_mb,
+                ratio=ratio, ratio_of=ratio_of, target=target, met=met, note=note)
+
+
+def _repeats(bc: BenchConfig, size: int) -> int:
+    """Timed runs of network work at this output size: all of them up to 512 px, half above
+    (a change at 1024 px re-runs tens of UNet tiles: minutes each on 2 CPU cores)."""
+    return bc.repeats if size <= 512 else max(1, bc.repeats // 2)
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+@torch.no_grad()
+def _encode(model, lr, cfg):
+    from . import tiling
+
+    xp, _ = model._pad(model.prepare(lr))
+    return model.encode(xp) if cfg is None else tiling.tiled_encode(model, xp, cfg)
+
+
+@torch.no_grad()
+def part_a(model, bc: BenchConfig, log=print) -> list[dict]:
+    """The cost of one change of the control."""
+    from . import tiling
+    from .blend import blend
+    from .images import to_uint8
+
+    rows = []
+    gammas = itertools.cycle(np.linspace(0.05, 0.95, 19).tolist())  # a slider being moved
+    # Warm up every code path once on a small input (the untiled and the tiled one).
+    small = photo_lr(16)
+    small_cfg = replace(tiling.TileConfig.for_model(model), latent_tile=32, latent_overlap=8, vae_tile=32)
+    for cfg in (None, small_cfg):
+        z = _encode(model, small, cfg)
+        latent_control(model, z, 0.5, cfg)
+        with WeightInterpolation(model) as dni:
+            dni.change(z, 0.5, cfg)
+    for S in bc.sizes_a:
+        lr = photo_lr(S // model.scale)
+        cfg = tiling.use_tiling(model, model.prepare(lr), None)
+        tiled = " (tiled)" if cfg is not None else ""
+        t0 = time.perf_counter()
+        ends = model.infer(lr)
+        t_infer = time.perf_counter() - t0
+        f, r = ends.fidelity, ends.realism
+        rows.append(_row("a", "one-off: infer both endpoints" + tiled, S, t_infer, repeats=1,
+                         note="paid once; every later gamma is a blend"))
+        buf = torch.empty_like(f)
+        n = bc.blend_repeats
+        t_copy = median_time(lambda: buf.copy_(f), n, warmup=3)
+        t_blend = median_time(lambda: blend(f, r, next(gammas), out=buf), n, warmup=3)
+        t_blend_new = median_time(lambda: blend(f, r, next(gammas)), n, warmup=3)
+        f8, r8 = to_uint8(f), to_uint8(r)
+        buf8 = np.empty_like(f8)
+        t_copy8 = median_time(lambda: np.copyto(buf8, f8), n, warmup=3)
+        t_blend8 = median_time(lambda: blend(f8, r8, next(gammas), out=buf8), n, warmup=3)
+        rows.append(_row("a", "copy of the output, torch float32", S, t_copy, repeats=n))
+        rows.append(_row("a", "IFCSR blend, torch float32 (out=)", S, t_blend, repeats=n, ratio=t_blend / t_copy,
+                         ratio_of="blend / float32 copy", target="<= 2", met=_met(t_blend <= 2 * t_copy)))
+        rows.append(_row("a", "IFCSR blend, torch float32 (new tensor)", S, t_blend_new, repeats=n,
+                         ratio=t_blend_new / t_copy, ratio_of="blend / float32 copy"))
+        rows.append(_row("a", "copy of the output, numpy uint8", S, t_copy8, repeats=n))
+        rows.append(_row("a", "IFCSR blend, numpy uint8 (display)", S, t_blend8, repeats=n,
+                         ratio=t_blend8 / t_copy8, ratio_of="blend / uint8 copy",
+                         note="fixed-point blend; 4 bytes/pixel of float32 vs 1 of uint8"))
+        del ends
+        z_L = _encode(model, lr, cfg)
+        reps = _repeats(bc, S)
+        t_pisa = median_time(lambda: latent_control(model, z_L, next(gammas), cfg), reps, warmup=0)
+        with WeightInterpolation(model) as dni:
+            t_dni = median_time(lambda: dni.change(z_L, next(gammas), cfg), reps, warmup=0)
+        cheapest = min(t_pisa, t_dni)
+        note = "z_L cached; warm-up: the same code at 64 px"
+        rows.append(_row("a", "latent control (PiSA-SR): 2 UNet + decode" + tiled, S, t_pisa, repeats=reps,
+                         ratio=t_pisa / t_blend, ratio_of="x IFCSR float32 blend", note=note))
+        rows.append(_row("a", "weight interp. (DNI): merge + UNet + decode" + tiled, S, t_dni, repeats=reps,
+                         ratio=t_dni / t_blend, ratio_of="x IFCSR float32 blend", note=note))
+        rows.append(_row("a", "cheapest re-inference / IFCSR blend", S, None, ratio=cheapest / t_blend,
+                         ratio_of="speed-up of the blend", target=">= 1000", met=_met(cheapest >= 1000 * t_blend)))
+        rows.append(_row("a", "cheapest re-inference / IFCSR uint8 blend", S, None, ratio=cheapest / t_blend8,
+                         ratio_of="speed-up of the blend", target=">= 1000", met=_met(cheapest >= 1000 * t_blend8)))
+        log(f"a {S}: blend {t_blend * 1e3:.3f} ms, copy {t_copy * 1e3:.3f} ms, "
+            f"PiSA-style {t_pisa:.2f} s, DNI {t_dni:.2f} s")
+    return rows
+
+
+@torch.no_grad()
+def part_b(model, bc: BenchConfig, log=print, device="cpu") -> list[dict]:
+    """First inference of both endpoints vs a single branch."""
+    rows = []
+    for S in bc.sizes_b:
+        reps = _repeats(bc, S)
+        lr = photo_lr(S // model.scale).to(device)
+        t_single = median_time(lambda: model.infer_branch(lr, "fidelity"), reps, device=device)
+        t_batched = median_time(lambda: model.infer(lr, batched=True), reps, device=device)
+        t_seq = median_time(lambda: model.infer(lr, batched=False), reps, device=device)
+        rows.append(_row("b", "single branch (encode + UNet + decode)", S, t_single, repeats=reps))
+        for name, t in (("both endpoints, batched (1 encode, 1 UNet pass of 2)", t_batched),
+                        ("both endpoints, sequential (1 encode, 2 UNet + 2 decodes)", t_seq)):
+            rows.append(_row("b", name, S, t, repeats=reps, ratio=t / t_single, ratio_of="/ single branch",
+                             target="<= 1.6", met=_met(t <= 1.6 * t_single)))
+        log(f"b {S}: single {t_single:.2f} s, batched {t_batched:.2f} s, sequential {t_seq:.2f} s")
+    return rows
+
+
+# -- subprocess workers (fresh process each: honest peak RSS) ------------------------------
+
+
+def _run_worker(spec: dict, timeout: float | None = None) -> dict:
+    code = "import json, sys; from ifcsr.bench import worker; worker(json.loads(sys.argv[1]))"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
+    proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError(f"benchmark worker {spec.get('job')} failed (exit {proc.returncode}):\n"
+                           f"{proc.stderr[-2000:]}")
+    return json.loads(lines[-1][len("BENCH-RESULT "):])
+
+
+def worker(spec: dict) -> None:
+    """Entry point of a benchmark subprocess: runs one job and prints one BENCH-RESULT line."""
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    model, weights = load_model(spec.get("checkpoint"))
+    job = spec["job"]
+    if job == "infer":
+        out = _worker_infer(model, spec)
+    elif job == "train":
+        out = _worker_train(model, spec)
+    else:
+        raise ValueError(f"unknown job {job!r}")
+    out.update(weights=weights, peak_mb=peak_rss_mb())
+    print("BENCH-RESULT " + json.dumps(out), flush=True)
+
+
+@torch.no_grad()
+def _worker_infer(model, spec) -> dict:
+    from . import tiling
+
+    size, tile = spec["size"], spec["tile"]
+    model.infer(photo_lr(16), tile=False)  # warm-up (lazy initialisation), tiny
+    if tile:
+        model.infer(photo_lr(16), tile=replace(tiling.TileConfig.for_model(model), latent_tile=32,
+                                               latent_overlap=8, vae_tile=32))
+    lr = photo_lr(size // model.scale)
+    base = rss_mb()
+    t0 = time.perf_counter()
+    ends = model.infer(lr, tile=tile)
+    seconds = time.perf_counter() - t0
+    if spec.get("save"):
+        torch.save({"fidelity": ends.fidelity, "realism": ends.realism}, spec["save"])
+    return dict(seconds=seconds, base_mb=base)
+
+
+def _worker_train(model, spec) -> dict:
+    from .data import SampleDataset
+    from .losses import FeatureNetworkError, build_feature_net
+    from .train import Trainer
+
+    try:
+        feature_net, fnet = build_feature_net(model.config.loss.feature_net), model.config.loss.feature_net
+    except (FeatureNetworkError, FileNotFoundError, OSError):
+        feature_net, fnet = build_feature_net("vgg-random"), "vgg-random (pretrained weights absent)"
+    stage, steps = spec["stage"], spec["steps"]
+    sc = replace(model.config.stage1 if stage == 1 else model.config.stage2, steps=steps,
+                 batch_size=spec["batch"], crop_size=spec["crop"], checkpoint_every=0)
+    cfg = replace(model.config, stage1=sc, stage2=sc)
+    data = SampleDataset(crop_size=spec["crop"], scale=model.scale, seed=0, length=64)
+    trainer = Trainer(model, data, config=cfg, device="cpu", feature_net=feature_net, progress=False)
+    base = rss_mb()
+    rows = trainer.train_stage(stage, steps=steps)
+    secs = [r["seconds"] for r in rows[1:]] or [rows[0]["seconds"]]  # the first step is the warm-up
+    return dict(seconds=statistics.median(secs), repeats=len(secs), base_mb=base, feature_net=fnet)
+
+
+def part_c(bc: BenchConfig, log=print) -> list[dict]:
+    """Training step time and peak memory, stages 1 and 2 (CPU, fresh process each)."""
+    rows = []
+    for stage in (1, 2):
+        spec = dict(job="train", stage=stage, steps=bc.repeats + 1, batch=bc.train_batch, crop=bc.train_crop,
+                    threads=torch.get_num_threads(), checkpoint=bc.checkpoint)
+        r = _run_worker(spec)
+        what = "fidelity LoRA" if stage == 1 else "realism LoRA on the blend"
+        rows.append(_row("c", f"training step, stage {stage} ({what})", bc.train_crop, r["seconds"],
+                         repeats=r["repeats"], peak_mb=r["peak_mb"],
+                         note=f"batch {bc.train_batch}; peak RSS of a fresh process ({r['base_mb']:.0f} MB "
+                              f"before the first step); loss features: {r['feature_net']}"))
+        log(f"c stage {stage}: {r['seconds']:.2f} s/step, peak {r['peak_mb']:.0f} MB")
+    return rows
+
+
+@torch.no_grad()
+def tiling_agreement(model) -> tuple[int, float]:
+    """(side, PSNR dB of tiled vs untiled, worse endpoint) on an image that needs a 2 x 2 grid of
+    UNet tiles and still fits the whole-image GroupNorm statistics (`stats_size`)."""
+    from . import tiling
+
+    cfg = tiling.TileConfig.for_model(model)
+    side = min(cfg.latent_tile + cfg.latent_tile // 4, cfg.stats_size) * tiling.vae_factor(model)
+    lr = photo_lr(side // model.scale)
+    a, b = model.infer(lr, tile=False), model.infer(lr, tile=True)
+    return side, min(psnr(a.fidelity, b.fidelity), psnr(a.realism, b.realism))
+
+
+def _unet_tiles(model, side: int) -> int:
+    from . import tiling
+
+    cfg = tiling.TileConfig.for_model(model)
+    h = side // tiling.vae_factor(model)
+    return len(tiling.tile_starts(h, min(cfg.latent_tile, h), cfg.latent_overlap)) ** 2
+
+
+def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
+    """Large images with and without tiling; each in a fresh subprocess (honest peak RSS)."""
+    from . import tiling
+
+    side, p = tiling_agreement(model)
+    cfg = tiling.TileConfig.for_model(model)
+    rows = [_row("d", "tiled vs untiled, PSNR dB (2x2 tiles, exact GroupNorm stats)", side, None, ratio=p,
+                 ratio_of="dB, worse endpoint", target=">= 40", met=_met(p >= 40),
+                 note=f"latent tile {cfg.latent_tile}, overlap {cfg.latent_overlap}")]
+    log(f"d: tiled vs untiled at {side}: {p:.1f} dB")
+    peaks = {}
+    with tempfile.TemporaryDirectory(prefix="ifcsr-bench-") as tmp:
+        for S in bc.sizes_d:
+            saved = {}
+            for tile in (True, False):
+                name = f"large image, {'tiled' if tile else 'untiled'}"
+                if not tile and S > bc.untiled_max:
+                    rows.append(_row("d", name, S, None, note=f"skipped: untiled above --untiled-max "
+                                     f"{bc.untiled_max} (the tiny UNet's self-attention at 1/4 resolution is "
+                                     "quadratic in pixels)"))
+                    continue
+                both = S <= bc.untiled_max
+                path = os.path.join(tmp, f"{S}_{int(tile)}.pt") if both else None
+                spec = dict(job="infer", size=S, tile=tile, threads=torch.get_num_threads(),
+                            checkpoint=bc.checkpoint, save=path)
+                r = _run_worker(spec)
+                peaks[(S, tile)] = r["peak_mb"]
+                if path:
+                    saved[tile] = path
+                tiles = f"{_unet_tiles(model, S)} UNet tiles; " if tile else ""
+                rows.append(_row("d", name, S, r["seconds"], repeats=1, peak_mb=r["peak_mb"],
+                                 note=f"{tiles}fresh process; {r['base_mb']:.0f} MB resident before inference"))
+                log(f"d {S} {'tiled' if tile else 'untiled'}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB")
+            if len(saved) == 2:
+                a, b = (torch.load(saved[t]) for t in (True, False))
+                p = min(psnr(a["fidelity"], b["fidelity"]), psnr(a["realism"], b["realism"]))
+                exact = S // tiling.vae_factor(model) <= cfg.stats_size
+                rows.append(_row("d", "tiled vs untiled, PSNR dB", S, None, ratio=p, ratio_of="dB, worse endpoint",
+                                 note="exact GroupNorm statistics" if exact else
+                                 f"GroupNorm statistics estimated from the image resized to {cfg.stats_size}"))
+        sizes = sorted(S for S, t in peaks if t)
+        if len(sizes) >= 2:
+            lo, hi = sizes[-2], sizes[-1]
+            ratio = peaks[(hi, True)] / peaks[(lo, True)]
+            rows.append(_row("d", f"tiled peak RSS {hi} / {lo}", hi, None, peak_mb=peaks[(hi, True)], ratio=ratio,
+                             ratio_of=f"peak RSS / peak at {lo}", target="<= 1.25",
+                             met=_met(ratio <= 1.25)))
+            if hi >= 2048:
+                rows.append(_row("d", f"tiled peak RSS at {hi}", hi, None, peak_mb=peaks[(hi, True)],
+                                 target="< 4096 MB", met=_met(peaks[(hi, True)] < 4096)))
+    return rows
+
+
+# -- part e: GPU -------------------------------------------------------------------------------
+
+
+def sd21_base_model(device="cuda", dtype=torch.float16, seed: int = 0):
+    """An IFCSR model on a backbone with SD 2.1-base's exact configuration and random weights."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    from .models import IFCSR, Backbone, make_scheduler
+
+    torch.manual_seed(seed)
+    with torch.device(device):
+        unet = UNet2DConditionModel(**SD21_BASE_UNET)
+        vae = AutoencoderKL(**SD21_BASE_VAE)
+        prompt = torch.randn(SD21_PROMPT_SHAPE) / 32
+    bb = Backbone(vae.to(dtype).eval(), unet.to(dtype).eval(), make_scheduler(), prompt.to(dtype),
+                  source="sd21-base config, random weights")
+    model = IFCSR(bb).to(device, dtype)
+    for name, p in model.unet.named_parameters():
+        if "lora_B" in name:
+            p.data.normal_(0, 0.01)
+    return model.eval()
+
+
+@torch.no_grad()
+def part_e(bc: BenchConfig, log=print) -> list[dict]:
+    if not torch.cuda.is_available():
+        return [_row("e", "GPU: SD 2.1-base-sized endpoints, fp16", bc.gpu_size, None, note="skipped: no GPU")]
+    from .blend import blend
+
+    dev = "cuda"
+    name = torch.cuda.get_device_name()
+    t0 = time.perf_counter()
+    model = sd21_base_model(dev)
+    log(f"e: SD 2.1-base-sized model built in {time.perf_counter() - t0:.0f} s on {name}")
+    rows = []
+    S = bc.gpu_size
+    lr = photo_lr(S // model.scale).to(dev)
+    reps = max(bc.repeats, 10)
+    for measure, fn in (("single branch", lambda: model.infer_branch(lr, "fidelity")),
+                        ("both endpoints, batched", lambda: model.infer(lr, batched=True)),
+                        ("both endpoints, sequential", lambda: model.infer(lr, batched=False))):
+        fn()
+        torch.cuda.reset_peak_memory_stats()
+        t = median_time(fn, reps, warmup=2, device=dev)
+        peak = torch.cuda.max_memory_allocated() / 2**20
+        rows.append(_row("e", f"GPU {measure}, SD 2.1-base config fp16", S, t, repeats=reps, peak_mb=peak,
+                         note=f"{name}; peak_mb = GPU memory"))
+    t_single = rows[0]["seconds"]
+    for r in rows[1:]:
+        r.update(ratio=r["seconds"] / t_single, ratio_of="/ single branch", target="<= 1.6",
+                 met=_met(r["seconds"] <= 1.6 * t_single))
+    ends = model.infer(lr)
+    f, r_ = ends.fidelity, ends.realism
+    buf = torch.empty_like(f)
+    gammas = itertools.cycle(np.linspace(0.05, 0.95, 19).tolist())
+    n = max(bc.blend_repeats, 100)
+    t_copy = median_time(lambda: buf.copy_(f), n, warmup=10, device=dev)
+    t_blend = median_time(lambda: blend(f, r_, next(gammas), out=buf), n, warmup=10, device=dev)
+    rows.append(_row("e", "GPU copy of the output, float32", S, t_copy, repeats=n, note=name))
+    rows.append(_row("e", "GPU IFCSR blend, float32 (out=)", S, t_blend, repeats=n, ratio=t_blend / t_copy,
+                     ratio_of="blend / float32 copy", note=f"{name}; includes a synchronise per change"))
+    z_L = _encode(model, lr, None)
+    t_pisa = median_time(lambda: latent_control(model, z_L, next(gammas)), reps, warmup=2, device=dev)
+    with WeightInterpolation(model) as dni:
+        t_dni = median_time(lambda: dni.change(z_L, next(gammas)), reps, warmup=2, device=dev)
+    rows.append(_row("e", "GPU latent control (PiSA-SR): 2 UNet + decode", S, t_pisa, repeats=reps,
+                     ratio=t_pisa / t_blend, ratio_of="x IFCSR GPU blend", note=name))
+    rows.append(_row("e", "GPU weight interp. (DNI): merge + UNet + decode", S, t_dni, repeats=reps,
+                     ratio=t_dni / t_blend, ratio_of="x IFCSR GPU blend", note=name))
+    for L in bc.extra.get("gpu_large", (2048,)):
+        lr_l = photo_lr(L // model.scale).to(dev)
+        for tile in (True, False):
+            fn = lambda: model.infer(lr_l, tile=tile)
+            fn()
+            torch.cuda.reset_peak_memory_stats()
+            t = median_time(fn, 2, warmup=0, device=dev)
+            rows.append(_row("e", f"GPU both endpoints, {'tiled' if tile else 'untiled'}, SD 2.1-base config fp16",
+                             L, t, repeats=2, peak_mb=torch.cuda.max_memory_allocated() / 2**20,
+                             note=f"{name}; peak_mb = GPU memory"))
+    log(f"e: single {t_single * 1e3:.1f} ms, batched {rows[1]['seconds'] * 1e3:.1f} ms, "
+        f"blend {t_blend * 1e6:.0f} us")
+    return rows
+
+
+# --------------------------------------------------------------------------- run, table, CLI
+
+
+def run(bc: BenchConfig, log=print, csv_path=None) -> list[dict]:
+    """Run the selected parts; every row carries the machine, threads and weights. With
+    csv_path, the CSV is rewritten after every part (an interrupted run keeps what it has)."""
+    if bc.threads:
+        torch.set_num_threads(bc.threads)
+    info = machine_info()
+    parts = set(bc.parts)
+    unknown = parts - set("abcde")
+    if unknown:
+        raise ValueError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
+    model = weights = None
+    if parts & {"a", "b", "c", "d"}:
+        model, weights = load_model(bc.checkpoint)
+        log(f"model: {weights}; {info['machine']}; {info['threads']} threads; load average {info['load']}")
+    rows = []
+    for part in sorted(parts):
+        t0 = time.perf_counter()
+        if part == "a":
+            new = part_a(model, bc, log)
+        elif part == "b":
+            new = part_b(model, bc, log)
+        elif part == "c":
+            new = part_c(bc, log)
+        elif part == "d":
+            new = part_d(model, bc, log)
+        else:
+            new = part_e(bc, log)
+        for r in new:
+            gpu = part == "e" and torch.cuda.is_available()
+            r.update(weights="random weights (SD 2.1-base config)" if part == "e" else weights,
+                     device="cuda" if gpu else "cpu", **info)
+        rows += new
+        log(f"part {part}: {time.perf_counter() - t0:.0f} s")
+        if csv_path is not None:
+            write_csv(rows, csv_path)
+    return rows
+
+
+def write_csv(rows: list[dict], path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
+        w.writeheader()
+        for r in rows:
+            w.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in COLUMNS})
+    return path
+
+
+def _fmt_time(s) -> str:
+    if s is None or s == "":
+        return ""
+    s = float(s)
+    return f"{s * 1e6:.0f} us" if s < 1e-3 else f"{s * 1e3:.2f} ms" if s < 1 else f"{s:.2f} s"
+
+
+def format_table(rows: list[dict]) -> str:
+    """A plain-text table: part, measure, size, median time, peak MB, ratio, target, met."""
+    head = ["part", "measure", "size", "time", "peak MB", "ratio", "target", "met"]
+    body = []
+    for r in rows:
+        ratio = r.get("ratio")
+        ratio_s = "" if ratio is None else (f"{ratio:,.0f}" if ratio >= 100 else f"{ratio:.2f}")
+        if ratio_s and r.get("ratio_of"):
+            ratio_s += f" ({r['ratio_of']})"
+        body.append([r["part"], r["measure"], "" if r.get("size") is None else str(r["size"]),
+                     _fmt_time(r.get("seconds")), "" if r.get("peak_mb") is None else f"{r['peak_mb']:.0f}",
+                     ratio_s, r.get("target") or "", r.get("met") or ""])
+    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()
+    out = [line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+    notes = [f"  {r['part']} {r['measure']} @{r.get('size')}: {r['note']}" for r in rows if r.get("note")]
+    if rows:
+        r0 = rows[0]
+        out.insert(0, f"machine: {r0['machine']}; {r0['threads']} threads; load average at start {r0['load']}; "
+                      f"parts a-d on CPU; weights: {r0['weights']}")
+    return "\n".join(out + (["notes:"] + notes if notes else []))
+
+
+def _sizes(text: str) -> tuple[int, ...]:
+    return tuple(int(s) for s in text.split(",") if s.strip())
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--quick", action="store_true", help="CI-sized run: small images, few repeats (about a minute)")
+    p.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--out", default="bench-results", help="folder for benchmarks.csv")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: bundled, else random weights)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    p.add_argument("--repeats", type=int, default=None, help="timed runs of network work (median)")
+    p.add_argument("--blend-repeats", type=int, default=None, help="timed runs of blends and copies")
+    p.add_argument("--sizes-a", type=_sizes, default=None, help="output sides for part a, e.g. 256,1024")
+    p.add_argument("--sizes-b", type=_sizes, default=None, help="output sides for part b")
+    p.add_argument("--sizes-d", type=_sizes, default=None, help="output sides for part d, e.g. 512,1024,2048")
+    p.add_argument("--untiled-max", type=int, default=None, help="part d: largest side run untiled")
+
+
+def config_from_args(args) -> BenchConfig:
+    kw = dict(parts=tuple(s.strip() for s in args.parts.split(",") if s.strip()), threads=args.threads,
+              checkpoint=args.checkpoint)
+    for k in ("repeats", "blend_repeats", "sizes_a", "sizes_b", "sizes_d", "untiled_max"):
+        if getattr(args, k, None) is not None:
+            kw[k] = getattr(args, k)
+    return BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
+
+
+def main(args) -> int:
+    import warnings
+
+    warnings.filterwarnings("ignore", message=".*peft_config.*")
+    bc = config_from_args(args)
+    path = Path(args.out) / "benchmarks.csv"
+    rows = run(bc, log=lambda m: print(m, file=sys.stderr, flush=True), csv_path=path)
+    write_csv(rows, path)
+    print(format_table(rows))
+    print(f"\nwrote {path}")
+    return 0

@@ -112,12 +112,17 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     frames = []
     t0 = time.perf_counter()
     grid = gamma_grid(step)
-    cheap = [m for m in suite.available if m in CHEAP_METRICS]
-    costly = [m for m in suite.available if m not in CHEAP_METRICS]
+    from .metrics import REGISTRY
+
+    too_small = {m: f"needs at least {REGISTRY[m].min_size} px, the output is {tuple(fid.shape[-2:])}"
+                 for m in suite.available if min(fid.shape[-2:]) < REGISTRY[m].min_size}
+    suite.unavailable.update(too_small)
+    usable = [m for m in suite.available if m not in too_small]
+    cheap = [m for m in usable if m in CHEAP_METRICS]
     for g in grid:
         # PSNR/SSIM on the whole grid; deep-feature and NR metrics (about 0.5 s each at this
         # size) on the figure's gammas unless full_metrics, to keep the demo under a minute.
-        names = suite.available if full_metrics or any(abs(g - d) < 1e-9 for d in DEMO_GAMMAS) else cheap
+        names = usable if full_metrics or any(abs(g - d) < 1e-9 for d in DEMO_GAMMAS) else cheap
         if names:
             frames.append(suite(ends.blend(float(g)).cpu(), hr, image=name, gamma=float(g), names=names))
     t_metrics = time.perf_counter() - t0

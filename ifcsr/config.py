@@ -31,7 +31,7 @@ class ModelConfig:
     lora_rank: int = 4              # paper: rank 4
     lora_alpha: float = 4.0         # alpha == rank -> LoRA scale 1
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES  # matched by suffix in the UNet
-    color_fix: str | None = None    # default colour fix at inference: None, "adain" or "wavelet" (OSEDiff's options)
+    color_fix: str | None = None    # colour fix at inference and in the stage 1-2 losses: None, "adain", "wavelet" (OSEDiff)
     revision: str | None = None     # hub revision for a hub backbone
     variant: str | None = None      # e.g. "fp16" for hub weights
 

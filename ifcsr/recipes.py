@@ -72,9 +72,18 @@ def make_degradation(name: str, scale: int = 4):
         return BicubicDegradation(scale)
     if name == "realesrgan":
         return RealESRGANDegradation(scale)
-    if name == "mixed":
-        return MixedDegradation(scale)
-    raise ValueError(f"unknown degradation {name!r}: choose 'bicubic', 'realesrgan' or 'mixed'")
+    if name == "mixed" or name.startswith("mixed:"):
+        # "mixed" = half and half; "mixed:0.8" = 80 % bicubic, 20 % Real-ESRGAN
+        frac = name.partition(":")[2]
+        try:
+            p = float(frac) if frac else 0.5
+        except ValueError:
+            p = float("nan")
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"degradation {name!r}: the bicubic fraction after 'mixed:' must be a number in [0, 1]")
+        return MixedDegradation(scale, p_bicubic=p)
+    raise ValueError(f"unknown degradation {name!r}: choose 'bicubic', 'realesrgan', 'mixed' or 'mixed:<p>' "
+                     "(p = fraction of plain bicubic LR, e.g. 'mixed:0.8')")
 
 
 def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation=None):

@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from . import tiling
 from .config import Stage0Config, StageConfig, TrainConfig
 from .losses import build_feature_net, build_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
@@ -195,12 +196,18 @@ class Trainer:
         xp, (H, W) = model._pad(x_up)
         with torch.no_grad():
             z_L = model.encode(xp)
+        # Train as the model infers: with a configured colour fix (ModelConfig.color_fix) the
+        # losses see the colour-fixed outputs, so the LoRA spends itself on what the fix keeps.
+        fix = model.mcfg.color_fix
+        def out_of(adapter):
+            x = model.decode(model.denoise(z_L, adapter))[..., :H, :W]
+            return x if fix is None else tiling.color_fix(x, x_up, fix)
+
         if stage == 1:
-            out = model.decode(model.denoise(z_L, "fidelity"))[..., :H, :W]
-            return self._loss_dec(out, hr), None
+            return self._loss_dec(out_of("fidelity"), hr), None
         with torch.no_grad():  # theta is frozen in stage 2
-            fid = model.decode(model.denoise(z_L, "fidelity"))[..., :H, :W]
-        real = model.decode(model.denoise(z_L, "realism"))[..., :H, :W]
+            fid = out_of("fidelity")
+        real = out_of("realism")
         gamma = torch.rand(hr.shape[0], generator=g).to(self.device).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
         return self._loss_inc(x_hat, hr), gamma.flatten()

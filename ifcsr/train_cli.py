@@ -13,6 +13,8 @@ def add_arguments(p):
     p.add_argument("--backbone", default=None,
                    help="train stages 1-2 on this backbone (diffusers folder or hub id) instead of stage 0")
     p.add_argument("--data", default=None, help="a folder of training images (default: the sample photos)")
+    p.add_argument("--degradation", default=None,
+                   help="training LR: bicubic, realesrgan, mixed (half each) or mixed:P (P = bicubic fraction)")
     p.add_argument("--steps", type=int, default=None, help="override the steps of stages 1 and 2")
     p.add_argument("--feature-net", default=None, choices=["vgg", "vgg-hed", "vgg-random"])
     p.add_argument("--k", type=float, default=None, help="depth-weight base k (1 = plain MSE+LPIPS)")
@@ -29,6 +31,11 @@ def main(args) -> int:
     cfg = PRESETS[args.preset]()
     if args.data:
         cfg = replace(cfg, data=str(args.data))
+    if args.degradation:
+        from .recipes import make_degradation
+
+        make_degradation(args.degradation)  # fail now, not after stage 0
+        cfg = replace(cfg, degradation=args.degradation)
     if args.steps is not None:
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=args.steps), stage2=replace(cfg.stage2, steps=args.steps))
     if args.feature_net or args.k is not None:

@@ -379,6 +379,31 @@ def test_stage2_loss_is_on_the_blend_with_per_sample_gamma(tiny_backbone_dir, fe
     torch.testing.assert_close(loss.detach(), expected, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("fix", ["wavelet", "adain"])
+def test_stage_losses_see_the_configured_colour_fix(tiny_backbone_dir, feature_net, fix):
+    """With ModelConfig.color_fix the stage 1-2 losses are on what `infer` returns (train as you infer)."""
+    model = make_model(tiny_backbone_dir, color_fix=fix)
+    perturb_realism(model)
+    cfg = replace(quick_config(steps=1, crop_size=32, batch_size=4, feature_net="vgg-random"), model=model.mcfg)
+    trainer = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False)
+    trainer._loss_dec = build_loss("dec", cfg.loss, feature_net)
+    trainer._loss_inc = build_loss("inc", cfg.loss, feature_net)
+    data = FixedData()
+    trainer._set_trainable(1)
+    loss1, _ = trainer._stage_loss(1, data.lr, data.hr, torch.Generator().manual_seed(5))
+    loss1.backward()  # differentiable through the fix
+    grads = [p.grad for p in lora_parameters(model.unet, "fidelity").values() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+    loss2, gamma = trainer._stage_loss(2, data.lr, data.hr, torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        fixed = model.infer(data.lr, batched=False)  # color_fix="config"
+        raw = model.infer(data.lr, batched=False, color_fix=None)
+        assert (fixed.fidelity - raw.fidelity).abs().max() > 1e-3  # the fix does change the output
+        torch.testing.assert_close(loss1.detach(), trainer._loss_dec(fixed.fidelity, data.hr), atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(loss2.detach(), trainer._loss_inc(blend(fixed.fidelity, fixed.realism, gamma),
+                                                                     data.hr), atol=1e-5, rtol=1e-4)
+
+
 @pytest.mark.parametrize("stage", [1, 2])
 def test_a_few_dozen_steps_lower_the_loss(tiny_backbone_dir, feature_net, stage):
     torch.manual_seed(0)

@@ -87,3 +87,24 @@ def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
     (tmp_path / "bad.png").write_text("not an image")
     assert main(["demo", "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2")]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_mixed_degradation_fraction():
+    from ifcsr.recipes import make_degradation
+
+    hr = torch.rand(3, 64, 64)
+    assert make_degradation("mixed").p_bicubic == 0.5
+    deg = make_degradation("mixed:0.8")
+    assert deg.p_bicubic == 0.8
+    # p = 1 is exactly bicubic, p = 0 exactly Real-ESRGAN, for the same seed
+    bic = make_degradation("bicubic")
+    assert torch.equal(torch.as_tensor(make_degradation("mixed:1")(hr, seed=3)), torch.as_tensor(bic(hr, seed=3)))
+    assert not torch.equal(torch.as_tensor(make_degradation("mixed:0")(hr, seed=3)), torch.as_tensor(bic(hr, seed=3)))
+    # the fraction is honoured: count the draws that came out exactly bicubic
+    small = torch.rand(3, 32, 32)
+    ref = torch.as_tensor(bic(small, seed=0))
+    n_bic = sum(torch.equal(torch.as_tensor(deg(small, seed=s)), ref) for s in range(200))
+    assert 140 <= n_bic <= 180, n_bic
+    for bad in ("mixed:x", "mixed:1.5", "mixed:-0.1", "gaussian"):
+        with pytest.raises(ValueError, match="degradation|mixed"):
+            make_degradation(bad)

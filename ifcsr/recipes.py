@@ -110,7 +110,10 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    # Wall times per stage; a resumed run keeps those of the stages an earlier run finished.
     timings = {}
+    if resume and (out / "timings.json").is_file():
+        timings = json.loads((out / "timings.json").read_text())
     backbone_dir = out / "backbone"
     history0: list[dict] = []
     if 0 in stages:
@@ -138,6 +141,7 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
     model = IFCSR.from_backbone(load_backbone(source, device=device or "cpu"), cfg)
     model.history = list(history0)
     trainer = Trainer(model, None, config=model.config, out_dir=out, progress=progress, device=device)
+    ran: set[int] = set()  # stages trained (or resumed) in this call
     for s in (1, 2):
         if s not in stages:
             continue
@@ -149,8 +153,9 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
             continue
         trainer.train_stage(s, resume=resume)
         timings[f"stage{s}_s"] = time.perf_counter() - t0
+        ran.add(s)
         log(f"stage {s} done in {timings[f'stage{s}_s']:.0f} s")
-    if resume and not timings.get("stage2_s") and trainer.checkpoint_dir.is_dir():
+    if resume and 2 not in ran and trainer.checkpoint_dir.is_dir():
         model = IFCSR.load(trainer.checkpoint_dir)
     final = model.save(out / "final", history=trainer.history, extra={"timings": timings})
     (out / "timings.json").write_text(json.dumps(timings, indent=2))

@@ -248,7 +248,12 @@ class SingleStageTrainer(Trainer):
         if stage != 2:
             return super()._stage_loss(stage, lr, hr, g)
         model = self.model
-        real = model.branch(model.prepare(lr), "realism")  # encode without grad, UNet + decode with
+        x_up = model.prepare(lr)
+        real = model.branch(x_up, "realism")  # encode without grad, UNet + decode with
+        if model.mcfg.color_fix is not None:  # as Trainer: the loss sees what infer returns
+            from .tiling import color_fix
+
+            real = color_fix(real, x_up, model.mcfg.color_fix)
         return self._loss_inc(real, hr), None
 
 

@@ -59,6 +59,15 @@ def test_bundled_checkpoint_loads_offline(monkeypatch):
     assert (ends.fidelity - ends.realism).abs().mean() > 1e-3
 
 
+def test_bundled_checkpoint_is_the_tiny_preset():
+    """The bundled weights were made by `ifcsr train --preset tiny`: its config is the preset's."""
+    from ifcsr.recipes import tiny_preset
+
+    bundled, preset = IFCSR.load().config.to_dict(), tiny_preset().to_dict()
+    bundled["model"].pop("backbone"), preset["model"].pop("backbone")  # a path once trained
+    assert bundled == preset
+
+
 def test_demo_writes_every_file(tmp_path):
     from ifcsr.cli import main
 

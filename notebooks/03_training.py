@@ -17,9 +17,10 @@
 # - how the freshly trained endpoints compare with the bundled checkpoint's.
 #
 # Two modes: **small** (`IFCSR_SMALL=1`, what CI runs: a few steps on tiny crops, seconds)
-# and **full** (for a class: the bundled checkpoint's recipe, 300 steps per stage on 64x64
-# crops, about 10 minutes per stage on two CPU cores). Training is resumable: interrupt the
-# cell and run it again, it continues from the last checkpoint in `OUT`.
+# and **full** (for a class: the bundled checkpoint's settings, 300 steps per stage on 64x64
+# crops, 6-10 minutes for both stages on two CPU cores; the bundle itself ran 800 + 300).
+# Training is resumable: interrupt the cell and run it again, it continues from the last
+# checkpoint in `OUT`.
 
 # %%
 import os

@@ -32,6 +32,7 @@ class ModelConfig:
     lora_alpha: float = 4.0         # alpha == rank -> LoRA scale 1
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES  # matched by suffix in the UNet
     color_fix: str | None = None    # colour fix at inference and in the stage 1-2 losses: None, "adain", "wavelet" (OSEDiff)
+    color_fix_levels: int = 5       # wavelet fix depth: the LR supplies periods above ~2^levels px (OSEDiff: 5)
     revision: str | None = None     # hub revision for a hub backbone
     variant: str | None = None      # e.g. "fp16" for hub weights
 
@@ -44,6 +45,8 @@ class ModelConfig:
             raise ValueError(f"scale must be >= 1, got {self.scale}")
         if self.lora_rank < 1:
             raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+        if not isinstance(self.color_fix_levels, int) or not 1 <= self.color_fix_levels <= 8:
+            raise ValueError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
         if self.color_fix not in (None, "adain", "wavelet"):
             raise ValueError(f"color_fix must be None, 'adain' or 'wavelet', got {self.color_fix!r}")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))

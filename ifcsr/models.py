@@ -426,7 +426,7 @@ class IFCSR(nn.Module):
         cfg = tiling.use_tiling(self, x_up, tile)
         if cfg is not None:
             fid, real = tiling.infer_tiled(self, x_up, ADAPTERS, cfg, batched=batched)
-            return Endpoints(*tiling.color_fix_all((fid, real), x_up, color_fix))
+            return Endpoints(*tiling.color_fix_all((fid, real), x_up, color_fix, self.mcfg.color_fix_levels))
         xp, (H, W) = self._pad(x_up)
         z_L = self.encode(xp)
         B = z_L.shape[0]
@@ -437,7 +437,8 @@ class IFCSR(nn.Module):
         else:
             fid = self.decode(self.denoise(z_L, "fidelity"))[..., :H, :W]
             real = self.decode(self.denoise(z_L, "realism"))[..., :H, :W]
-        return Endpoints(*tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up, color_fix))
+        return Endpoints(*tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up, color_fix,
+                                             self.mcfg.color_fix_levels))
 
     @torch.no_grad()
     def infer_branch(self, lr, adapter: str = "fidelity", *, tile=None, color_fix: str | None = "config") -> torch.Tensor:
@@ -450,10 +451,10 @@ class IFCSR(nn.Module):
         cfg = tiling.use_tiling(self, x_up, tile)
         if cfg is not None:
             out = tiling.infer_tiled(self, x_up, [adapter], cfg)
-            return tiling.color_fix_all(out, x_up, color_fix)[0]
+            return tiling.color_fix_all(out, x_up, color_fix, self.mcfg.color_fix_levels)[0]
         xp, (H, W) = self._pad(x_up)
         out = self.decode(self.denoise(self.encode(xp), adapter))[..., :H, :W]
-        return tiling.color_fix_all((out,), x_up, color_fix)[0]
+        return tiling.color_fix_all((out,), x_up, color_fix, self.mcfg.color_fix_levels)[0]
 
     def super_resolve(self, lr, gamma=0.5, **blend_kwargs) -> torch.Tensor:
         """Infer both endpoints and blend them at gamma (scalar, per-sample or per-pixel)."""

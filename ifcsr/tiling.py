@@ -403,12 +403,16 @@ def wavelet_color_fix(target: torch.Tensor, source: torch.Tensor, levels: int = 
     return out.clamp_(0, 1)
 
 
-def color_fix(target: torch.Tensor, source: torch.Tensor, method: str) -> torch.Tensor:
-    """Apply the colour fix `method` ("adain" or "wavelet") of `target` against `source`."""
+def color_fix(target: torch.Tensor, source: torch.Tensor, method: str, levels: int = 5) -> torch.Tensor:
+    """Apply the colour fix `method` ("adain" or "wavelet") of `target` against `source`.
+    levels: the wavelet fix's decomposition depth (5 in StableSR / OSEDiff). The LR supplies
+    the band of periods longer than about 2^levels pixels: fewer levels take more from the LR."""
     check_color_fix(method)
-    return (adain_color_fix if method == "adain" else wavelet_color_fix)(target, source)
+    if method == "adain":
+        return adain_color_fix(target, source)
+    return wavelet_color_fix(target, source, levels=levels)
 
 
-def color_fix_all(images, source: torch.Tensor, method: str | None) -> tuple:
+def color_fix_all(images, source: torch.Tensor, method: str | None, levels: int = 5) -> tuple:
     """`color_fix` of each image against `source`; the images unchanged when method is None."""
-    return tuple(images) if method is None else tuple(color_fix(x, source, method) for x in images)
+    return tuple(images) if method is None else tuple(color_fix(x, source, method, levels) for x in images)

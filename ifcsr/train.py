@@ -201,7 +201,7 @@ class Trainer:
         fix = model.mcfg.color_fix
         def out_of(adapter):
             x = model.decode(model.denoise(z_L, adapter))[..., :H, :W]
-            return x if fix is None else tiling.color_fix(x, x_up, fix)
+            return x if fix is None else tiling.color_fix(x, x_up, fix, model.mcfg.color_fix_levels)
 
         if stage == 1:
             return self._loss_dec(out_of("fidelity"), hr), None

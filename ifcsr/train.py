@@ -198,10 +198,11 @@ class Trainer:
             z_L = model.encode(xp)
         # Train as the model infers: with a configured colour fix (ModelConfig.color_fix) the
         # losses see the colour-fixed outputs, so the LoRA spends itself on what the fix keeps.
-        fix = model.mcfg.color_fix
+        # Its wavelet depth is the loss config's (LossConfig.color_fix_levels).
+        fix, levels = model.mcfg.color_fix, self.config.loss.color_fix_levels
         def out_of(adapter):
             x = model.decode(model.denoise(z_L, adapter))[..., :H, :W]
-            return x if fix is None else tiling.color_fix(x, x_up, fix, model.mcfg.color_fix_levels)
+            return x if fix is None else tiling.color_fix(x, x_up, fix, levels)
 
         if stage == 1:
             return self._loss_dec(out_of("fidelity"), hr), None

@@ -404,6 +404,28 @@ def test_stage_losses_see_the_configured_colour_fix(tiny_backbone_dir, feature_n
                                                                      data.hr), atol=1e-5, rtol=1e-4)
 
 
+def test_losses_use_the_loss_configs_colour_fix_depth(tiny_backbone_dir, feature_net):
+    """LossConfig.color_fix_levels sets the wavelet depth inside the losses; inference keeps
+    ModelConfig.color_fix_levels (the bundled recipe: 5 in training, 3 at inference)."""
+    from ifcsr.tiling import wavelet_color_fix
+
+    model = make_model(tiny_backbone_dir, color_fix="wavelet", color_fix_levels=3)
+    cfg = replace(quick_config(steps=1, crop_size=32, batch_size=4, feature_net="vgg-random"), model=model.mcfg)
+    cfg = replace(cfg, loss=replace(cfg.loss, color_fix_levels=5))
+    trainer = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False)
+    trainer._loss_dec = build_loss("dec", cfg.loss, feature_net)
+    data = FixedData()
+    with torch.no_grad():
+        loss, _ = trainer._stage_loss(1, data.lr, data.hr, torch.Generator().manual_seed(5))
+        raw = model.infer(data.lr, batched=False, color_fix=None).fidelity
+        up = model.prepare(data.lr)
+        at5 = trainer._loss_dec(wavelet_color_fix(raw, up, levels=5), data.hr)
+        at3 = trainer._loss_dec(wavelet_color_fix(raw, up, levels=3), data.hr)
+        torch.testing.assert_close(loss, at5, atol=1e-5, rtol=1e-4)
+        assert (at5 - at3).abs() > 1e-4
+        torch.testing.assert_close(model.infer(data.lr, batched=False).fidelity, wavelet_color_fix(raw, up, levels=3))
+
+
 @pytest.mark.parametrize("stage", [1, 2])
 def test_a_few_dozen_steps_lower_the_loss(tiny_backbone_dir, feature_net, stage):
     torch.manual_seed(0)

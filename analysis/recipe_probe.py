@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from bundled_quality import psnr_rgb, vae_reconstruction  # analysis/: the bundled checkpoint's measures
 
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.metrics import psnr_y
@@ -35,19 +36,6 @@ from ifcsr.train import Trainer
 
 warnings.filterwarnings("ignore")
 torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", "1")))
-
-
-def psnr_rgb(x: torch.Tensor, y: torch.Tensor) -> float:
-    """PSNR over RGB of images quantised to 8 bits, as analysis/bundled_quality.py measures."""
-    x, y = (x * 255).round() / 255, (y * 255).round() / 255
-    return float(10 * torch.log10(1 / F.mse_loss(x, y)))
-
-
-@torch.no_grad()
-def vae_roundtrip(model: IFCSR, x: torch.Tensor) -> torch.Tensor:
-    xp, (H, W) = model._pad(x)
-    z = model.vae.encode(xp * 2 - 1).latent_dist.mode()
-    return ((model.vae.decode(z).sample + 1) / 2).clamp(0, 1)[..., :H, :W]
 
 
 def configure(v: dict):
@@ -104,7 +92,8 @@ def main(argv=None) -> dict:
             ps = [psnr_rgb(raw.blend(float(g)), hr) for g in grid]
             pw = [psnr_rgb(fixed.blend(float(g)), hr) for g in grid]
             res[pair["name"]] = {
-                "rec": psnr_rgb(vae_roundtrip(model, hr), hr), "vae_bic": psnr_rgb(vae_roundtrip(model, bic), hr),
+                "rec": psnr_rgb(vae_reconstruction(model, hr), hr),
+                "vae_bic": psnr_rgb(vae_reconstruction(model, bic), hr),
                 "bic": psnr_rgb(bic, hr), "bic_y": float(psnr_y(bic, hr)),
                 "fid": psnr_rgb(raw.fidelity, hr), "fid_y": float(psnr_y(raw.fidelity, hr)),
                 "fid_w": psnr_rgb(fixed.fidelity, hr), "real": psnr_rgb(raw.realism, hr), "real_w": pw[-1],

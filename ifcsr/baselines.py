@@ -249,11 +249,7 @@ class SingleStageTrainer(Trainer):
             return super()._stage_loss(stage, lr, hr, g)
         model = self.model
         x_up = model.prepare(lr)
-        real = model.branch(x_up, "realism")  # encode without grad, UNet + decode with
-        if model.mcfg.color_fix is not None:  # as Trainer: the loss sees what infer returns
-            from .tiling import color_fix
-
-            real = color_fix(real, x_up, model.mcfg.color_fix, self.config.loss.color_fix_levels)
+        real = self._color_fixed(model.branch(x_up, "realism"), x_up)  # encode without grad, UNet + decode with
         return self._loss_inc(real, hr), None
 
 

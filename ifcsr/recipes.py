@@ -83,13 +83,14 @@ def make_degradation(name: str, scale: int = 4):
         return RealESRGANDegradation(scale)
     if name == "mixed" or name.startswith("mixed:"):
         # "mixed" = half and half; "mixed:0.8" = 80 % bicubic, 20 % Real-ESRGAN
-        frac = name.partition(":")[2]
+        frac = name.partition(":")[2] or "0.5"
+        bad = ValueError(f"degradation {name!r}: the bicubic fraction after 'mixed:' must be a number in [0, 1]")
         try:
-            p = float(frac) if frac else 0.5
+            p = float(frac)
         except ValueError:
-            p = float("nan")
+            raise bad from None
         if not 0.0 <= p <= 1.0:
-            raise ValueError(f"degradation {name!r}: the bicubic fraction after 'mixed:' must be a number in [0, 1]")
+            raise bad
         return MixedDegradation(scale, p_bicubic=p)
     raise ValueError(f"unknown degradation {name!r}: choose 'bicubic', 'realesrgan', 'mixed' or 'mixed:<p>' "
                      "(p = fraction of plain bicubic LR, e.g. 'mixed:0.8')")

@@ -189,6 +189,13 @@ class Trainer:
             p.requires_grad_(True)
         return params
 
+    def _color_fixed(self, x: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
+        """Train as the model infers: with a configured colour fix (ModelConfig.color_fix) the
+        losses see the colour-fixed outputs, so the LoRA spends itself on what the fix keeps.
+        Its wavelet depth is the loss config's (LossConfig.color_fix_levels)."""
+        fix = self.model.mcfg.color_fix
+        return x if fix is None else tiling.color_fix(x, x_up, fix, self.config.loss.color_fix_levels)
+
     def _stage_loss(self, stage: int, lr, hr, g):
         """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma."""
         model = self.model
@@ -196,13 +203,9 @@ class Trainer:
         xp, (H, W) = model._pad(x_up)
         with torch.no_grad():
             z_L = model.encode(xp)
-        # Train as the model infers: with a configured colour fix (ModelConfig.color_fix) the
-        # losses see the colour-fixed outputs, so the LoRA spends itself on what the fix keeps.
-        # Its wavelet depth is the loss config's (LossConfig.color_fix_levels).
-        fix, levels = model.mcfg.color_fix, self.config.loss.color_fix_levels
+
         def out_of(adapter):
-            x = model.decode(model.denoise(z_L, adapter))[..., :H, :W]
-            return x if fix is None else tiling.color_fix(x, x_up, fix, levels)
+            return self._color_fixed(model.decode(model.denoise(z_L, adapter))[..., :H, :W], x_up)
 
         if stage == 1:
             return self._loss_dec(out_of("fidelity"), hr), None

@@ -13,6 +13,13 @@ torch.set_num_threads(1)
 warnings.filterwarnings("ignore", message=".*peft_config.*")
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Keep every test at one thread, whatever an earlier test set (bench runs set their own)."""
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture(scope="session")
 def tiny_backbone_dir(tmp_path_factory):
     """A random tiny backbone saved with save_pretrained (diffusers layout)."""

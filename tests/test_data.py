@@ -11,15 +11,6 @@ from ifcsr import data
 from ifcsr.images import ImageError, to_tensor
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny tensors on a shared 2-core machine: thread hand-off costs more than the maths.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def hr():
     """A 64x64 natural crop, (3, H, W) float in [0, 1]."""

@@ -21,15 +21,6 @@ from ifcsr.realesrgan import (
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One intra-op thread: with the cores shared, two threads took this file from 107 s to 252 s."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="session")
 def param_path():
     """The cached .param (its .bin beside it); fetched once per session, else skip."""

@@ -64,15 +64,6 @@ def _random_model():
     return model
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One thread: on a shared 2-core machine, spinning OpenMP threads slow everything down."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     """A saved checkpoint (tiny backbone embedded) whose two endpoints differ."""

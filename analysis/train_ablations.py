@@ -9,10 +9,11 @@
 - k1: stages 1 and 2 of the two-stage recipe with k = 1 (plain MSE + LPIPS on both).
 
 Both reuse the bundled checkpoint's tiny backbone (ifcsr/assets/tiny/backbone, stage 0) and
-its recipe (the tiny preset: batch 4, 64x64 crops, lr 1e-3, vgg-hed features); only the
-step count is lowered to fit a CPU budget (the bundled checkpoint has 300 per stage). The
-outputs in analysis/checkpoints/{single_stage,k1}/ hold the two adapters (~0.4 MB each), the
-config and a reference to the bundled backbone with its sha256, checked when loaded.
+its recipe (the tiny preset: batch 4, 64x64 crops, lr 2e-3, vgg-hed features, wavelet colour
+fix); only the step count is lowered to fit a CPU budget (the bundled checkpoint has 800
+fidelity and 300 realism steps). The outputs in analysis/checkpoints/{single_stage,k1}/
+hold the two adapters (~0.4 MB each), the config and a reference to the bundled
+backbone with its sha256, checked when loaded.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--kinds", nargs="+", default=list(ABLATIONS), choices=list(ABLATIONS))
-    p.add_argument("--steps", type=int, default=150, help="steps per trained stage (bundled: 300)")
+    p.add_argument("--steps", type=int, default=150, help="steps per trained stage (bundled: 800 / 300)")
     p.add_argument("--base", default=str(BUNDLED_CHECKPOINT), help="checkpoint whose backbone and recipe are reused")
     p.add_argument("--out", default=str(HERE / "checkpoints"))
     p.add_argument("--work", default="/tmp/ifcsr-ablations", help="resumable training folders")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,11 +89,26 @@ class StageConfig:
     grad_clip: float | None = 1.0   # max grad norm (None = off)
     seed: int = 0                   # data order, crops, degradations, gamma draws
     checkpoint_every: int = 0       # write a resumable checkpoint every N steps (0 = only at the end)
+    lr_schedule: str = "constant"   # "constant" (paper) or "cosine": half a cosine from lr down to lr_min
+    lr_min_ratio: float = 0.05      # cosine only: lr_min = lr_min_ratio * lr, reached at the last step
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if not 0.0 <= self.lr_min_ratio <= 1.0:
+            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of optimiser step `step` (0-based). A pure function of the step, so a
+        resumed run continues the schedule exactly where the interrupted one stopped."""
+        if self.lr_schedule == "constant" or self.steps <= 1:
+            return self.lr
+        t = min(max(step, 0), self.steps - 1) / (self.steps - 1)
+        lo = self.lr_min_ratio * self.lr
+        return lo + 0.5 * (self.lr - lo) * (1 + math.cos(math.pi * t))
 
 
 @dataclass(frozen=True)

@@ -241,6 +241,9 @@ class Trainer:
         try:
             for step in bar:
                 t0 = time.perf_counter()
+                lr_now = sc.lr_at(step)
+                for group in opt.param_groups:
+                    group["lr"] = lr_now
                 seed = sc.seed + 7919 * stage + 104729 * self.accelerator.process_index
                 idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
                 lr, hr = _batch(self.data, idx, self.device)
@@ -258,7 +261,7 @@ class Trainer:
                 if sc.grad_clip:
                     self.accelerator.clip_grad_norm_(params, sc.grad_clip)
                 opt.step()
-                row = dict(step=step, stage=stage, loss=loss.item(), lr=sc.lr, seconds=time.perf_counter() - t0)
+                row = dict(step=step, stage=stage, loss=loss.item(), lr=lr_now, seconds=time.perf_counter() - t0)
                 if gamma is not None:
                     row["gamma_mean"] = gamma.mean().item()
                 self._log(**row)

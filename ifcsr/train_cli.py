@@ -16,6 +16,8 @@ def add_arguments(p):
     p.add_argument("--degradation", default=None,
                    help="training LR: bicubic, realesrgan, mixed (half each) or mixed:P (P = bicubic fraction)")
     p.add_argument("--steps", type=int, default=None, help="override the steps of stages 1 and 2")
+    p.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
+                   help="learning-rate schedule of stages 1 and 2 (default: the preset's)")
     p.add_argument("--feature-net", default=None, choices=["vgg", "vgg-hed", "vgg-random"])
     p.add_argument("--k", type=float, default=None, help="depth-weight base k (1 = plain MSE+LPIPS)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
@@ -38,6 +40,9 @@ def main(args) -> int:
         cfg = replace(cfg, degradation=args.degradation)
     if args.steps is not None:
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=args.steps), stage2=replace(cfg.stage2, steps=args.steps))
+    if args.lr_schedule:
+        cfg = replace(cfg, stage1=replace(cfg.stage1, lr_schedule=args.lr_schedule),
+                      stage2=replace(cfg.stage2, lr_schedule=args.lr_schedule))
     if args.feature_net or args.k is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, feature_net=args.feature_net or cfg.loss.feature_net,
                                         k=cfg.loss.k if args.k is None else args.k))

@@ -440,11 +440,13 @@ def test_a_few_dozen_steps_lower_the_loss(tiny_backbone_dir, feature_net, stage)
     assert last < 0.9 * first, (first, last)
 
 
-def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path):
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path, schedule):
     def run(steps_first):
         torch.manual_seed(0)
         model = make_model(tiny_backbone_dir)
-        st = replace(quick_config(steps=6, crop_size=32, batch_size=2).stage1, checkpoint_every=2)
+        st = replace(quick_config(steps=6, crop_size=32, batch_size=2).stage1, checkpoint_every=2,
+                     lr_schedule=schedule)
         cfg = replace(TrainConfig(), model=model.mcfg, stage1=st, stage2=st,
                       loss=LossConfig(feature_net="vgg-random"))
         return model, cfg
@@ -465,3 +467,18 @@ def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path):
     got = [r["loss"] for r in resumed.history]
     assert len(got) == 6
     np.testing.assert_allclose(got, ref, rtol=1e-4)
+    # The schedule continues where it stopped: every step logs the lr its config gives it.
+    assert [r["lr"] for r in resumed.history] == pytest.approx([cfg.stage1.lr_at(i) for i in range(6)])
+
+
+def test_cosine_lr_schedule():
+    st = StageConfig(steps=101, lr=1e-3, lr_schedule="cosine", lr_min_ratio=0.1)
+    lrs = [st.lr_at(i) for i in range(101)]
+    assert lrs[0] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-4)
+    assert lrs[50] == pytest.approx(0.55e-3)  # half way: the mean of the two ends
+    assert all(b < a for a, b in zip(lrs, lrs[1:]))
+    assert {StageConfig(steps=10, lr=2e-3).lr_at(i) for i in range(10)} == {2e-3}  # constant (paper)
+    with pytest.raises(ValueError, match="lr_schedule"):
+        StageConfig(lr_schedule="linear")
+    with pytest.raises(ValueError, match="lr_min_ratio"):
+        StageConfig(lr_schedule="cosine", lr_min_ratio=1.5)

@@ -91,6 +91,7 @@ class StageConfig:
     checkpoint_every: int = 0       # write a resumable checkpoint every N steps (0 = only at the end)
     lr_schedule: str = "constant"   # "constant" (paper) or "cosine": half a cosine from lr down to lr_min
     lr_min_ratio: float = 0.05      # cosine only: lr_min = lr_min_ratio * lr, reached at the last step
+    init_from: str | None = None    # start this stage's adapter as a copy of another (stage 2: "fidelity")
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
@@ -100,6 +101,8 @@ class StageConfig:
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
             raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+        if self.init_from not in (None, "fidelity", "realism"):
+            raise ValueError(f"init_from must be None, 'fidelity' or 'realism', got {self.init_from!r}")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimiser step `step` (0-based). A pure function of the step, so a

@@ -189,6 +189,23 @@ class Trainer:
             p.requires_grad_(True)
         return params
 
+    def _init_adapter(self, stage: int, source: str) -> None:
+        """Copy adapter `source` into this stage's adapter before its first step (StageConfig.init_from).
+
+        Stage 2 from "fidelity": f_phi = f_theta at step 0, so the blend starts at the fidelity
+        endpoint for every gamma and stage 2 learns only the move towards realism. From zero,
+        f_phi starts at the bare backbone (VAE(bicubic) for the tiny one), and part of what
+        stage 2 keeps is that start: a shrunken fidelity correction, not realism."""
+        name = ADAPTERS[stage - 1]
+        if source == name or source not in ADAPTERS:
+            raise ValueError(f"stage {stage} trains {name!r}: init_from must be another adapter "
+                             f"({[a for a in ADAPTERS if a != name]}), got {source!r}")
+        src = lora_parameters(self.model.unet, source)
+        dst = lora_parameters(self.model.unet, name)
+        with torch.no_grad():
+            for key, p in dst.items():
+                p.copy_(src[key.replace(f".{name}.", f".{source}.")])
+
     def _color_fixed(self, x: torch.Tensor, x_up: torch.Tensor) -> torch.Tensor:
         """Train as the model infers: with a configured colour fix (ModelConfig.color_fix) the
         losses see the colour-fixed outputs, so the LoRA spends itself on what the fix keeps.
@@ -234,6 +251,8 @@ class Trainer:
         start = 0
         if resume:
             start = self._resume(stage, opt)
+        if start == 0 and sc.init_from is not None:
+            self._init_adapter(stage, sc.init_from)
         opt = self.accelerator.prepare(opt)
         rows = []
         bar = _tqdm(range(start, steps), desc=f"stage {stage}", disable=not self.progress,

@@ -482,3 +482,37 @@ def test_cosine_lr_schedule():
         StageConfig(lr_schedule="linear")
     with pytest.raises(ValueError, match="lr_min_ratio"):
         StageConfig(lr_schedule="cosine", lr_min_ratio=1.5)
+
+
+def test_stage2_init_from_fidelity(tiny_backbone_dir, feature_net, tmp_path):
+    """init_from="fidelity": the realism adapter starts as a copy, so both endpoints agree at step 0;
+    training then moves realism alone, and a resumed stage 2 keeps its own weights (no re-copy)."""
+    torch.manual_seed(0)
+    model = make_model(tiny_backbone_dir)
+    base = quick_config(steps=3, crop_size=32, batch_size=2, feature_net="vgg-random")
+    cfg = replace(base, model=model.mcfg, stage2=replace(base.stage2, init_from="fidelity", checkpoint_every=2))
+    data = FixedData(n=2)
+    trainer = Trainer(model, data, config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
+    trainer.train_stage(1)
+    e = model.infer(data.lr)
+    assert (e.realism - e.fidelity).abs().max() > 1e-4  # realism is still the bare backbone
+    trainer.train_stage(2, steps=0)
+    e0 = model.infer(data.lr)
+    torch.testing.assert_close(e0.realism, e0.fidelity)
+    torch.testing.assert_close(e0.fidelity, e.fidelity)
+    trainer.train_stage(2, steps=2)  # checkpoint at step 2 (the stage's own, not a fresh copy)
+    trained = {k: v.clone() for k, v in lora_parameters(model.unet, "realism").items()}
+    e2 = model.infer(data.lr)
+    assert (e2.realism - e2.fidelity).abs().max() > 1e-5
+    torch.testing.assert_close(e2.fidelity, e.fidelity)  # theta stays frozen
+    model2 = make_model(tiny_backbone_dir)
+    resumed = Trainer(model2, data, config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
+    resumed.train_stage(2, steps=2, resume=True)  # nothing left to do: must not copy fidelity over
+    for k, v in lora_parameters(model2.unet, "realism").items():
+        torch.testing.assert_close(v, trained[k])
+    with pytest.raises(ValueError, match="init_from"):
+        StageConfig(init_from="bicubic")
+    bad = replace(cfg, stage1=replace(cfg.stage1, init_from="fidelity"))
+    with pytest.raises(ValueError, match="init_from"):
+        Trainer(make_model(tiny_backbone_dir), data, config=bad, feature_net=feature_net,
+                progress=False).train_stage(1, steps=0)

@@ -18,6 +18,9 @@ def add_arguments(p):
     p.add_argument("--steps", type=int, default=None, help="override the steps of stages 1 and 2")
     p.add_argument("--lr-schedule", default=None, choices=["constant", "cosine"],
                    help="learning-rate schedule of stages 1 and 2 (default: the preset's)")
+    p.add_argument("--realism-init", default=None, choices=["zero", "fidelity"],
+                   help="start the realism adapter at zero (the bare backbone) or as a copy of the "
+                        "fidelity one (default: the preset's)")
     p.add_argument("--feature-net", default=None, choices=["vgg", "vgg-hed", "vgg-random"])
     p.add_argument("--k", type=float, default=None, help="depth-weight base k (1 = plain MSE+LPIPS)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
@@ -27,8 +30,9 @@ def add_arguments(p):
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
 
 
-def main(args) -> int:
-    from .recipes import PRESETS, train_recipe
+def config_from_args(args):
+    """The TrainConfig that `ifcsr train` runs: the preset, then each given option over it."""
+    from .recipes import PRESETS
 
     cfg = PRESETS[args.preset]()
     if args.data:
@@ -43,13 +47,21 @@ def main(args) -> int:
     if args.lr_schedule:
         cfg = replace(cfg, stage1=replace(cfg.stage1, lr_schedule=args.lr_schedule),
                       stage2=replace(cfg.stage2, lr_schedule=args.lr_schedule))
+    if args.realism_init:
+        cfg = replace(cfg, stage2=replace(cfg.stage2, init_from=None if args.realism_init == "zero" else "fidelity"))
     if args.feature_net or args.k is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, feature_net=args.feature_net or cfg.loss.feature_net,
                                         k=cfg.loss.k if args.k is None else args.k))
-    stages = (0, 1, 2)
     if args.backbone:
         cfg = replace(cfg, model=replace(cfg.model, backbone=args.backbone))
-        stages = (1, 2)
+    return cfg
+
+
+def main(args) -> int:
+    from .recipes import train_recipe
+
+    cfg = config_from_args(args)
+    stages = (1, 2) if args.backbone else (0, 1, 2)
     if args.stages:
         stages = tuple(int(s) for s in args.stages.split(","))
     _, final = train_recipe(cfg, args.out, stages=stages, resume=not args.no_resume, device=args.device)

@@ -117,3 +117,21 @@ def test_mixed_degradation_fraction():
     for bad in ("mixed:x", "mixed:1.5", "mixed:-0.1", "gaussian"):
         with pytest.raises(ValueError, match="degradation|mixed"):
             make_degradation(bad)
+
+
+def test_train_cli_options_reach_the_config():
+    """`ifcsr train` options land in the TrainConfig it runs; no option leaves the preset as is."""
+    from ifcsr.cli import build_parser
+    from ifcsr.recipes import tiny_preset
+    from ifcsr.train_cli import config_from_args
+
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["train"])) == tiny_preset()
+    cfg = config_from_args(parse(["train", "--realism-init", "fidelity", "--lr-schedule", "cosine", "--steps", "7",
+                                  "--k", "1", "--degradation", "mixed:0.5"]))
+    assert cfg.stage2.init_from == "fidelity" and cfg.stage1.init_from is None
+    assert cfg.stage1.lr_schedule == cfg.stage2.lr_schedule == "cosine"
+    assert cfg.stage1.steps == cfg.stage2.steps == 7 and cfg.loss.k == 1.0 and cfg.degradation == "mixed:0.5"
+    assert config_from_args(parse(["train", "--realism-init", "zero"])).stage2.init_from is None
+    with pytest.raises(ValueError, match="mixed"):
+        config_from_args(parse(["train", "--degradation", "mixed:2"]))

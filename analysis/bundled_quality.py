@@ -6,6 +6,8 @@ Prints, per held-out photo (chelsea, coffee; never seen in training):
   - VAE(bicubic): the bicubic input through the VAE alone, where the residual model starts,
   - the fidelity endpoint's PSNR as the checkpoint infers it (with its configured colour fix)
     and without the colour fix, and PSNR along gamma = 0, 0.05, ..., 1 (monotone?),
+  - gamma* = -<e_F, d> / |d|^2, where the blend's MSE is lowest (`ifcsr.blend.mse_optimal_gamma`):
+    PSNR falls monotonically on the 0.05 grid iff gamma* <= 0.025,
   - the mean absolute difference between the realism and fidelity endpoints.
 PSNR is reported on RGB (as DESIGN 6 measured) and on Y (the papers' convention), over the
 whole image. Writes analysis/results/bundled_quality.csv.
@@ -23,6 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.metrics import psnr_y
 from ifcsr.models import IFCSR
@@ -70,6 +73,7 @@ def main(argv=None) -> pd.DataFrame:
             fidelity_y=float(psnr_y(ends.fidelity, hr)), realism_y=float(psnr_y(ends.realism, hr)),
             psnr_monotone=bool(np.all(np.diff(ps) <= 0)), psnr_y_monotone=bool(np.all(np.diff(py) <= 0)),
             psnr_peak_gamma=float(grid[int(np.argmax(ps))]),
+            gamma_star=mse_optimal_gamma(ends.fidelity, ends.realism, hr),
             mad_realism_vs_fidelity=float((ends.realism - ends.fidelity).abs().mean()),
         ))
     df = pd.DataFrame(rows)

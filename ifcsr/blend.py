@@ -146,3 +146,32 @@ def _blend_uint8(f, r, g, extrapolate, out):
         out[...] = res
         return out
     return res
+
+
+def mse_optimal_gamma(fidelity, realism, target) -> float:
+    """The gamma that minimises the MSE of the blend to `target` (closed form, not clipped).
+
+    The blend's error is e_F + gamma * d with e_F = fidelity - target and d = realism - fidelity,
+    so MSE(gamma) is a parabola with its minimum at
+
+        gamma* = -<e_F, d> / |d|^2.
+
+    PSNR therefore falls monotonically over [0, 1] iff gamma* <= 0, and over a grid of step h
+    starting at 0 iff gamma* <= h / 2 (MSE(0) <= MSE(h) by the parabola's symmetry). gamma* > 0
+    says the realism endpoint partly CORRECTS the fidelity endpoint's error: the two act as
+    an ensemble whose average beats either. Accepts what `blend` accepts (float or uint8
+    numpy, torch), with one shape for all three (a batch of one counts as its image);
+    returns nan where the endpoints agree.
+    """
+    def arr(x):
+        a = np.asarray(x.detach().cpu() if isinstance(x, torch.Tensor) else x, dtype=np.float64)
+        while a.ndim > 3 and a.shape[0] == 1:  # a batch of one is the image itself
+            a = a[0]
+        return a
+
+    f, r, t = arr(fidelity), arr(realism), arr(target)
+    if not f.shape == r.shape == t.shape:
+        raise ValueError(f"fidelity, realism and target must have one shape, got {f.shape}, {r.shape}, {t.shape}")
+    d = (r - f).ravel()
+    dd = float(d @ d)
+    return float("nan") if dd == 0.0 else float(-((f - t).ravel() @ d) / dd)

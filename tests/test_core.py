@@ -516,3 +516,32 @@ def test_stage2_init_from_fidelity(tiny_backbone_dir, feature_net, tmp_path):
     with pytest.raises(ValueError, match="init_from"):
         Trainer(make_model(tiny_backbone_dir), data, config=bad, feature_net=feature_net,
                 progress=False).train_stage(1, steps=0)
+
+
+def test_mse_optimal_gamma_is_the_psnr_peak_and_decides_monotonicity():
+    from ifcsr.blend import mse_optimal_gamma
+
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 16, 16, generator=g)
+    fid = (hr + 0.05 * torch.randn(1, 3, 16, 16, generator=g)).clamp(0, 1)
+    grid = np.linspace(0, 1, 2001)
+    seen = set()
+    for towards in (-0.3, 0.3, 0.6):  # the realism endpoint corrects fidelity's error by this share
+        noise = 0.1 * torch.randn(1, 3, 16, 16, generator=g)
+        real = fid + towards * (hr - fid) + noise
+        gs = mse_optimal_gamma(fid, real, hr)
+        mse = [float(((blend(fid, real, float(x), extrapolate=True) - hr) ** 2).mean()) for x in grid]
+        # (extrapolate only for the clip: these values stay in [0, 1] to within the noise)
+        peak = grid[int(np.argmin(mse))]
+        if 0 < gs < 1:
+            assert abs(peak - gs) < 0.02, (towards, gs, peak)
+        step = np.linspace(0, 1, 21)
+        exact = [float((((1 - x) * fid + x * real - hr) ** 2).mean()) for x in step]
+        assert (gs <= 0.025) == bool(np.all(np.diff(exact) >= 0)), (towards, gs)
+        seen.add(gs <= 0.025)
+    assert seen == {True, False}  # both a monotone and a non-monotone case were checked
+    assert mse_optimal_gamma(fid.numpy(), real.numpy(), hr.numpy()) == pytest.approx(gs)
+    assert mse_optimal_gamma(fid, real, hr[0]) == pytest.approx(gs)  # a batch of one against its image
+    assert np.isnan(mse_optimal_gamma(fid, fid, hr))
+    with pytest.raises(ValueError, match="one shape"):
+        mse_optimal_gamma(fid, real[..., :8], hr)

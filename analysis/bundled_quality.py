@@ -90,7 +90,8 @@ def main(argv=None) -> pd.DataFrame:
         print(f"{r['image']}: fidelity - bicubic = {r['fidelity_rgb'] - r['bicubic_rgb']:+.2f} dB (RGB), "
               f"{r['fidelity_y'] - r['bicubic_y']:+.2f} dB (Y); VAE ceiling {r['vae_recon_rgb']:.2f} dB; "
               f"PSNR monotone in gamma: RGB {r['psnr_monotone']}, Y {r['psnr_y_monotone']} "
-              f"(RGB peak at gamma {r['psnr_peak_gamma']:.2f}); realism vs fidelity MAD "
+              f"(RGB peak at gamma {r['psnr_peak_gamma']:.2f}, MSE-optimal gamma* {r['gamma_star']:+.3f}); "
+              f"realism vs fidelity MAD "
               f"{r['mad_realism_vs_fidelity']:.4f} ({255 * r['mad_realism_vs_fidelity']:.2f} grey levels)")
     return df
 

@@ -82,7 +82,6 @@ def main(argv=None) -> pd.DataFrame:
             s2 = replace(bundled.config.stage2, seed=seed, init_from=None if init == "zero" else "fidelity",
                          checkpoint_every=0, **({"steps": args.steps} if args.steps else {}))
             cfg = replace(bundled.config, stage2=s2)
-            torch.manual_seed(0)  # the LoRA init draws from the global generator, as in train_recipe
             model = IFCSR.from_backbone(load_backbone(src / "backbone"), cfg)
             load_adapter_state_dict(model.unet, "fidelity", fidelity)
             trainer = Trainer(model, make_dataset(cfg, s2.crop_size, seed=s2.seed), config=cfg, progress=False)

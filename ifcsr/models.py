@@ -216,8 +216,13 @@ def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float
 # --------------------------------------------------------------------------- LoRA
 
 
-def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS) -> None:
-    """Freeze the UNet and add one LoRA adapter per name, as diffusers' LoRA training does."""
+def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS, *, seed: int = 0) -> None:
+    """Freeze the UNet and add one LoRA adapter per name, as diffusers' LoRA training does.
+
+    The random LoRA A matrices are drawn after seeding with `seed` inside a forked RNG, so the
+    same config starts from the same adapters whatever ran before in the process (a recipe
+    that trains stage 0 first, or one that reuses a saved backbone), and the global RNG is
+    left as it was. B starts at zero, so every adapter starts as the bare backbone."""
     from peft import LoraConfig
 
     unet.requires_grad_(False)
@@ -225,10 +230,13 @@ def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS) -> None
     targets = [t for t in cfg.target_modules if t in present or any(n.endswith("." + t) for n, _ in unet.named_modules())]
     if not targets:
         raise ValueError(f"none of the LoRA target modules {cfg.target_modules} exist in this UNet")
-    for name in names:
-        lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
-                          target_modules=targets)
-        unet.add_adapter(lcfg, adapter_name=name)
+    devices = [unet.device] if getattr(unet, "device", torch.device("cpu")).type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        for name in names:
+            lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
+                              target_modules=targets)
+            unet.add_adapter(lcfg, adapter_name=name)
     unet.set_adapter(names[0])
 
 

@@ -545,3 +545,22 @@ def test_mse_optimal_gamma_is_the_psnr_peak_and_decides_monotonicity():
     assert np.isnan(mse_optimal_gamma(fid, fid, hr))
     with pytest.raises(ValueError, match="one shape"):
         mse_optimal_gamma(fid, real[..., :8], hr)
+
+
+def test_lora_init_is_seeded_and_leaves_the_global_rng_alone(tiny_backbone_dir):
+    """Same config, same starting adapters, whatever the global RNG did before (a recipe that
+    trains stage 0 in the same process draws from it; one that reuses a backbone does not)."""
+    torch.manual_seed(1)
+    a = make_model(tiny_backbone_dir)
+    torch.randn(1000)
+    state = torch.get_rng_state()
+    b = make_model(tiny_backbone_dir)
+    assert torch.equal(torch.get_rng_state(), state)
+    for adapter in ("fidelity", "realism"):
+        pa, pb = lora_parameters(a.unet, adapter), lora_parameters(b.unet, adapter)
+        assert pa.keys() == pb.keys() and pa
+        for k in pa:
+            torch.testing.assert_close(pa[k], pb[k])
+    fa, ra = lora_parameters(a.unet, "fidelity"), lora_parameters(a.unet, "realism")
+    k_a = next(k for k in fa if "lora_A" in k)
+    assert not torch.equal(fa[k_a], ra[k_a.replace(".fidelity.", ".realism.")])  # two different draws

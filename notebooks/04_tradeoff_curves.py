@@ -142,7 +142,7 @@ BlendExplorer(ends.fidelity, ends.realism, hr=pair["hr"], curve=one_image, curve
 # partly *corrects* the fidelity one, so a little realism raises PSNR: the two endpoints act
 # as an ensemble. In the paper the realism endpoint is ~6 dB below the fidelity one in PSNR
 # and the curve falls; the tiny checkpoint's realism sits only 1-2 dB below, and on some
-# photos $\gamma^*$ lands just above 0 (`analysis/stage2_seeds.py` measures how much that
+# photos $\gamma^*$ lands above 0 (`analysis/stage2_seeds.py` measures how much that
 # depends on the stage-2 seed).
 
 # %%

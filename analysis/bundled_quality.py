@@ -39,6 +39,17 @@ def psnr_rgb(x: torch.Tensor, y: torch.Tensor) -> float:
     return float(10 * torch.log10(1 / F.mse_loss(x, y)))
 
 
+GRID = np.round(np.linspace(0, 1, 21), 2)  # gamma = 0, 0.05, ..., 1
+
+
+def gamma_curve(ends, hr: torch.Tensor) -> dict:
+    """The blend's RGB PSNR on GRID and what shapes it: monotone?, peak, gamma*, endpoint MAD."""
+    ps = [psnr_rgb(ends.blend(float(g)), hr) for g in GRID]
+    return dict(psnr=ps, monotone=bool(np.all(np.diff(ps) <= 0)), peak_gamma=float(GRID[int(np.argmax(ps))]),
+                gamma_star=mse_optimal_gamma(ends.fidelity, ends.realism, hr),
+                mad=float((ends.realism - ends.fidelity).abs().mean()))
+
+
 @torch.no_grad()
 def vae_reconstruction(model: IFCSR, hr: torch.Tensor) -> torch.Tensor:
     xp, (H, W) = model._pad(hr)
@@ -60,10 +71,9 @@ def main(argv=None) -> pd.DataFrame:
         vae_bic = vae_reconstruction(model, bic)
         ends = model.infer(lr)  # the checkpoint's configured colour fix
         raw = model.infer(lr, color_fix=None)
-        grid = np.round(np.linspace(0, 1, 21), 2)
-        ps = [psnr_rgb(ends.blend(float(g)), hr) for g in grid]
-        py = [float(psnr_y(ends.blend(float(g)), hr)) for g in grid]
-        curves.append(pd.DataFrame({"image": name, "gamma": grid, "psnr_rgb": ps, "psnr_y": py}))
+        curve = gamma_curve(ends, hr)
+        py = [float(psnr_y(ends.blend(float(g)), hr)) for g in GRID]
+        curves.append(pd.DataFrame({"image": name, "gamma": GRID, "psnr_rgb": curve["psnr"], "psnr_y": py}))
         rows.append(dict(
             image=name,
             bicubic_rgb=psnr_rgb(bic, hr), vae_recon_rgb=psnr_rgb(rec, hr), vae_bicubic_rgb=psnr_rgb(vae_bic, hr),
@@ -71,10 +81,9 @@ def main(argv=None) -> pd.DataFrame:
             fidelity_rgb=psnr_rgb(ends.fidelity, hr), realism_rgb=psnr_rgb(ends.realism, hr),
             bicubic_y=float(psnr_y(bic, hr)), vae_recon_y=float(psnr_y(rec, hr)),
             fidelity_y=float(psnr_y(ends.fidelity, hr)), realism_y=float(psnr_y(ends.realism, hr)),
-            psnr_monotone=bool(np.all(np.diff(ps) <= 0)), psnr_y_monotone=bool(np.all(np.diff(py) <= 0)),
-            psnr_peak_gamma=float(grid[int(np.argmax(ps))]),
-            gamma_star=mse_optimal_gamma(ends.fidelity, ends.realism, hr),
-            mad_realism_vs_fidelity=float((ends.realism - ends.fidelity).abs().mean()),
+            psnr_monotone=curve["monotone"], psnr_y_monotone=bool(np.all(np.diff(py) <= 0)),
+            psnr_peak_gamma=curve["peak_gamma"], gamma_star=curve["gamma_star"],
+            mad_realism_vs_fidelity=curve["mad"],
         ))
     df = pd.DataFrame(rows)
     RESULTS.mkdir(parents=True, exist_ok=True)

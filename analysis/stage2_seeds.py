@@ -26,19 +26,23 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import HELD_OUT, TRAIN_NAMES, pairs_from_samples
-from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, adapter_state_dict, load_adapter_state_dict, load_backbone
+from ifcsr.models import (
+    BUNDLED_CHECKPOINT,
+    IFCSR,
+    adapter_state_dict,
+    load_adapter_state_dict,
+    load_backbone,
+)
 from ifcsr.recipes import make_dataset
 from ifcsr.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bundled_quality import psnr_rgb  # noqa: E402
+from bundled_quality import gamma_curve, psnr_rgb
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -46,17 +50,14 @@ RESULTS = Path(__file__).parent / "results"
 @torch.no_grad()
 def measure(model: IFCSR, names) -> list[dict]:
     rows = []
-    grid = np.round(np.linspace(0, 1, 21), 2)
     for pair in pairs_from_samples(names):
         lr, hr = pair["lr"][None], pair["hr"][None]
         bic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
-        e = model.infer(lr)
-        ps = [psnr_rgb(e.blend(float(g)), hr) for g in grid]
+        c = gamma_curve(model.infer(lr), hr)
         rows.append(dict(image=pair["name"], held_out=pair["name"] in HELD_OUT, bicubic_rgb=psnr_rgb(bic, hr),
-                         fidelity_rgb=ps[0], realism_rgb=ps[-1],
-                         gamma_star=mse_optimal_gamma(e.fidelity, e.realism, hr),
-                         psnr_monotone=bool(np.all(np.diff(ps) <= 0)), psnr_peak_gamma=float(grid[np.argmax(ps)]),
-                         mad_realism_vs_fidelity=float((e.realism - e.fidelity).abs().mean())))
+                         fidelity_rgb=c["psnr"][0], realism_rgb=c["psnr"][-1], gamma_star=c["gamma_star"],
+                         psnr_monotone=c["monotone"], psnr_peak_gamma=c["peak_gamma"],
+                         mad_realism_vs_fidelity=c["mad"]))
     return rows
 
 
@@ -76,6 +77,8 @@ def main(argv=None) -> pd.DataFrame:
     bundled = IFCSR.load(src)
     fidelity = adapter_state_dict(bundled.unet, "fidelity")
     names = HELD_OUT + (TRAIN_NAMES if args.train_photos else ())
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     all_rows = []
     for init in args.init:
         for seed in args.seeds:
@@ -95,10 +98,7 @@ def main(argv=None) -> pd.DataFrame:
                       f"realism {r['realism_rgb']:.3f} gamma* {r['gamma_star']:+.4f} "
                       f"monotone {r['psnr_monotone']} MAD {r['mad_realism_vs_fidelity']:.4f}", flush=True)
             all_rows += rows
-            df = pd.DataFrame(rows)
-            out = Path(args.out)
-            out.parent.mkdir(parents=True, exist_ok=True)
-            df.to_csv(out, mode="a", header=not out.is_file(), index=False)
+            pd.DataFrame(rows).to_csv(out, mode="a", header=not out.is_file(), index=False)  # kept if interrupted
     return pd.DataFrame(all_rows)
 
 

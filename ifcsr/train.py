@@ -197,9 +197,8 @@ class Trainer:
         f_phi starts at the bare backbone (VAE(bicubic) for the tiny one), and part of what
         stage 2 keeps is that start: a shrunken fidelity correction, not realism."""
         name = ADAPTERS[stage - 1]
-        if source == name or source not in ADAPTERS:
-            raise ValueError(f"stage {stage} trains {name!r}: init_from must be another adapter "
-                             f"({[a for a in ADAPTERS if a != name]}), got {source!r}")
+        if source == name:  # the value itself is checked by StageConfig
+            raise ValueError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
         src = lora_parameters(self.model.unet, source)
         dst = lora_parameters(self.model.unet, name)
         with torch.no_grad():

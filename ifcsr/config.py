@@ -21,6 +21,8 @@ DEFAULT_TARGET_MODULES = (
 
 TINY = "tiny"  # sentinel backbone name: the bundled tiny backbone (or one built by stage 0)
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
+VGG_LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # = ifcsr.hed.LAYER_NAMES
+ADV_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment policies (ifcsr/adversarial.py)
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,32 @@ class LossConfig:
     # Wavelet depth of the colour fix inside the stage 1-2 losses (when ModelConfig.color_fix is
     # set); inference uses ModelConfig.color_fix_levels. OSEDiff's 5 keeps the mid band in the loss.
     color_fix_levels: int = 5
+    # Optional adversarial realism term (stage 2 only; NOT in the paper, which has no GAN loss).
+    # L_2nd + adv_weight * hinge_G(D(f_phi(x_L))): ifcsr/adversarial.py. 0 = off (paper).
+    adv_weight: float = 0.0
+    adv_taps: tuple[str, ...] = ("relu2_2", "relu3_3", "relu4_3")  # HED-VGG16 layers D's heads read
+    adv_channels: int = 64          # width of each trainable discriminator head
+    adv_lr: float = 2e-4            # discriminator AdamW lr
+    adv_betas: tuple[float, float] = (0.0, 0.99)  # GAN practice (StyleGAN2 / Projected GAN)
+    adv_d_steps: int = 1            # discriminator steps per generator step
+    adv_augment: tuple[str, ...] = ("color", "translation", "cutout")  # DiffAugment policy, () = none
+    adv_r1: float = 0.0             # R1 penalty weight on real images (0 = off)
+    adv_warmup: int = 0             # generator steps before the adversarial term switches on (D trains)
 
     def __post_init__(self):
+        object.__setattr__(self, "adv_taps", tuple(self.adv_taps))
+        object.__setattr__(self, "adv_betas", tuple(self.adv_betas))
+        object.__setattr__(self, "adv_augment", tuple(self.adv_augment))
+        if self.adv_weight < 0 or self.adv_r1 < 0 or self.adv_lr <= 0:
+            raise ValueError(f"adv_weight and adv_r1 must be >= 0 and adv_lr > 0, got {self.adv_weight}, "
+                             f"{self.adv_r1}, {self.adv_lr}")
+        if not self.adv_taps or any(t not in VGG_LAYER_NAMES for t in self.adv_taps):
+            raise ValueError(f"adv_taps must be a non-empty subset of {VGG_LAYER_NAMES}, got {self.adv_taps}")
+        if any(a not in ADV_AUGMENTS for a in self.adv_augment):
+            raise ValueError(f"adv_augment must be a subset of {ADV_AUGMENTS}, got {self.adv_augment}")
+        if self.adv_channels < 1 or self.adv_d_steps < 1 or self.adv_warmup < 0:
+            raise ValueError(f"adv_channels and adv_d_steps must be >= 1 and adv_warmup >= 0, got "
+                             f"{self.adv_channels}, {self.adv_d_steps}, {self.adv_warmup}")
         if self.k <= 0:
             raise ValueError(f"k must be > 0, got {self.k}")
         if not isinstance(self.color_fix_levels, int) or not 1 <= self.color_fix_levels <= 8:

@@ -84,6 +84,7 @@ class Trainer:
             self.model.config = self.config
         self.progress = progress and self.accelerator.is_local_main_process
         self._feature_net = feature_net
+        self._disc = self._d_opt = None  # stage 2's discriminator when LossConfig.adv_weight > 0
         self.history: list[dict] = list(model.history) if model is not None else []
 
     # ------------------------------------------------------------------ helpers
@@ -228,6 +229,7 @@ class Trainer:
         with torch.no_grad():  # theta is frozen in stage 2
             fid = out_of("fidelity")
         real = out_of("realism")
+        self._realism_out = real  # the adversarial term (train_stage) reads the realism endpoint
         gamma = torch.rand(hr.shape[0], generator=g).to(self.device).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
         return self._loss_inc(x_hat, hr), gamma.flatten()
@@ -247,6 +249,10 @@ class Trainer:
             self._loss_inc = build_loss("inc", cfg, self.feature_net).to(self.device)
         params = self._set_trainable(stage)
         opt = torch.optim.AdamW(params, lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
+        # The optional adversarial realism term: stage 2 only, never stage 1 (fidelity).
+        self._disc = self._d_opt = None
+        if stage == 2 and cfg.adv_weight > 0:
+            self._build_discriminator()
         start = 0
         if resume:
             start = self._resume(stage, opt)
@@ -266,6 +272,11 @@ class Trainer:
                 idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
                 lr, hr = _batch(self.data, idx, self.device)
                 loss, gamma = self._stage_loss(stage, lr, hr, g)
+                stage_loss, adv = loss, {}
+                if self._disc is not None and step >= cfg.adv_warmup:
+                    g_adv = self._adversarial_g_loss(g)
+                    loss = loss + cfg.adv_weight * g_adv
+                    adv["adv_g"] = g_adv.item()
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"stage {stage} step {step}: loss is {loss.item()}")
                 opt.zero_grad(set_to_none=True)
@@ -279,7 +290,11 @@ class Trainer:
                 if sc.grad_clip:
                     self.accelerator.clip_grad_norm_(params, sc.grad_clip)
                 opt.step()
+                if self._disc is not None:
+                    adv.update(self._discriminator_step(hr, g))
                 row = dict(step=step, stage=stage, loss=loss.item(), lr=lr_now, seconds=time.perf_counter() - t0)
+                if self._disc is not None:
+                    row.update(stage_loss=stage_loss.item(), **adv)
                 if gamma is not None:
                     row["gamma_mean"] = gamma.mean().item()
                 self._log(**row)
@@ -297,6 +312,56 @@ class Trainer:
         if self.out_dir is not None:
             self.save_checkpoint(stage, steps, opt)
         return rows
+
+    # ------------------------------------------------------------------ adversarial term (optional)
+    def _build_discriminator(self) -> None:
+        """D on frozen HED-VGG16 features (ifcsr/adversarial.py), its heads seeded by the stage-2 seed."""
+        from .adversarial import ProjectedDiscriminator
+
+        from .hed import HedPerceptual, _freeze, _vgg16_features
+
+        c = self.config.loss
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.stage2.seed + 2)
+            if isinstance(self.feature_net, HedPerceptual):
+                trunk = self.feature_net.features  # share the loss's frozen HED trunk (same weights)
+            elif c.feature_net == "vgg-random":
+                trunk = _freeze(_vgg16_features())  # tests: a seeded random trunk, as the losses use
+            else:
+                trunk = None  # the HED trunk (ifcsr.hed.load_hed_vgg16)
+            self._disc = ProjectedDiscriminator(c.adv_taps, c.adv_channels, trunk=trunk).to(self.device)
+        self._d_opt = torch.optim.AdamW(self._disc.heads.parameters(), lr=c.adv_lr, betas=c.adv_betas,
+                                        weight_decay=0.0)
+
+    def _adversarial_g_loss(self, g: torch.Generator) -> torch.Tensor:
+        """Hinge generator loss of the realism endpoint f_phi(x_L) (not the blend: the term asks
+        the realism end to look real; the blend then moves towards it with gamma)."""
+        from .adversarial import diff_augment, g_hinge_loss
+
+        self._disc.heads.requires_grad_(False)  # G's step must not touch D
+        return g_hinge_loss(self._disc(diff_augment(self._realism_out, self.config.loss.adv_augment, g)))
+
+    def _discriminator_step(self, hr: torch.Tensor, g: torch.Generator) -> dict:
+        from .adversarial import d_hinge_loss, diff_augment, r1_penalty
+
+        c = self.config.loss
+        disc, fake = self._disc, self._realism_out.detach()
+        disc.heads.requires_grad_(True)
+        for _ in range(c.adv_d_steps):
+            real_aug, fake_aug = diff_augment(hr, c.adv_augment, g), diff_augment(fake, c.adv_augment, g)
+            lr_, lf = disc(real_aug), disc(fake_aug)
+            d_loss = d_hinge_loss(lr_, lf)
+            r1 = r1_penalty(disc, real_aug) if c.adv_r1 > 0 else None
+            total = d_loss + 0.5 * c.adv_r1 * r1 if r1 is not None else d_loss
+            self._d_opt.zero_grad(set_to_none=True)
+            total.backward()
+            self._d_opt.step()
+        disc.heads.requires_grad_(False)
+        out = dict(d_loss=d_loss.item(), d_real=sum(x.mean() for x in lr_).item() / len(lr_),
+                   d_fake=sum(x.mean() for x in lf).item() / len(lf))
+        if r1 is not None:
+            out["r1"] = r1.item()
+        return out
 
     def train(self, stages=(1, 2), *, resume: bool = False) -> IFCSR:
         """Run the given stages in order (1 then 2 by default)."""
@@ -323,6 +388,10 @@ class Trainer:
         tmp = path / (STATE_FILE + ".tmp")
         torch.save(state, tmp)
         tmp.replace(path / STATE_FILE)
+        if stage == 2 and self._disc is not None:
+            from .adversarial import save_discriminator
+
+            save_discriminator(path, self._disc, self._d_opt, step)
         return path
 
     def _read_state(self):
@@ -358,6 +427,12 @@ class Trainer:
             return 0  # previous stage finished; this one starts fresh on its weights
         if st["optimizer"] is not None:
             opt.load_state_dict(st["optimizer"])
+        if self._disc is not None:
+            from .adversarial import load_discriminator
+
+            d_step = load_discriminator(ck, self._disc, self._d_opt)
+            if d_step != int(st["step"]):
+                raise ValueError(f"{ck}: discriminator saved at step {d_step}, trainer at step {st['step']}")
         return int(st["step"])
 
 

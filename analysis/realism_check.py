@@ -1,0 +1,180 @@
+"""Does the checkpoint show a perception-distortion trade-off? (issue 13)
+
+For the fidelity endpoint (gamma 0), gamma 0.5, the realism endpoint (gamma 1), bicubic and
+(with --realesrgan) Real-ESRGAN x4plus, on chelsea + coffee (whole images, x4 bicubic LR; never
+trained on) and on the RealSR test set (../shared/data/realsr, evaluation only):
+  - PSNR-Y (whole image), NIQE (offline) and PIQE (pyiqa 'piqe', no download): the trade-off,
+  - the artefact measures of ifcsr.artefacts: stripe_score (periodic spectral peaks) and
+    halo_score (edge overshoot against HR, grey levels).
+Writes analysis/results/realism_check.csv (per image) and realism_check_summary.csv (means),
+and with --crops a crop sheet (HR, fidelity, realism, bicubic, Real-ESRGAN at 3x zoom).
+
+    OMP_NUM_THREADS=1 python analysis/realism_check.py --realsr 100 --realesrgan --crops
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from ifcsr.artefacts import halo_score, stripe_score
+from ifcsr.data import HELD_OUT, pairs_from_samples
+from ifcsr.images import load_image, to_tensor
+from ifcsr.metrics import compute_metrics, psnr_y
+from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+
+RESULTS = Path(__file__).parent / "results"
+REALSR = Path(__file__).resolve().parents[2] / "shared" / "data" / "realsr"
+if not REALSR.is_dir():
+    REALSR = Path("/work/shared/data/realsr")
+
+
+@functools.cache
+def _piqe():
+    import pyiqa
+
+    return pyiqa.create_metric("piqe", device="cpu")
+
+
+def score(x: torch.Tensor, hr: torch.Tensor) -> dict:
+    """PSNR-Y, NIQE, PIQE and the two artefact measures of one (1, 3, H, W) image in [0, 1]."""
+    x = x.clamp(0, 1)
+    with torch.no_grad():
+        niqe = float(compute_metrics(x, names=["niqe"])["value"].iloc[0])
+        piqe = float(_piqe()(x).item())
+    return dict(psnr_y=float(psnr_y(x, hr)), niqe=niqe, piqe=piqe,
+                stripe=stripe_score(x), halo=halo_score(x, hr))
+
+
+def eval_pairs(realsr: int):
+    """(set, name, lr, hr) for chelsea + coffee and the first `realsr` RealSR pairs."""
+    for pair in pairs_from_samples(HELD_OUT):
+        yield "chelsea+coffee", pair["name"], pair["lr"][None], pair["hr"][None]
+    if realsr:
+        # test_LR/ and test_HR/ hold the same file names (OSEDiff's layout)
+        for f in sorted((REALSR / "test_LR").glob("*.png"))[:realsr]:
+            lr, hr = (to_tensor(load_image(d / f.name)) for d in (REALSR / "test_LR", REALSR / "test_HR"))
+            yield "realsr", f.stem, lr, hr
+
+
+@torch.no_grad()
+def evaluate_model(model: IFCSR, *, realsr: int = 10, realesrgan=None, keep=None) -> pd.DataFrame:
+    """One row per (set, image, output); outputs bicubic, fidelity, gamma0.5, realism
+    (and realesrgan when a Real-ESRGAN model is given). keep: a dict that receives the images."""
+    rows = []
+    for set_, name, lr, hr in eval_pairs(realsr):
+        ends = model.infer(lr)
+        outs = {"bicubic": F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False),
+                "fidelity": ends.fidelity, "gamma0.5": ends.blend(0.5), "realism": ends.realism}
+        if realesrgan is not None:
+            from ifcsr.realesrgan import upscale
+
+            outs["realesrgan"] = upscale(realesrgan, lr)
+        for out, x in outs.items():
+            rows.append(dict(set=set_, image=name, output=out, **score(x, hr)))
+        if keep is not None:
+            keep[name] = dict(hr=hr, **outs)
+    return pd.DataFrame(rows)
+
+
+def unsharp(x: torch.Tensor, sigma: float = 2.0, amount: float = 2.0) -> torch.Tensor:
+    """A deliberately over-sharpened image: strong unsharp mask, x + amount (x - blur_sigma(x))."""
+    import torchvision.transforms.functional as TF
+
+    k = int(2 * round(3 * sigma) + 1)
+    return (x + amount * (x - TF.gaussian_blur(x, [k, k], [sigma, sigma]))).clamp(0, 1)
+
+
+@torch.no_grad()
+def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None) -> pd.DataFrame:
+    """stripe_score and halo_score of HR, bicubic, an over-sharpened bicubic (unsharp mask),
+    Real-ESRGAN, OSEDiff (RealSR only: its published outputs) and a known-bad realism
+    endpoint (the striped one of the bundle before issue 13, `old_checkpoint`)."""
+    from ifcsr.artefacts import halo_score, stripe_score
+
+    old = IFCSR.load(old_checkpoint)
+    rows = []
+    for set_, name, lr, hr in eval_pairs(realsr):
+        bic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+        kinds = {"hr": hr, "bicubic": bic, "unsharp_bicubic": unsharp(bic), "unsharp_hr": unsharp(hr),
+                 "old_striped_realism": old.infer(lr).realism}
+        osediff = REALSR / "results_osediff" / f"{name}.png"
+        if set_ == "realsr" and osediff.is_file():
+            kinds["osediff"] = to_tensor(load_image(osediff))
+        if realesrgan is not None:
+            from ifcsr.realesrgan import upscale
+
+            kinds["realesrgan"] = upscale(realesrgan, lr)
+        for kind, x in kinds.items():
+            rows.append(dict(set=set_, image=name, kind=kind, stripe=stripe_score(x), halo=halo_score(x, hr)))
+        print(pd.DataFrame(rows[-len(kinds):]).round(4).to_string(index=False), flush=True)
+    return pd.DataFrame(rows)
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    for f in sorted(Path(path).rglob("*")):
+        if f.is_file():
+            h.update(f.relative_to(path).as_posix().encode())
+            h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def main(argv=None) -> pd.DataFrame:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="default: the bundled one")
+    p.add_argument("--realsr", type=int, default=100, help="RealSR images (first N by name; 0 = none)")
+    p.add_argument("--realesrgan", action="store_true", help="also Real-ESRGAN x4plus (ifcsr fetch-weights realesrgan)")
+    p.add_argument("--crops", action="store_true", help="write the crop sheet PNG")
+    p.add_argument("--tag", default="realism_check")
+    p.add_argument("--calibrate", default=None, metavar="OLD_CHECKPOINT",
+                   help="instead: calibrate the artefact measures, with the striped realism endpoint of "
+                        "OLD_CHECKPOINT (the bundle before issue 13: `git archive 052e201 ifcsr/assets/tiny "
+                        "| tar -x -C /tmp/old`, then /tmp/old/ifcsr/assets/tiny)")
+    args = p.parse_args(argv)
+    esr = None
+    if args.realesrgan:
+        from ifcsr.realesrgan import load_realesrgan
+
+        esr = load_realesrgan()
+    if args.calibrate:
+        df = calibrate(Path(args.calibrate), realsr=args.realsr, realesrgan=esr)
+        df.to_csv(RESULTS / "artefact_calibration.csv", index=False)
+        summ = df.groupby(["set", "kind"], sort=False)[["stripe", "halo"]].agg(["mean", "min", "max"])
+        with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
+            print(summ.to_string())
+        return df
+    src = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
+    model = IFCSR.load(src)
+    keep = {} if args.crops else None
+    t0 = time.perf_counter()
+    df = evaluate_model(model, realsr=args.realsr, realesrgan=esr, keep=keep)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    df.to_csv(RESULTS / f"{args.tag}.csv", index=False)
+    summ = df.groupby(["set", "output"], sort=False)[["psnr_y", "niqe", "piqe", "stripe", "halo"]].mean()
+    summ["n_images"] = df.groupby(["set", "output"], sort=False).size()
+    summ.to_csv(RESULTS / f"{args.tag}_summary.csv")
+    meta = dict(checkpoint=str(src), checkpoint_sha256=sha256(src), realsr_images=args.realsr,
+                command="python analysis/realism_check.py " + " ".join(argv if argv is not None else
+                                                                       __import__("sys").argv[1:]),
+                seconds=round(time.perf_counter() - t0))
+    (RESULTS / f"{args.tag}_meta.json").write_text(json.dumps(meta, indent=2))
+    with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
+        print(summ.to_string())
+    if keep is not None:
+        from crop_sheet import write_crop_sheet
+
+        print("crop sheet:", write_crop_sheet(keep, RESULTS / f"{args.tag}_crops.png"))
+    return df
+
+
+if __name__ == "__main__":
+    main()

@@ -20,11 +20,15 @@ import torch
 import torch.nn.functional as F
 
 from . import tiling
+from .checkpoint import load_state, save_state
+from .errors import CheckpointError
 from .config import Stage0Config, StageConfig, TrainConfig
 from .losses import build_feature_net, build_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
-STATE_FILE = "trainer_state.pt"
+# Trainer.extra_state names of the adversarial term's state (stage 2, LossConfig.adv_weight > 0):
+# the discriminator's trainable heads (its trunk is the frozen HED VGG16) and its optimizer.
+DISC_STATES = ("discriminator", "discriminator_optimizer")
 
 
 def _tqdm(*args, **kwargs):
@@ -86,6 +90,9 @@ class Trainer:
         self._feature_net = feature_net
         self._disc = self._d_opt = None  # stage 2's discriminator when LossConfig.adv_weight > 0
         self.history: list[dict] = list(model.history) if model is not None else []
+        # Named objects with state_dict()/load_state_dict() saved in every checkpoint and restored
+        # on resume next to the stage's optimizer (e.g. "discriminator", "discriminator_optimizer").
+        self.extra_state: dict[str, object] = {}
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -251,8 +258,12 @@ class Trainer:
         opt = torch.optim.AdamW(params, lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
         # The optional adversarial realism term: stage 2 only, never stage 1 (fidelity).
         self._disc = self._d_opt = None
+        for name in DISC_STATES:
+            self.extra_state.pop(name, None)
         if stage == 2 and cfg.adv_weight > 0:
             self._build_discriminator()
+            # saved in every stage-2 checkpoint and restored on resume (ifcsr.checkpoint: safetensors + JSON)
+            self.extra_state.update(zip(DISC_STATES, (self._disc.heads, self._d_opt)))
         start = 0
         if resume:
             start = self._resume(stage, opt)
@@ -378,27 +389,25 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / "checkpoint"
 
     def save_checkpoint(self, stage: int, step: int, opt=None) -> Path:
-        """Atomic: IFCSR.save writes a temporary folder and renames it into place."""
+        """Adapters, config, history and the trainer state, written together into a temporary
+        folder that then replaces the checkpoint (IFCSR.save). The trainer state is tensors in
+        safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read."""
         if self.out_dir is None:
             raise ValueError("save_checkpoint needs out_dir")
-        state = {"stage": stage, "step": step,
-                 "optimizer": opt.state_dict() if opt is not None else None,
-                 "torch_rng": torch.get_rng_state()}
-        path = self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step})
-        tmp = path / (STATE_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path / STATE_FILE)
-        if stage == 2 and self._disc is not None:
-            from .adversarial import save_discriminator
-
-            save_discriminator(path, self._disc, self._d_opt, step)
-        return path
+        objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
+        if opt is not None:
+            objects["optimizer"] = opt.state_dict()
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = list(torch.cuda.get_rng_state_all())
+        tree = {"stage": stage, "step": step, "rng": rng, "objects": objects}
+        return self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step},
+                               write_extra=lambda folder: save_state(folder, tree))
 
     def _read_state(self):
-        f = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir is not None else None
-        if f is None or not f.is_file():
+        if self.checkpoint_dir is None:
             return None
-        return torch.load(f, map_location="cpu", weights_only=False)
+        return load_state(self.checkpoint_dir)
 
     def _completed_stage(self) -> int:
         st = self._read_state()
@@ -408,7 +417,8 @@ class Trainer:
         return st["stage"] + (1 if st["step"] >= steps else 0)
 
     def _resume(self, stage: int, opt) -> int:
-        """Load adapters, history and optimizer from the last checkpoint of this stage."""
+        """Load adapters, history, optimizer, the named extra states and the RNG from the last
+        checkpoint of this stage."""
         from safetensors.torch import load_file
 
         from .models import load_adapter_state_dict
@@ -425,14 +435,20 @@ class Trainer:
         self.model.history = self.history
         if st["stage"] != stage:
             return 0  # previous stage finished; this one starts fresh on its weights
-        if st["optimizer"] is not None:
-            opt.load_state_dict(st["optimizer"])
-        if self._disc is not None:
-            from .adversarial import load_discriminator
-
-            d_step = load_discriminator(ck, self._disc, self._d_opt)
-            if d_step != int(st["step"]):
-                raise ValueError(f"{ck}: discriminator saved at step {d_step}, trainer at step {st['step']}")
+        objects = st.get("objects", {})
+        missing = [n for n in self.extra_state if n not in objects]
+        if missing:
+            raise CheckpointError(f"{ck}: the trainer state has no {missing} to resume stage {stage} from; "
+                                  "start over with `--no-resume` (or resume=False)")
+        if "optimizer" in objects:
+            opt.load_state_dict(objects["optimizer"])
+        for name, obj in self.extra_state.items():
+            obj.load_state_dict(objects[name])
+        rng = st.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         return int(st["step"])
 
 

@@ -6,7 +6,6 @@ import pytest
 import torch
 
 from ifcsr.adversarial import (
-    DISC_FILE,
     ProjectedDiscriminator,
     d_hinge_loss,
     diff_augment,
@@ -116,17 +115,22 @@ def test_stage2_adversarial_term_changes_realism_and_trains_d(tiny_backbone_dir,
 
 def test_stage2_resume_restores_discriminator_exactly(tiny_backbone_dir, feature_net, tmp_path):
     """4 steps straight == 2 steps, a checkpoint (safetensors + JSON, no pickle), and a resumed 2."""
-    def trainer(out_dir=None):
+    from ifcsr.checkpoint import load_state
+    from ifcsr.errors import CheckpointError
+
+    def trainer(out_dir=None, **loss_kw):
         model = make_model(tiny_backbone_dir)
         cfg = _adv_cfg(model, 4, adv_r1=0.1)
+        cfg = replace(cfg, loss=replace(cfg.loss, **loss_kw))
         return Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=out_dir)
 
     full = trainer()
     full.train_stage(2)
     part = trainer(tmp_path)
     part.train_stage(2, steps=2)
-    ck = tmp_path / "checkpoint"
-    assert (ck / DISC_FILE).is_file() and (ck / "discriminator.json").is_file()
+    saved = load_state(tmp_path / "checkpoint")["objects"]
+    assert {"discriminator", "discriminator_optimizer"} <= set(saved)
+    assert not any("trunk" in k for k in saved["discriminator"])  # the frozen trunk is not saved
     resumed = trainer(tmp_path)
     resumed.train_stage(2, resume=True)
     ref = [r["d_loss"] for r in full.history]
@@ -135,10 +139,11 @@ def test_stage2_resume_restores_discriminator_exactly(tiny_backbone_dir, feature
     assert got == pytest.approx(ref, rel=1e-4)
     a, b = full._disc.heads_state_dict(), resumed._disc.heads_state_dict()
     assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
-    # A stage-2 checkpoint without its discriminator state refuses to resume silently.
-    (ck / DISC_FILE).unlink()
-    with pytest.raises(FileNotFoundError, match="discriminator"):
-        trainer(tmp_path).train_stage(2, resume=True)
+    # A stage-2 checkpoint written without the term cannot be resumed with it: clear error.
+    off = tmp_path / "off"
+    trainer(off, adv_weight=0.0).train_stage(2, steps=2)
+    with pytest.raises(CheckpointError, match="discriminator"):
+        trainer(off).train_stage(2, resume=True)
 
 
 def test_paper_preset_has_no_adversarial_term():

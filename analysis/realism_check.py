@@ -51,7 +51,7 @@ def score(x: torch.Tensor, hr: torch.Tensor) -> dict:
         niqe = float(compute_metrics(x, names=["niqe"])["value"].iloc[0])
         piqe = float(_piqe()(x).item())
     return dict(psnr_y=float(psnr_y(x, hr)), niqe=niqe, piqe=piqe,
-                stripe=stripe_score(x), halo=halo_score(x, hr))
+                stripe=stripe_score(x, hr), halo=halo_score(x, hr))
 
 
 def eval_pairs(realsr: int):
@@ -94,27 +94,46 @@ def unsharp(x: torch.Tensor, sigma: float = 2.0, amount: float = 2.0) -> torch.T
 
 
 @torch.no_grad()
-def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None) -> pd.DataFrame:
+def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None, cache: Path | None = None) -> pd.DataFrame:
     """stripe_score and halo_score of HR, bicubic, an over-sharpened bicubic (unsharp mask),
     Real-ESRGAN, OSEDiff (RealSR only: its published outputs) and a known-bad realism
-    endpoint (the striped one of the bundle before issue 13, `old_checkpoint`)."""
+    endpoint (the striped one of the bundle before issue 13, `old_checkpoint`).
+    cache: a folder keeping the network outputs as PNG (8-bit, as saved results are), reused."""
     from ifcsr.artefacts import halo_score, stripe_score
+    from ifcsr.images import save_image
 
-    old = IFCSR.load(old_checkpoint)
+    old = None
     rows = []
+
+    def cached(key, make):
+        f = None if cache is None else Path(cache) / f"{key}.png"
+        if f is not None and f.is_file():
+            return to_tensor(load_image(f))
+        x = make().clamp(0, 1)
+        if f is not None:
+            f.parent.mkdir(parents=True, exist_ok=True)
+            save_image(x[0], f)
+        return x
+
     for set_, name, lr, hr in eval_pairs(realsr):
         bic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
+
+        def old_realism():
+            nonlocal old
+            old = old or IFCSR.load(old_checkpoint)
+            return old.infer(lr).realism
+
         kinds = {"hr": hr, "bicubic": bic, "unsharp_bicubic": unsharp(bic), "unsharp_hr": unsharp(hr),
-                 "old_striped_realism": old.infer(lr).realism}
+                 "old_striped_realism": cached(f"{name}_old_realism", old_realism)}
         osediff = REALSR / "results_osediff" / f"{name}.png"
         if set_ == "realsr" and osediff.is_file():
             kinds["osediff"] = to_tensor(load_image(osediff))
         if realesrgan is not None:
             from ifcsr.realesrgan import upscale
 
-            kinds["realesrgan"] = upscale(realesrgan, lr)
+            kinds["realesrgan"] = cached(f"{name}_realesrgan", lambda: upscale(realesrgan, lr))
         for kind, x in kinds.items():
-            rows.append(dict(set=set_, image=name, kind=kind, stripe=stripe_score(x), halo=halo_score(x, hr)))
+            rows.append(dict(set=set_, image=name, kind=kind, stripe=stripe_score(x, hr), halo=halo_score(x, hr)))
         print(pd.DataFrame(rows[-len(kinds):]).round(4).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
 
@@ -139,6 +158,7 @@ def main(argv=None) -> pd.DataFrame:
                    help="instead: calibrate the artefact measures, with the striped realism endpoint of "
                         "OLD_CHECKPOINT (the bundle before issue 13: `git archive 052e201 ifcsr/assets/tiny "
                         "| tar -x -C /tmp/old`, then /tmp/old/ifcsr/assets/tiny)")
+    p.add_argument("--cache", default=None, help="calibration: folder to keep/reuse network outputs (PNG)")
     args = p.parse_args(argv)
     esr = None
     if args.realesrgan:
@@ -146,7 +166,8 @@ def main(argv=None) -> pd.DataFrame:
 
         esr = load_realesrgan()
     if args.calibrate:
-        df = calibrate(Path(args.calibrate), realsr=args.realsr, realesrgan=esr)
+        df = calibrate(Path(args.calibrate), realsr=args.realsr, realesrgan=esr,
+                       cache=Path(args.cache) if args.cache else None)
         df.to_csv(RESULTS / "artefact_calibration.csv", index=False)
         summ = df.groupby(["set", "kind"], sort=False)[["stripe", "halo"]].agg(["mean", "min", "max"])
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):

@@ -36,7 +36,7 @@ RESULTS = Path(__file__).parent / "results"
 
 def train_variant(src: Path, loss: dict, stage2: dict, seed: int, top: dict | None = None) -> IFCSR:
     bundled = IFCSR.load(src)
-    s2 = replace(bundled.config.stage2, seed=seed, checkpoint_every=0, **stage2)
+    s2 = replace(bundled.config.stage2, seed=seed, **stage2)  # no out_dir: no checkpoints written
     cfg = replace(bundled.config, loss=replace(bundled.config.loss, **loss), stage2=s2, **(top or {}))
     model = IFCSR.from_backbone(load_backbone(src / "backbone"), cfg)
     load_adapter_state_dict(model.unet, "fidelity", adapter_state_dict(bundled.unet, "fidelity"))

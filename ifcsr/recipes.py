@@ -108,14 +108,18 @@ def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation
 
 
 def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = True, progress: bool = True,
-                 device=None, log=print):
+                 device=None, log=print, fidelity_from=None):
     """Run the given stages and write a checkpoint to `out_dir` (resumable after interruption).
 
     Stage 0 builds the tiny backbone into out_dir/backbone (skipped when it exists and
     resume is on). Stages 1 and 2 checkpoint into out_dir/checkpoint; the final checkpoint
     is out_dir/final. Returns the trained IFCSR.
+
+    fidelity_from: a checkpoint folder whose backbone and fidelity adapter replace stages 0
+    and 1 (then `stages` must be (2,)): retrain only the realism adapter of an existing model,
+    e.g. of the bundled one. Its stage 0-1 history and timings are kept in the new checkpoint.
     """
-    from .models import IFCSR, load_backbone
+    from .models import IFCSR, adapter_state_dict, load_adapter_state_dict, load_backbone
     from .train import Trainer
 
     out = Path(out_dir)
@@ -126,7 +130,18 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
         timings = json.loads((out / "timings.json").read_text())
     backbone_dir = out / "backbone"
     history0: list[dict] = []
-    if 0 in stages:
+    base = None
+    if fidelity_from is not None:
+        if tuple(stages) != (2,):
+            raise ValueError(f"fidelity_from replaces stages 0 and 1: run stages (2,), got {tuple(stages)}")
+        base = IFCSR.load(fidelity_from)
+        history0 = [r for r in base.history if r.get("stage") in (0, 1)]
+        meta = json.loads((Path(fidelity_from) / "ifcsr.json").read_text())
+        timings = {**{k: v for k, v in meta.get("timings", {}).items() if k in ("stage0_s", "stage1_s")},
+                   **{k: v for k, v in timings.items() if k == "stage2_s"}}
+    if base is not None:
+        source = Path(fidelity_from) / "backbone" if base.backbone.is_tiny else base.backbone.source
+    elif 0 in stages:
         if resume and (backbone_dir / "unet" / "config.json").is_file():
             log(f"stage 0: reusing {backbone_dir}")
             if (out / "stage0_history.json").is_file():
@@ -149,6 +164,9 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
     else:
         source = cfg.model.backbone
     model = IFCSR.from_backbone(load_backbone(source, device=device or "cpu"), cfg)
+    if base is not None:
+        load_adapter_state_dict(model.unet, "fidelity", adapter_state_dict(base.unet, "fidelity"))
+        del base
     model.history = list(history0)
     trainer = Trainer(model, None, config=model.config, out_dir=out, progress=progress, device=device)
     ran: set[int] = set()  # stages trained (or resumed) in this call
@@ -167,6 +185,9 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
         log(f"stage {s} done in {timings[f'stage{s}_s']:.0f} s")
     if resume and 2 not in ran and trainer.checkpoint_dir.is_dir():
         model = IFCSR.load(trainer.checkpoint_dir)
-    final = model.save(out / "final", history=trainer.history, extra={"timings": timings})
+    extra = {"timings": timings}
+    if fidelity_from is not None:  # stages 0-1 (and their timings) come from that checkpoint
+        extra["stages_0_1_from"] = str(fidelity_from)
+    final = model.save(out / "final", history=trainer.history, extra=extra)
     (out / "timings.json").write_text(json.dumps(timings, indent=2))
     return model, final

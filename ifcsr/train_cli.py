@@ -24,6 +24,9 @@ def add_arguments(p):
     p.add_argument("--feature-net", default=None, choices=["vgg", "vgg-hed", "vgg-random"])
     p.add_argument("--k", type=float, default=None, help="depth-weight base k (1 = plain MSE+LPIPS)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
+    p.add_argument("--fidelity-from", default=None, metavar="CHECKPOINT",
+                   help="retrain only stage 2 (the realism adapter) on this checkpoint's backbone and fidelity "
+                        "adapter, e.g. ifcsr/assets/tiny")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if OUT has a checkpoint")
     p.add_argument("--bundle", action="store_true",
                    help="copy the final checkpoint into the package (ifcsr/assets/tiny)")
@@ -64,7 +67,10 @@ def main(args) -> int:
     stages = (1, 2) if args.backbone else (0, 1, 2)
     if args.stages:
         stages = tuple(int(s) for s in args.stages.split(","))
-    _, final = train_recipe(cfg, args.out, stages=stages, resume=not args.no_resume, device=args.device)
+    if args.fidelity_from:
+        stages = (2,)
+    _, final = train_recipe(cfg, args.out, stages=stages, resume=not args.no_resume, device=args.device,
+                            fidelity_from=args.fidelity_from)
     print(f"checkpoint: {final}")
     if args.bundle:
         from .models import BUNDLED_CHECKPOINT

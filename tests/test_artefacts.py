@@ -1,0 +1,114 @@
+"""Artefact measures (ifcsr/artefacts.py): stripes in the spectrum, halos against HR."""
+
+import numpy as np
+import pytest
+import torch
+
+from ifcsr.artefacts import halo_score, stripe_score
+from ifcsr.data import load_sample
+
+
+def _photo(name="astronaut", size=192):
+    a = load_sample(name)
+    h, w = a.shape[:2]
+    a = a[(h - size) // 2: (h + size) // 2, (w - size) // 2: (w + size) // 2]
+    return torch.from_numpy(a.copy()).permute(2, 0, 1).float()[None] / 255
+
+
+def _blur(x, sigma=1.5):
+    import torchvision.transforms.functional as TF
+
+    k = int(2 * round(3 * sigma) + 1)
+    return TF.gaussian_blur(x, [k, k], [sigma, sigma])
+
+
+@pytest.mark.parametrize("name", ["chelsea", "rocket"])
+def test_stripes_score_high_and_texture_low(name):
+    hr = _photo(name)
+    W = hr.shape[-1]
+    # vertical strokes of period 2.5 px (0.4 cycles/px), as the pre-issue-13 realism endpoint painted
+    stripes = 0.04 * torch.sin(2 * np.pi * 0.4 * torch.arange(W)).view(1, 1, 1, W)
+    yy, xx = torch.meshgrid(torch.arange(W), torch.arange(W), indexing="ij")
+    checker = 0.04 * (((yy + xx) % 2) * 2 - 1).float()  # period 2 px both ways: the spectrum's corner
+    noise = 0.04 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
+    striped, checkered, grainy = ((hr + a).clamp(0, 1) for a in (stripes, checker, noise))
+    assert stripe_score(hr, hr) == 0.0
+    # Same amplitude: periodic strokes and checkerboards are peaks, random grain is not
+    # (measured: stripes 0.03-0.05, checkerboard 0.06-0.08, grain 0.0007-0.0011).
+    assert stripe_score(striped, hr) > 20 * stripe_score(grainy, hr)
+    assert stripe_score(checkered, hr) > 20 * stripe_score(grainy, hr)
+    assert stripe_score(_blur(hr), hr) == 0.0  # fewer high frequencies than HR: no excess anywhere
+    # Without HR the regular content of a photo counts too (rocket's launch tower: 0.12 alone).
+    if name == "rocket":
+        assert stripe_score(hr) > 0.05 > stripe_score(hr, hr)
+
+
+def test_halo_zero_for_hr_and_grows_with_sharpening():
+    hr = _photo("coffee")
+    assert halo_score(hr, hr) == 0.0  # HR never leaves its own envelope
+    sharp = [halo_score((hr + a * (hr - _blur(hr, 2.0))).clamp(0, 1), hr) for a in (0.5, 1.0, 2.0)]
+    assert 0 < sharp[0] < sharp[1] < sharp[2]
+    assert halo_score(_blur(hr), hr) < sharp[0]  # blur undershoots the envelope's extremes less than halos
+
+
+def test_artefact_measures_validate_input():
+    x = torch.rand(1, 3, 64, 64)
+    with pytest.raises(ValueError, match="32x32"):
+        stripe_score(torch.rand(1, 3, 16, 16))
+    with pytest.raises(ValueError, match="sizes differ"):
+        halo_score(x, torch.rand(1, 3, 64, 60))
+    with pytest.raises(ValueError, match="one image"):
+        stripe_score(torch.rand(2, 3, 64, 64))
+    with pytest.raises(ValueError, match="odd"):
+        halo_score(x, x, window=4)
+
+
+# HR-like range of the two measures on chelsea and coffee (whole images, x4 bicubic LR), from
+# `python analysis/realism_check.py --calibrate OLD --realsr 0` (analysis/results/artefact_calibration.csv):
+#   stripe_score vs HR: HR 0, bicubic 0, the fidelity endpoint 0, HR + 3-grey-level noise <= 1e-4,
+#     Real-ESRGAN <= 6e-4, strong unsharp mask of bicubic <= 2e-4; known bad: the striped realism
+#     endpoint of the pre-issue-13 bundle 0.0266 (chelsea) / 0.0036 (coffee), unsharp-masked HR
+#     0.0036 / 0.0008. Threshold 0.002: 3x the largest plausible output, below both striped ones.
+#   halo_score (RMS grey levels beyond HR's 5x5 envelope near edges): HR 0, HR + noise 0.30 / 0.32,
+#     bicubic 0.09 / 0.61, the old fidelity endpoint 0.20 / 0.80; known bad: strong unsharp mask
+#     of bicubic 2.51 / 3.40, Real-ESRGAN (sharpens) 2.45 / 1.27, the striped endpoint 1.55 / 1.00.
+#     Threshold 1.0: 1.25x the largest un-sharpened output (0.80), below every over-sharpened one
+#     on at least one photo.
+STRIPE_HR_LIKE = 0.002
+HALO_HR_LIKE = 1.0
+
+
+@pytest.fixture(scope="module")
+def bundled_realism():
+    from ifcsr.data import pairs_from_samples
+    from ifcsr.models import IFCSR
+
+    model = IFCSR.load()
+    return [(p["name"], model.infer(p["lr"][None]).realism, p["hr"][None]) for p in pairs_from_samples()]
+
+
+def test_bundled_realism_endpoint_is_texture_not_artefacts(bundled_realism):
+    """The realism endpoint of the bundled checkpoint stays in the HR-like range on both measures."""
+    for name, realism, hr in bundled_realism:
+        assert stripe_score(realism, hr) < STRIPE_HR_LIKE, name
+        assert halo_score(realism, hr) < HALO_HR_LIKE, name
+
+
+def test_known_bad_images_leave_the_hr_like_range():
+    """The thresholds separate: a strong unsharp mask leaves the halo range, and the striped realism
+    endpoint of the pre-issue-13 bundle leaves the stripe range. Fixture: its chelsea realism endpoint
+    (bundle of commit 052e201, whole image, x4 bicubic LR), crop box (150, 80, 278, 208), and HR there."""
+    from pathlib import Path
+
+    from ifcsr.images import load_image, to_tensor
+
+    hr = _photo("coffee", 256)
+    bic = torch.nn.functional.interpolate(torch.nn.functional.interpolate(hr, scale_factor=0.25, mode="bicubic",
+                                                                          antialias=True),
+                                          scale_factor=4, mode="bicubic").clamp(0, 1)
+    over = (bic + 2.0 * (bic - _blur(bic, 2.0))).clamp(0, 1)
+    assert halo_score(over, hr) > HALO_HR_LIKE > halo_score(bic, hr)
+    data = Path(__file__).parent / "data"
+    striped = to_tensor(load_image(data / "old_striped_realism_chelsea.png"))
+    hr_crop = to_tensor(load_image(data / "old_striped_realism_chelsea_hr.png"))
+    assert stripe_score(striped, hr_crop) > STRIPE_HR_LIKE > stripe_score(hr_crop, hr_crop)

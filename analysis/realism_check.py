@@ -118,13 +118,18 @@ def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None, cache:
     for set_, name, lr, hr in eval_pairs(realsr):
         bic = F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
 
-        def old_realism():
-            nonlocal old
-            old = old or IFCSR.load(old_checkpoint)
-            return old.infer(lr).realism
+        def old_end(which):
+            def make():
+                nonlocal old
+                old = old or IFCSR.load(old_checkpoint)
+                return getattr(old.infer(lr), which)
+            return make
 
-        kinds = {"hr": hr, "bicubic": bic, "unsharp_bicubic": unsharp(bic), "unsharp_hr": unsharp(hr),
-                 "old_striped_realism": cached(f"{name}_old_realism", old_realism)}
+        grain = 3 / 255 * torch.randn(hr.shape, generator=torch.Generator().manual_seed(0))
+        kinds = {"hr": hr, "hr_noise3": (hr + grain).clamp(0, 1),  # HR-like: 3 grey levels of grain
+                 "bicubic": bic, "unsharp_bicubic": unsharp(bic), "unsharp_hr": unsharp(hr),
+                 "old_fidelity": cached(f"{name}_old_fidelity", old_end("fidelity")),
+                 "old_striped_realism": cached(f"{name}_old_realism", old_end("realism"))}
         osediff = REALSR / "results_osediff" / f"{name}.png"
         if set_ == "realsr" and osediff.is_file():
             kinds["osediff"] = to_tensor(load_image(osediff))

@@ -45,6 +45,27 @@ def test_smoke_recipe_end_to_end_and_resume(tmp_path):
     assert any("reusing" in m for m in msgs) and any("already complete" in m for m in msgs)
 
 
+def test_fidelity_from_retrains_only_stage2(tmp_path):
+    """`ifcsr train --fidelity-from CK`: stage 2 on CK's backbone and fidelity adapter, nothing else."""
+    from ifcsr.models import adapter_state_dict
+
+    _, base = train_recipe(smoke_preset(), tmp_path / "base", progress=False, log=lambda *_: None)
+    cfg = replace(smoke_preset(), stage2=replace(smoke_preset().stage2, seed=5))
+    model, final = train_recipe(cfg, tmp_path / "s2", stages=(2,), fidelity_from=base, progress=False,
+                                log=lambda *_: None)
+    old = IFCSR.load(base)
+    fid_old, fid_new = adapter_state_dict(old.unet, "fidelity"), adapter_state_dict(model.unet, "fidelity")
+    assert all(torch.equal(fid_old[k], fid_new[k]) for k in fid_old)
+    real_old, real_new = adapter_state_dict(old.unet, "realism"), adapter_state_dict(model.unet, "realism")
+    assert any(not torch.equal(real_old[k], real_new[k]) for k in real_old)
+    hist = json.loads((final / "history.json").read_text())
+    assert [r["stage"] for r in hist].count(2) == cfg.stage2.steps and {0, 1} <= {r["stage"] for r in hist}
+    meta = json.loads((final / "ifcsr.json").read_text())
+    assert meta["stages_0_1_from"] == str(base) and "stage0_s" in meta["timings"]
+    with pytest.raises(ValueError, match="stages"):
+        train_recipe(cfg, tmp_path / "bad", stages=(1, 2), fidelity_from=base, progress=False)
+
+
 def test_bundled_checkpoint_loads_offline(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert (BUNDLED_CHECKPOINT / "config.json").is_file(), "the bundled checkpoint is missing"

@@ -233,7 +233,7 @@ def test_missing_file_says_how_to_fetch(tmp_torch_home):
             hed.load_hed_vgg16(path)
         assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, hed.HedWeightsError)
         msg = str(info.value)
-        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.hed fetch" in msg and "--source" in msg
+        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.hed" not in msg and "--source" in msg
 
 
 def test_truncated_file_gives_clear_errors(hed_weights, tmp_path):

@@ -168,10 +168,15 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
             frames.append(suite(ends.blend(float(g)).cpu(), hr, image=name, gamma=float(g), names=names))
     t_metrics = time.perf_counter() - t0
     frames = [f for f in frames if len(f)]
-    if not frames:
+    if not frames:  # the images and the figure are written; say why there is no table
         reasons = "; ".join(f"{k} ({v})" for k, v in suite.unavailable.items()) or "none requested"
-        raise ValueError(f"no metric can run on this output ({tuple(fid.shape[-2:])} px): {reasons}. "
-                         f"The images and the figure are in {out}/")
+        log(f"no metric can run on this output ({tuple(fid.shape[-2:])} px): {reasons}")
+        tidy = pd.DataFrame(columns=["image", "gamma", "metric", "value", "lower_better"])
+        tidy.to_csv(out / "metrics.csv", index=False)
+        files["metrics"] = out / "metrics.csv"
+        log(f"wrote {len(files)} files to {out}/ (figure: {files['figure']})")
+        return {"files": files, "timings": dict(infer_s=t_infer, total_s=time.perf_counter() - t_start),
+                "summary": tidy, "tidy": tidy}
     tidy = pd.concat(frames, ignore_index=True)
     tidy.to_csv(out / "metrics.csv", index=False)
     files["metrics"] = out / "metrics.csv"

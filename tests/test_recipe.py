@@ -97,10 +97,11 @@ def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
 
     from ifcsr.cli import main
 
-    Image.fromarray((np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
+    Image.fromarray((np.random.default_rng(0).random((32, 28, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
     assert main(["demo", "--image", str(tmp_path / "my.png"), "--out", str(tmp_path / "o"), "--step", "0.5"]) == 0
     tidy = __import__("pandas").read_csv(tmp_path / "o" / "metrics.csv")
-    assert "psnr" not in set(tidy.metric)  # no HR: no full-reference metric
+    assert set(tidy.metric) == {"niqe"}  # no HR: no full-reference metric, NIQE on the whole grid
+    assert sorted(tidy.gamma) == [0, 0.5, 1]
     (tmp_path / "bad.png").write_text("not an image")
     assert main(["demo", "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2")]) == 2
     assert "not an image" in capsys.readouterr().err
@@ -109,9 +110,10 @@ def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
     assert "nonsense" in capsys.readouterr().err and not (tmp_path / "o3").exists()
     # An input too small for every metric: one clear line, not a raw empty table.
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
-    assert main(["demo", "--image", str(tmp_path / "tiny.png"), "--out", str(tmp_path / "o4"), "--no-fetch"]) == 2
-    err = capsys.readouterr()
-    assert "no metric can run" in err.err and "Empty DataFrame" not in err.out
+    assert main(["demo", "--image", str(tmp_path / "tiny.png"), "--out", str(tmp_path / "o4"), "--no-fetch"]) == 0
+    printed = capsys.readouterr().out
+    assert "no metric can run" in printed and "needs the HR image" in printed and "Empty DataFrame" not in printed
+    assert (tmp_path / "o4" / "demo.png").is_file()
 
 
 def test_mixed_degradation_fraction():

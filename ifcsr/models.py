@@ -504,11 +504,13 @@ class IFCSR(nn.Module):
         return self.infer(lr).blend(gamma, **blend_kwargs)
 
     # -- persistence ----------------------------------------------------------------
-    def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None) -> Path:
+    def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None,
+             write_extra=None) -> Path:
         """Write adapters (safetensors), config.json, history.json; embed a tiny backbone.
 
         Written to a temporary folder first, then renamed, so an interrupted save never
-        leaves a half-written checkpoint in place.
+        leaves a half-written checkpoint in place. write_extra(folder), when given, writes more
+        files into that temporary folder (the trainer state), so they arrive together.
         """
         from safetensors.torch import save_file
 
@@ -528,6 +530,8 @@ class IFCSR(nn.Module):
                     "feature_net": self.config.loss.feature_net, **(extra or {})}
             (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
             (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
+            if write_extra is not None:
+                write_extra(tmp)
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

@@ -469,8 +469,10 @@ def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path, s
     model, cfg = run(0)
     part = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
     part.train_stage(1, steps=4)
-    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 4
+    from ifcsr.checkpoint import load_state
+
+    state = load_state(tmp_path / "checkpoint")
+    assert state["step"] == 4 and state["stage"] == 1
     model2, _ = run(0)
     resumed = Trainer(model2, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
     resumed.train_stage(1, resume=True)

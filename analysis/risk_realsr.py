@@ -83,10 +83,19 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
     p.add_argument("--infer", action="store_true", help="infer endpoints missing from the cache")
     p.add_argument("--out", default=str(RESULTS))
+    p.add_argument("--nr-grid", type=int, default=11, help="auto_gamma's NR search grid (library default 11)")
+    p.add_argument("--nr-tol", type=float, default=0.01, help="auto_gamma's golden-section tolerance (default 0.01)")
+    p.add_argument("--knee-grid", type=int, default=11, help="auto_gamma's knee grid (library default 11)")
+    p.add_argument("--summarize", action="store_true",
+                   help="only rebuild the summaries and the figure from the per-image CSVs in --out")
     args = p.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if args.summarize:
+        return summarize(args, out, pd.read_csv(out / "risk_realsr.csv"), pd.read_csv(out / "autogamma_realsr.csv"))
 
     from ifcsr.autogamma import nr_scorer
-    from ifcsr.images import load_image
+    from ifcsr.images import load_image, to_tensor
     from ifcsr.models import IFCSR
     from ifcsr.risk import RiskAwareGamma
     from ifcsr.sweep import EndpointCache, default_cache_dir
@@ -96,7 +105,7 @@ def main(argv=None) -> int:
     cache = EndpointCache(model, default_cache_dir(), write_png=False)
     todo = []
     for name, lp, hp in pairs(Path(args.data)):
-        lr = load_image(lp)
+        lr = to_tensor(load_image(lp))
         if args.infer or cache.path(name, lr).is_file():
             todo.append((name, lr, hp))
     todo = todo[: args.limit] if args.limit else todo
@@ -107,9 +116,11 @@ def main(argv=None) -> int:
     niqe, _, _ = nr_scorer("niqe")
     grid = np.round(np.linspace(0, 1, 11), 2)
     rows, autos = [], []
+    kw = {"niqe": dict(grid=args.nr_grid, tol=args.nr_tol), "piqe": dict(grid=args.nr_grid, tol=args.nr_tol),
+          "knee": dict(gammas=np.linspace(0, 1, args.knee_grid)), "psnr": {}}
     for k, (name, lr, hp) in enumerate(todo):
         t0 = time.time()
-        hr = load_image(hp)
+        hr = to_tensor(load_image(hp))
         ends = cache.endpoints(name, lr)
         # ---- part 2: scalar vs risk-aware at equal mean gamma
         risk = ends.ghosting_risk()
@@ -125,7 +136,7 @@ def main(argv=None) -> int:
         # ---- part 3: auto gamma (each objective as the library runs it)
         for obj in ("psnr", "niqe", "piqe", "knee"):
             t1 = time.time()
-            res = ends.auto_gamma(obj, hr=hr if obj == "psnr" else None)
+            res = ends.auto_gamma(obj, hr=hr if obj == "psnr" else None, **kw[obj])
             autos.append(dict(image=name, objective=obj, gamma=res.gamma, method=res.method,
                               evaluations=len(res.evaluations), seconds=round(time.time() - t1, 1),
                               **{f"at_{kk}": v for kk, v in scores(ends.blend(res.gamma), hr, niqe).items()},
@@ -133,11 +144,24 @@ def main(argv=None) -> int:
                                                          for e in res.evaluations if "niqe" in e])))
         print(json.dumps(dict(k=k, image=name, risk_mean=round(risk_mean, 4), s=round(time.time() - t0, 1),
                               t=time.strftime("%H:%M:%S"))), flush=True)
+        # per image: an interrupted run keeps every finished image (rebuild with --summarize)
+        pd.DataFrame(rows).to_csv(out / "risk_realsr.csv", index=False)
+        pd.DataFrame(autos).to_csv(out / "autogamma_realsr.csv", index=False)
+    return summarize(args, out, pd.DataFrame(rows), pd.DataFrame(autos), cache=cache, first=todo[0],
+                     seconds=round(time.time() - t_start))
 
-    df = pd.DataFrame(rows)
-    auto = pd.DataFrame(autos)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+
+def summarize(args, out, df, auto, *, cache=None, first=None, seconds=None) -> int:
+    from ifcsr.images import load_image, to_tensor
+
+    if cache is None:
+        from ifcsr.models import IFCSR
+        from ifcsr.sweep import EndpointCache, default_cache_dir
+
+        cache = EndpointCache(IFCSR.load(), default_cache_dir(), write_png=False)
+        name = sorted(df["image"].unique())[0]
+        first = (name, to_tensor(load_image(Path(args.data) / "test_LR" / f"{name}_LR4.png")), None)
+    grid = np.round(np.linspace(0, 1, 11), 2)
     n = df["image"].nunique()
 
     # ---- part 2 summary: means over images, and per-image wins
@@ -191,13 +215,13 @@ def main(argv=None) -> int:
     summary.to_csv(out / "risk_realsr_summary.csv", index=False)
     auto.to_csv(out / "autogamma_realsr.csv", index=False)
     auto_summary.to_csv(out / "autogamma_realsr_summary.csv", index=False)
-    figure(df, auto, args.means, n, out / "risk_realsr.png", todo[0], cache)
+    figure(df, auto, args.means, n, out / "risk_realsr.png", first, cache)
 
     sha = bundle_sha256()
     meta = dict(command="python " + " ".join([sys.argv[0].split("/ifcsr/")[-1]] + sys.argv[1:]),
                 bundle_sha256=sha, model_fingerprint=cache.fingerprint, images=sorted(df["image"].unique()),
                 n_images=n, means=args.means, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                seconds=round(time.time() - t_start))
+                seconds=seconds, nr_grid=args.nr_grid, nr_tol=args.nr_tol, knee_grid=args.knee_grid)
     files = [out / f for f in ("risk_realsr.csv", "risk_realsr_summary.csv", "autogamma_realsr.csv",
                                "autogamma_realsr_summary.csv", "risk_realsr.png")]
     try:

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 DEMO_GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Metrics that the demo computes when they can run offline here; others are listed as skipped.
 DEMO_METRICS = ("psnr", "ssim", "lpips-hed", "niqe")
@@ -32,33 +34,45 @@ def add_arguments(p):
     p.add_argument("--full-metrics", action="store_true",
                    help="every metric on the whole grid (default: NR/deep metrics at 0, 0.25, ..., 1 only)")
     p.add_argument("--device", default=None)
+    p.add_argument("--force-large", action="store_true",
+                   help="proceed with an --image whose output exceeds 4096x4096 pixels (estimate printed first)")
 
 
 def gamma_grid(step: float = 0.05) -> np.ndarray:
     if not 0 < step <= 1:
-        raise ValueError(f"gamma step must be in (0, 1], got {step}")
+        raise InputError(f"gamma step must be in (0, 1], got {step}")
     n = int(round(1 / step))
     return np.round(np.linspace(0, 1, n + 1), 6)
 
 
 def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=None, out="ifcsr-demo",
-             step=0.05, device=None, full_metrics=False, log=print) -> dict:
+             step=0.05, device=None, full_metrics=False, force_large=False, log=print) -> dict:
     """Everything `ifcsr demo` does; returns paths, timings and the summary table."""
     import pandas as pd
     import torch
 
     from .data import HELD_OUT, load_sample, pairs_from_samples
     from .images import load_image, save_image, to_tensor
-    from .models import IFCSR
+    from .models import IFCSR, check_device
     from .recipes import make_degradation
 
     t_start = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = check_device(device)
     model = IFCSR.load(checkpoint, device=device)
     if image is not None:
-        lr, hr, name = to_tensor(load_image(image)), None, Path(image).stem
+        from .tiling import check_large, describe_cost
+
+        if force_large:
+            from PIL import Image
+
+            Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
+        arr = load_image(image)
+        cost = check_large(model, arr.shape[:2], force=force_large, what=str(image), device=device)
+        if cost["hr_pixels"] > 2048 * 2048:
+            log(f"{image}: {describe_cost(cost)}")
+        lr, hr, name = to_tensor(arr), None, Path(image).stem
     else:
         if photo not in HELD_OUT:
             log(f"note: {photo!r} is not one of the held-out photos {HELD_OUT}; the model may have trained on it")
@@ -102,9 +116,9 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     plt.close(fig)
 
     # Metrics on the gamma grid: blends only, no network call.
-    from .metrics import MetricSuite
-
     import warnings
+
+    from .metrics import MetricSuite
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -154,5 +168,6 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
 
 def main(args) -> int:
     run_demo(image=args.image, photo=args.photo, degradation=args.degradation, checkpoint=args.checkpoint,
-             out=args.out, step=args.step, device=args.device, full_metrics=args.full_metrics)
+             out=args.out, step=args.step, device=args.device, full_metrics=args.full_metrics,
+             force_large=args.force_large)
     return 0

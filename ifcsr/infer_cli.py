@@ -18,6 +18,7 @@ def add_arguments(p):
     p.add_argument("--force-large", action="store_true",
                    help="proceed with images whose output exceeds 4096x4096 pixels (the time and memory "
                         "estimate is printed first)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def gamma_label(g: float) -> str:
@@ -72,15 +73,19 @@ def main(args) -> int:
         Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
     device = check_device(args.device)
     model = IFCSR.load(args.checkpoint, device=device)
+    from tqdm.auto import tqdm
+
     out = Path(args.out)
+    quiet = getattr(args, "quiet", False)
     stems = output_stems(args.images)
-    for f, stem in zip(args.images, stems):
+    pairs = list(zip(args.images, stems))
+    for f, stem in tqdm(pairs, desc="images", unit="image", disable=quiet or len(pairs) < 2):
         lr = load_image(f)
         cost = check_large(model, lr.shape[:2], force=args.force_large, what=str(f), device=device)
         if cost["hr_pixels"] > 2048 * 2048:
             print(f"{f}: {describe_cost(cost)}")
         kw = {} if args.tile == "auto" else {"tile": args.tile == "on"}
-        ends = model.infer(lr, **kw)
+        ends = model.infer(lr, progress=not quiet, **kw)
         save_image(ends.fidelity, out / f"{stem}_fidelity.png")
         save_image(ends.realism, out / f"{stem}_realism.png")
         for g in gammas:

@@ -313,28 +313,39 @@ def _trainer(tiny_backbone_dir, out, steps=6, every=2):
     return Trainer(m, FixedData(), config=cfg, out_dir=out, progress=False, device="cpu")
 
 
+class _Proxy:
+    """Stands in for a module inside ifcsr.checkpoint only, with some functions replaced."""
+
+    def __init__(self, module, **override):
+        self._module, self._override = module, override
+
+    def __getattr__(self, name):
+        return self._override.get(name) or getattr(self._module, name)
+
+
 @pytest.mark.parametrize("window", ["between_renames", "after_swap"])
 def test_interrupted_swap_is_recovered(tiny_backbone_dir, tmp_path, monkeypatch, window):
+    import shutil
+
     import ifcsr.checkpoint as ck
 
     tr = _trainer(tiny_backbone_dir, tmp_path)
     tr.save_checkpoint(1, 2, None)
     calls = []
-    real_replace, real_rmtree = ck.os.replace, ck.shutil.rmtree
 
     def dying_replace(a, b):
         calls.append((a, b))
         if window == "between_renames" and len(calls) == 2:
             raise SystemExit("killed")  # the process dies: checkpoint/ is gone, .checkpoint.old and tmp remain
-        return real_replace(a, b)
+        return os.replace(a, b)
 
     def dying_rmtree(p, *a, **k):
         if window == "after_swap" and Path(p).name == ".checkpoint.old" and len(calls) == 2:
             raise SystemExit("killed")
-        return real_rmtree(p, *a, **k)
+        return shutil.rmtree(p, *a, **k)
 
-    monkeypatch.setattr(ck.os, "replace", dying_replace)
-    monkeypatch.setattr(ck.shutil, "rmtree", dying_rmtree)
+    monkeypatch.setattr(ck, "os", _Proxy(os, replace=dying_replace))
+    monkeypatch.setattr(ck, "shutil", _Proxy(shutil, rmtree=dying_rmtree))
     with pytest.raises(SystemExit):
         tr.save_checkpoint(1, 4, None)
     monkeypatch.undo()
@@ -359,26 +370,25 @@ def test_incomplete_temp_folders_are_removed_and_the_checkpoint_kept(tiny_backbo
 
 
 _KILL_SCRIPT = textwrap.dedent("""
-    import os, signal, sys
+    import os, shutil, signal, sys
     sys.path.insert(0, {repo!r})
     import torch
     torch.set_num_threads(1)
     import ifcsr.checkpoint as ck
-    from tests.test_reliability import _trainer
+    from tests.test_reliability import _Proxy, _trainer
     window = {window!r}
     n = [0]
-    real_replace, real_rmtree = os.replace, ck.shutil.rmtree
-    def replace(a, b):
+    def replace(a, b):  # renames of ifcsr.checkpoint only: save at step 2 makes 1, at step 4 makes 2 and 3
         n[0] += 1
-        if window == "between_renames" and n[0] == 4:   # 2nd save: old moved aside, new not in
+        if window == "between_renames" and n[0] == 3:   # step-4 save: old moved aside, new not in
             os.kill(os.getpid(), signal.SIGKILL)
-        return real_replace(a, b)
+        return os.replace(a, b)
     def rmtree(p, *a, **k):
-        if window == "after_swap" and n[0] == 4 and str(p).endswith(".checkpoint.old"):
+        if window == "after_swap" and n[0] == 3 and str(p).endswith(".checkpoint.old"):
             os.kill(os.getpid(), signal.SIGKILL)       # new in place, old not yet removed
-        return real_rmtree(p, *a, **k)
-    ck.os.replace = replace
-    ck.shutil.rmtree = rmtree
+        return shutil.rmtree(p, *a, **k)
+    ck.os = _Proxy(os, replace=replace)
+    ck.shutil = _Proxy(shutil, rmtree=rmtree)
     from pathlib import Path
     tr = _trainer(Path({backbone!r}), Path({out!r}))
     tr.train_stage(1)
@@ -388,7 +398,7 @@ _KILL_SCRIPT = textwrap.dedent("""
 @pytest.mark.parametrize("window", ["between_renames", "after_swap"])
 def test_sigkill_inside_a_checkpoint_swap_resumes_bitwise(tiny_backbone_dir, tmp_path, window):
     """A real SIGKILL inside each window of the 2nd checkpoint write (step 4 of 6); the resumed run
-    ends with adapters and history bitwise equal to an uninterrupted run's."""
+    starts at step 4 (not 0) and ends with adapters and history bitwise equal to an uninterrupted run's."""
     ref = _trainer(tiny_backbone_dir, tmp_path / "ref")
     ref.train_stage(1)
     out = tmp_path / "killed"
@@ -398,6 +408,7 @@ def test_sigkill_inside_a_checkpoint_swap_resumes_bitwise(tiny_backbone_dir, tmp
     assert proc.returncode == -9, proc.stderr[-2000:]
     assert (out / LOCK_FILE).exists()  # the killed run's lock: stale, taken over below
     resumed = _trainer(tiny_backbone_dir, out)
+    assert resumed._read_state()["step"] == 4
     resumed.train_stage(1, resume=True)
     assert [r["step"] for r in resumed.history] == list(range(6))
     assert [r["loss"] for r in resumed.history] == [r["loss"] for r in ref.history]
@@ -605,7 +616,7 @@ def test_cli_prints_one_line_for_ifcsr_and_os_errors(tmp_path, capsys, saved):
 
     assert main(["demo", "--photo", "nonsense", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
-    assert "unknown sample image 'nonsense'" in err and "Traceback" not in err
+    assert "nonsense" in err and "not a sample photo" in err and "Traceback" not in err
     Image = pytest.importorskip("PIL.Image")
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "x.png")
     assert main(["infer", str(tmp_path / "x.png"), "--checkpoint", str(saved), "--out", "/dev/null/x"]) == 2

@@ -424,6 +424,11 @@ class BlendExplorer:
     crop: (top, left) of the zoomed view; zoom: its magnification.
     image_format: "jpeg" (default, ~3 ms at 512x512) or "png" (lossless, ~60 ms).
 
+    mode "risk-aware" (``mode_buttons.value = "risk"``): the gamma map is the risk-aware map of
+    mean = the slider's gamma (``ifcsr.risk.RiskAwareGamma``), lower where the endpoints disagree
+    in structure; the "risk overlay" toggle tints those pixels red (display only). The risk map
+    depends only on the endpoints: it is computed once, on first use (``ensure_risk``).
+
     Each move calls ``update()``: blend, metrics, marker, encode. ``last_timing`` holds the
     milliseconds of each part; the explorer never calls a network.
     """

@@ -93,6 +93,9 @@ def main(args) -> int:
     from .tiling import check_large, describe_cost
 
     gammas = check_gammas(args.gamma)
+    hrs = getattr(args, "hr", None)
+    if "auto:psnr" in gammas and (not hrs or len(hrs) != len(args.images)):
+        raise InputError("--gamma auto:psnr needs --hr with one HR image per LR image, in the same order")
     if args.force_large:
         from PIL import Image
 
@@ -102,9 +105,6 @@ def main(args) -> int:
     from tqdm.auto import tqdm
 
     out = Path(args.out)
-    hrs = getattr(args, "hr", None)
-    if any(g == "auto:psnr" for g in args.gamma) and (not hrs or len(hrs) != len(args.images)):
-        raise SystemExit("--gamma auto:psnr needs --hr with one HR image per LR image, in the same order")
     quiet = getattr(args, "quiet", False)
     stems = output_stems(args.images)
     pairs = list(zip(args.images, stems))

@@ -75,7 +75,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     import pandas as pd
     import torch
 
-    from .data import HELD_OUT, load_sample, pairs_from_samples
+    from .data import HELD_OUT, pairs_from_samples
     from .images import load_image, save_image, to_tensor
     from .models import IFCSR
     from .recipes import make_degradation
@@ -87,7 +87,12 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     if image is not None:
         lr_input = to_tensor(load_image(image))
     else:
-        load_sample(photo)  # clear error for an unknown name
+        from .data import SAMPLE_NAMES
+        from .errors import InputError
+
+        if photo not in SAMPLE_NAMES:
+            raise InputError(f"--photo {photo!r} is not a sample photo; choose one of {', '.join(SAMPLE_NAMES)} "
+                             "(held out of training: chelsea, coffee), or give your own LR image with --image")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a folder")

@@ -19,38 +19,45 @@ import sys
 from pathlib import Path
 
 POINTER = re.compile(r"^Worked solutions: `notebooks/solutions/[^`]+`\.?[ \t]*$")
+NOT_MARKDOWN = "\0"  # what a code line or a cell separator of a py:percent file reads as
 NOTEBOOK = re.compile(r"^\d\d_.+\.(py|ipynb)$")
 
 
-def strip_py(text: str) -> str:
-    """Remove the pointer line (`# Worked solutions: ...`) of a py:percent notebook, and the
-    empty comment line before it when the pointer ended its cell."""
-    lines = text.splitlines(keepends=True)
+def _drop_pointers(lines: list[str], text_of) -> list[str]:
+    """Remove every pointer line, and the blank line before it when a blank line or the end
+    of the cell follows (so "text, blank, pointer, blank, text" keeps one blank line).
+    text_of(line) gives a line's markdown text, or NOT_MARKDOWN outside the cell."""
     out: list[str] = []
-    for line in lines:
-        body = line.rstrip("\r\n")
-        if body.startswith("# ") and POINTER.match(body[2:]):
-            while out and out[-1].rstrip("\r\n") == "#":  # the blank line that separated it
+    for i, line in enumerate(lines):
+        if POINTER.match(text_of(line)):
+            rest = lines[i + 1 :]
+            if out and text_of(out[-1]) == "" and (not rest or text_of(rest[0]) in ("", NOT_MARKDOWN)):
                 out.pop()
             continue
         out.append(line)
-    return "".join(out)
+    return out
+
+
+def strip_py(text: str) -> str:
+    """Remove the pointer line (`# Worked solutions: ...`) of a py:percent notebook."""
+    def text_of(line: str) -> str:
+        body = line.rstrip("\r\n")
+        return body[2:] if body.startswith("# ") else ("" if body == "#" else NOT_MARKDOWN)
+
+    return "".join(_drop_pointers(text.splitlines(keepends=True), text_of))
 
 
 def strip_ipynb(text: str) -> str:
-    """Remove the pointer line from every markdown cell of an .ipynb (JSON), and the blank
-    lines it leaves at the end of its cell."""
+    """Remove the pointer line from every markdown cell of an .ipynb (JSON)."""
     nb = json.loads(text)
     for cell in nb.get("cells", []):
         if cell.get("cell_type") != "markdown":
             continue
         src = cell["source"]
-        lines = "".join(src).split("\n") if isinstance(src, list) else src.split("\n")
-        kept = [line for line in lines if not POINTER.match(line)]
+        lines = ("".join(src) if isinstance(src, list) else src).split("\n")
+        kept = _drop_pointers(lines, lambda line: line if line.strip() else "")
         if len(kept) == len(lines):
             continue
-        while kept and kept[-1].strip() == "":
-            kept.pop()
         if isinstance(src, list):  # nbformat's list form: every line but the last ends in "\n"
             cell["source"] = [line + "\n" for line in kept[:-1]] + kept[-1:]
         else:

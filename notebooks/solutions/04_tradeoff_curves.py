@@ -38,7 +38,8 @@ METRICS = ["psnr", "ssim", "niqe", "lpips-hed"]
 model = IFCSR.load(CHECKPOINT)
 cache = EndpointCache(model)
 res = sweep(model, PAIRS, gammas=gamma_grid(STEP), metrics=METRICS, cache=cache, crop=CROP, progress=False)
-curve = res.summary[res.summary["gamma_map"].fillna("") == ""].set_index("gamma")[METRICS]
+curve = res.summary[res.summary["gamma_map"].fillna("") == ""].set_index("gamma")
+curve = curve[[m for m in METRICS if m in curve]]  # the metrics that could run here
 print(curve.round(4).to_string())
 if res.unavailable:
     print("unavailable:", res.unavailable)
@@ -54,7 +55,7 @@ def best_gammas(table: pd.DataFrame) -> pd.Series:
 
 
 paper = paper_reference_table()
-paper_ifcsr = paper[paper.index.str.startswith("IFCSR")]
+paper_ifcsr = paper[paper.index.str.startswith("IFCSR")].copy()
 paper_ifcsr.index = [float(i.split("=")[1]) for i in paper_ifcsr.index]
 print(pd.DataFrame({"this checkpoint (held-out photos)": best_gammas(curve),
                     "paper (RealSR, SD 2.1)": best_gammas(paper_ifcsr)}).to_string())

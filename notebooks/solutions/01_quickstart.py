@@ -61,11 +61,12 @@ fig = endpoints_figure({f"gamma {best_psnr:g} (best PSNR)": ends.blend(best_psnr
 # PSNR peaks at or near gamma = 0, the fidelity endpoint: PSNR rewards the average of all
 # plausible answers, i.e. a smooth image. NIQE rewards natural-looking statistics and, for
 # this checkpoint, does *not* simply favour gamma = 1: the tiny realism branch sharpens but
-# adds no texture, and NIQE can prefer a mid or low gamma (DESIGN section 7 measures the
-# same on RealSR: the tiny model's NIQE gets worse towards realism). Most people prefer a
-# gamma between the two metric optima: sharper than the PSNR choice, without the halos of
-# gamma = 1. No single number captures that preference, which is exactly why the paper
-# gives the user a slider.
+# adds no texture, and NIQE can prefer a low gamma: on the 128-pixel crop of small mode
+# both metrics pick gamma = 0 (DESIGN section 7 measures the same on RealSR: the tiny
+# model's NIQE gets worse towards realism). So here neither metric agrees with the eye,
+# which usually likes some sharpening: most people pick a middle gamma, sharper than the
+# PSNR choice and without the halos of gamma = 1. No single number captures that
+# preference, which is exactly why the paper gives the user a slider.
 
 # %% [markdown]
 # ## 2. 1000 blends against one inference

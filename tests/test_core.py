@@ -542,8 +542,8 @@ def test_mse_optimal_gamma_is_the_psnr_peak_and_decides_monotonicity():
         noise = 0.1 * torch.randn(1, 3, 16, 16, generator=g)
         real = fid + towards * (hr - fid) + noise
         gs = mse_optimal_gamma(fid, real, hr)
-        mse = [float(((blend(fid, real, float(x), extrapolate=True) - hr) ** 2).mean()) for x in grid]
-        # (extrapolate only for the clip: these values stay in [0, 1] to within the noise)
+        # What blend(extrapolate=True) computes; `real` leaves [0, 1] by the noise, which blend refuses.
+        mse = [float(((torch.lerp(fid, real, float(x)).clamp(0, 1) - hr) ** 2).mean()) for x in grid]
         peak = grid[int(np.argmin(mse))]
         if 0 < gs < 1:
             assert abs(peak - gs) < 0.02, (towards, gs, peak)
@@ -597,3 +597,31 @@ def test_model_load_is_free_of_peft_and_bitsandbytes_noise(tiny_backbone_dir, ca
     shown = [r.getMessage() for r in caplog.records]
     assert not [m for m in shown if "gemm_4bit_forward" in m]
     assert "another bitsandbytes warning" in shown
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_infer_progress_bar_only_when_asked(tiny_backbone_dir, capsys, batched):
+    """Issue 17: a long single-image inference shows its passes; API calls stay silent by default."""
+    from ifcsr.models import IFCSR
+
+    model = IFCSR.from_backbone(load_backbone(tiny_backbone_dir))
+    lr = torch.rand(1, 3, 8, 8)
+    quiet = model.infer(lr, batched=batched)
+    assert capsys.readouterr().err == ""
+    loud = model.infer(lr, batched=batched, progress=True)
+    err = capsys.readouterr().err
+    n = 3 if batched else 5
+    assert f"{n}/{n} passes" in err and "infer 32x32" in err
+    assert torch.equal(quiet.fidelity, loud.fidelity) and torch.equal(quiet.realism, loud.realism)
+
+
+def test_infer_cli_quiet(tmp_path, capsys):
+    from PIL import Image
+
+    from ifcsr.cli import main
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--gamma", "0.5"]) == 0
+    assert "passes" in capsys.readouterr().err
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(tmp_path / "q"), "--gamma", "0.5", "--quiet"]) == 0
+    assert "passes" not in capsys.readouterr().err

@@ -15,7 +15,6 @@ from ifcsr.adversarial import (
 from ifcsr.config import LossConfig, TrainConfig
 from ifcsr.hed import _freeze, _vgg16_features
 from ifcsr.models import lora_parameters
-from ifcsr.recipes import tiny_preset
 from ifcsr.train import Trainer, quick_config
 from tests.test_core import FixedData, make_model
 
@@ -146,11 +145,9 @@ def test_stage2_resume_restores_discriminator_exactly(tiny_backbone_dir, feature
         trainer(off).train_stage(2, resume=True)
 
 
-def test_paper_preset_has_no_adversarial_term():
+def test_presets_leave_the_adversarial_term_off():
+    """Off in every preset: the paper has no GAN loss, and for the tiny preset no setting tried met
+    issue 13's criteria (README, "An adversarial realism term")."""
     from ifcsr.recipes import PRESETS
 
-    for name, make in PRESETS.items():
-        cfg = make()
-        if not cfg.model.backbone == "tiny":
-            assert cfg.loss.adv_weight == 0.0, name
-    assert tiny_preset().loss.adv_weight >= 0.0
+    assert PRESETS and all(make().loss.adv_weight == 0.0 for make in PRESETS.values())

@@ -64,7 +64,8 @@ def test_artefact_measures_validate_input():
 
 
 # HR-like range of the two measures on chelsea and coffee (whole images, x4 bicubic LR), from
-# `python analysis/realism_check.py --calibrate OLD --realsr 0` (analysis/results/artefact_calibration.csv):
+# `python analysis/realism_check.py --calibrate OLD --realsr 1 --realesrgan` (OLD: the bundle of commit
+# 052e201; results in analysis/results/artefact_calibration.csv):
 #   stripe_score vs HR: HR 0, bicubic 0, the fidelity endpoint 0, HR + 3-grey-level noise <= 1e-4,
 #     Real-ESRGAN <= 6e-4, strong unsharp mask of bicubic <= 2e-4; known bad: the striped realism
 #     endpoint of the pre-issue-13 bundle 0.0266 (chelsea) / 0.0036 (coffee), unsharp-masked HR

@@ -18,6 +18,7 @@ import argparse
 import functools
 import hashlib
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -174,6 +175,11 @@ def main(argv=None) -> pd.DataFrame:
         df = calibrate(Path(args.calibrate), realsr=args.realsr, realesrgan=esr,
                        cache=Path(args.cache) if args.cache else None)
         df.to_csv(RESULTS / "artefact_calibration.csv", index=False)
+        (RESULTS / "artefact_calibration_meta.json").write_text(json.dumps(dict(
+            old_checkpoint=str(args.calibrate), old_checkpoint_sha256=sha256(Path(args.calibrate)),
+            realsr_images=args.realsr, date=time.strftime("%Y-%m-%d", time.gmtime()),
+            command="python analysis/realism_check.py " + " ".join(argv if argv is not None else sys.argv[1:])),
+            indent=2))
         summ = df.groupby(["set", "kind"], sort=False)[["stripe", "halo"]].agg(["mean", "min", "max"])
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
             print(summ.to_string())
@@ -189,8 +195,7 @@ def main(argv=None) -> pd.DataFrame:
     summ["n_images"] = df.groupby(["set", "output"], sort=False).size()
     summ.to_csv(RESULTS / f"{args.tag}_summary.csv")
     meta = dict(checkpoint=str(src), checkpoint_sha256=sha256(src), realsr_images=args.realsr,
-                command="python analysis/realism_check.py " + " ".join(argv if argv is not None else
-                                                                       __import__("sys").argv[1:]),
+                command="python analysis/realism_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 seconds=round(time.perf_counter() - t0))
     (RESULTS / f"{args.tag}_meta.json").write_text(json.dumps(meta, indent=2))
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):

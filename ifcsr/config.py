@@ -240,7 +240,9 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "stage0": Stage0Config,
 OPTIONAL_KEYS = {
     "TrainConfig": ("stage0", "degradation", "data"),  # stage 0 exists only for the tiny backbone
     "ModelConfig": ("color_fix_levels", "revision", "variant"),
-    "LossConfig": ("random_seed", "color_fix_levels"),
+    # adv_*: the optional adversarial term (issue 13); a checkpoint without them trained without it
+    "LossConfig": ("random_seed", "color_fix_levels", *(f.name for f in dataclasses.fields(LossConfig)
+                                                        if f.name.startswith("adv_"))),
     "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from"),
     "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
 }

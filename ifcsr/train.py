@@ -20,11 +20,20 @@ import torch
 import torch.nn.functional as F
 
 from . import tiling
-from .config import Stage0Config, StageConfig, TrainConfig
+from .checkpoint import (
+    LEGACY_STATE,
+    MANIFEST,
+    RunLock,
+    has_state,
+    load_state,
+    recover_folder,
+    save_state,
+    verify_manifest,
+)
+from .config import Stage0Config, StageConfig, TrainConfig, config_diff
+from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
 from .losses import build_feature_net, build_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
-
-STATE_FILE = "trainer_state.pt"
 
 
 def _tqdm(*args, **kwargs):
@@ -57,6 +66,21 @@ def _color_augment(hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (out * gain).clamp(0, 1)
 
 
+def check_finite_everywhere(value: torch.Tensor, what: str, accelerator=None) -> None:
+    """Raise NonFiniteError on EVERY process when `value` is NaN/inf on ANY of them.
+
+    Each process contributes a 0/1 flag and the flags are summed across processes, so a NaN on
+    one rank stops all ranks at the same step (instead of one rank dying and the others hanging
+    in the next gradient all-reduce). One process: a local check, no communication."""
+    bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0], device=value.device)
+    if accelerator is not None and getattr(accelerator, "num_processes", 1) > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        here = "" if bool(torch.isfinite(value).all()) else f" here ({value.detach().float().flatten()[0].item()})"
+        raise NonFiniteError(f"{what} is NaN or infinite on {int(bad.item())} process(es){here}; stopping every "
+                             "process. Lower the learning rate or check the data; resume from the last checkpoint")
+
+
 class Trainer:
     """Two-stage IFCSR training (plus stage 0 for the tiny backbone).
 
@@ -85,6 +109,9 @@ class Trainer:
         self.progress = progress and self.accelerator.is_local_main_process
         self._feature_net = feature_net
         self.history: list[dict] = list(model.history) if model is not None else []
+        # Named objects with state_dict()/load_state_dict() saved in every checkpoint and restored
+        # on resume next to the stage's optimizer (e.g. "discriminator", "discriminator_optimizer").
+        self.extra_state: dict[str, object] = {}
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -198,7 +225,7 @@ class Trainer:
         stage 2 keeps is that start: a shrunken fidelity correction, not realism."""
         name = ADAPTERS[stage - 1]
         if source == name:  # the value itself is checked by StageConfig
-            raise ValueError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
+            raise InputError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
         src = lora_parameters(self.model.unet, source)
         dst = lora_parameters(self.model.unet, name)
         with torch.no_grad():
@@ -233,11 +260,20 @@ class Trainer:
         return self._loss_inc(x_hat, hr), gamma.flatten()
 
     def train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
-        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows."""
+        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows.
+
+        With an out_dir, the main process holds OUT/.ifcsr.lock meanwhile: a second run into the
+        same folder is refused (RunLockedError) instead of interleaving checkpoints."""
+        if self.out_dir is not None and self.accelerator.is_main_process:
+            with RunLock(self.out_dir):
+                return self._train_stage(stage, steps=steps, resume=resume)
+        return self._train_stage(stage, steps=steps, resume=resume)
+
+    def _train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
         if stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
+            raise InputError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
         if self.model is None:
-            raise ValueError("stages 1 and 2 need a model (IFCSR) on a backbone")
+            raise InputError("stages 1 and 2 need a model (IFCSR) on a backbone")
         sc = self._stage_cfg(stage)
         steps = sc.steps if steps is None else steps
         cfg = self.config.loss
@@ -266,8 +302,7 @@ class Trainer:
                 idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
                 lr, hr = _batch(self.data, idx, self.device)
                 loss, gamma = self._stage_loss(stage, lr, hr, g)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"stage {stage} step {step}: loss is {loss.item()}")
+                check_finite_everywhere(loss, f"stage {stage} step {step}: the loss", self.accelerator)
                 opt.zero_grad(set_to_none=True)
                 self.accelerator.backward(loss)
                 if self.accelerator.num_processes > 1:
@@ -313,23 +348,40 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / "checkpoint"
 
     def save_checkpoint(self, stage: int, step: int, opt=None) -> Path:
-        """Atomic: IFCSR.save writes a temporary folder and renames it into place."""
+        """Adapters, config, history and the trainer state, written together into a temporary
+        folder that then replaces the checkpoint (IFCSR.save). The trainer state is tensors in
+        safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read."""
         if self.out_dir is None:
-            raise ValueError("save_checkpoint needs out_dir")
-        state = {"stage": stage, "step": step,
-                 "optimizer": opt.state_dict() if opt is not None else None,
-                 "torch_rng": torch.get_rng_state()}
-        path = self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step})
-        tmp = path / (STATE_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path / STATE_FILE)
-        return path
+            raise InputError("save_checkpoint needs out_dir")
+        objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
+        if opt is not None:
+            objects["optimizer"] = opt.state_dict()
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = list(torch.cuda.get_rng_state_all())
+        tree = {"stage": stage, "step": step, "rng": rng, "objects": objects}
+        return self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step},
+                               write_extra=lambda folder: save_state(folder, tree))
 
     def _read_state(self):
-        f = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir is not None else None
-        if f is None or not f.is_file():
+        """The last trainer state, after settling what an interrupted save left behind
+        (ifcsr.checkpoint.recover_folder) and checking every file's sha256."""
+        ck = self.checkpoint_dir
+        if ck is None:
             return None
-        return torch.load(f, map_location="cpu", weights_only=False)
+        recover_folder(ck)
+        if not ck.is_dir() or not has_state(ck):
+            return None
+        if (ck / MANIFEST).is_file() or not (ck / LEGACY_STATE).is_file():
+            verify_manifest(ck)  # an older ifcsr (trainer_state.pt) wrote no checksums.json
+        if (ck / "config.json").is_file():
+            # Resuming under another config would continue (or call "complete") the old run.
+            diff = config_diff(TrainConfig.load(ck / "config.json").to_dict(), self.config.to_dict())
+            if diff:
+                raise ConfigError(f"{ck} was trained with another config ({'; '.join(diff[:6])}"
+                                  f"{'; ...' if len(diff) > 6 else ''}): choose another out_dir, or resume=False "
+                                  "(--no-resume) to start over there")
+        return load_state(ck)
 
     def _completed_stage(self) -> int:
         st = self._read_state()
@@ -339,7 +391,8 @@ class Trainer:
         return st["stage"] + (1 if st["step"] >= steps else 0)
 
     def _resume(self, stage: int, opt) -> int:
-        """Load adapters, history and optimizer from the last checkpoint of this stage."""
+        """Load adapters, history, optimizer, the named extra states and the RNG from the last
+        checkpoint of this stage."""
         from safetensors.torch import load_file
 
         from .models import load_adapter_state_dict
@@ -356,8 +409,20 @@ class Trainer:
         self.model.history = self.history
         if st["stage"] != stage:
             return 0  # previous stage finished; this one starts fresh on its weights
-        if st["optimizer"] is not None:
-            opt.load_state_dict(st["optimizer"])
+        objects = st.get("objects", {})
+        missing = [n for n in self.extra_state if n not in objects]
+        if missing:
+            raise CheckpointError(f"{ck}: the trainer state has no {missing} to resume stage {stage} from; "
+                                  "start over with `--no-resume` (or resume=False)")
+        if "optimizer" in objects:
+            opt.load_state_dict(objects["optimizer"])
+        for name, obj in self.extra_state.items():
+            obj.load_state_dict(objects[name])
+        rng = st.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         return int(st["step"])
 
 

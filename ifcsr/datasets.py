@@ -1,6 +1,6 @@
 """Real-world test sets (RealSR, DRealSR as the StableSR/OSEDiff crops): where they are, how to get them.
 
-May import the standard library, tqdm and ifcsr.images only (no torch model code), so that
+May import the standard library, tqdm, ifcsr.cache and ifcsr.images only (no torch model code), so that
 `ifcsr fetch-data` answers fast.
 
     ifcsr fetch-data realsr            # -> <cache>/datasets/realsr/{test_LR,test_HR,results_osediff}
@@ -88,11 +88,11 @@ DATASETS = {
 
 
 def cache_root() -> Path:
-    """$IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr, else ~/.cache/ifcsr."""
-    if os.environ.get("IFCSR_CACHE"):
-        return Path(os.environ["IFCSR_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(xdg) / "ifcsr"
+    """ifcsr's cache (`ifcsr.cache.ifcsr_cache_dir`): $IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr,
+    else ~/.cache/ifcsr."""
+    from .cache import ifcsr_cache_dir
+
+    return ifcsr_cache_dir()
 
 
 def dataset_cache_dir(name: str) -> Path:

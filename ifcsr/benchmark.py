@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import InputError, MissingFileError
 from .images import ImageError, load_image, to_tensor
 from .sweep import (
     PAPER_HEADERS,
@@ -89,7 +90,7 @@ def load_benchmark(dataset, *, scale: int = 4, every: int = 1, limit: int | None
     from .datasets import DATASETS, resolve_dataset
 
     if every < 1 or (limit is not None and limit < 1):
-        raise ValueError(f"every and limit must be >= 1, got every={every}, limit={limit}")
+        raise InputError(f"every and limit must be >= 1, got every={every}, limit={limit}")
     root = resolve_dataset(dataset)
     ds = PairedFolder(root, scale=scale, strict=True)
     idx = list(range(0, len(ds), every))[:limit]
@@ -97,7 +98,7 @@ def load_benchmark(dataset, *, scale: int = 4, every: int = 1, limit: int | None
         have = [n for n, _, _ in ds.pairs]
         unknown = [n for n in names if n not in have]
         if unknown:
-            raise ValueError(f"{root}: no pair named {', '.join(unknown[:5])} (names are file stems "
+            raise InputError(f"{root}: no pair named {', '.join(unknown[:5])} (names are file stems "
                              f"without _LR<n>/_HR, e.g. {have[0]})")
         idx = [i for i in idx if have[i] in set(names)]
     pairs = []
@@ -130,7 +131,7 @@ def load_outputs(folder, bset: BenchmarkSet, *, label: str = "") -> list[torch.T
     folder = Path(folder)
     what = f"--compare {label}={folder}" if label else str(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"{what}: not a folder")
+        raise MissingFileError(f"{what}: not a folder")
     by_key: dict[str, Path] = {}
     for p in sorted(folder.iterdir()):
         if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
@@ -163,9 +164,9 @@ def parse_compare(items) -> dict[str, Path]:
     for item in items or []:
         name, sep, folder = str(item).partition("=")
         if not sep or not name or not folder:
-            raise ValueError(f"--compare {item!r}: expected NAME=DIR")
+            raise InputError(f"--compare {item!r}: expected NAME=DIR")
         if name in out:
-            raise ValueError(f"--compare: {name!r} given twice")
+            raise InputError(f"--compare: {name!r} given twice")
         out[name] = Path(folder)
     return out
 
@@ -179,18 +180,18 @@ def parse_gammas(values) -> list[float]:
             try:
                 a, b, step = (float(t) for t in s.split(":"))
             except ValueError:
-                raise ValueError(f"gamma range {s!r}: expected START:STOP:STEP") from None
+                raise InputError(f"gamma range {s!r}: expected START:STOP:STEP") from None
             if step <= 0 or b < a:
-                raise ValueError(f"gamma range {s!r}: needs STOP >= START and STEP > 0")
+                raise InputError(f"gamma range {s!r}: needs STOP >= START and STEP > 0")
             n = round((b - a) / step)
             if abs(a + n * step - b) > 1e-6:
-                raise ValueError(f"gamma range {s!r}: STEP does not divide STOP - START")
+                raise InputError(f"gamma range {s!r}: STEP does not divide STOP - START")
             out += [round(a + i * step, 6) for i in range(n + 1)]
         else:
             out.append(float(s))
     bad = [g for g in out if not (math.isfinite(g) and 0 <= g <= 1)]
     if bad:
-        raise ValueError(f"gamma values must be in [0, 1], got {bad}")
+        raise InputError(f"gamma values must be in [0, 1], got {bad}")
     return sorted(set(out))
 
 
@@ -216,7 +217,7 @@ def read_pyiqa_log(path) -> tuple[pd.DataFrame, dict]:
             if name in LOG_METRICS:
                 means[LOG_METRICS[name]] = float(value)
     if not rows:
-        raise ValueError(f"{path}: no per-image lines found (expected OSEDiff's test_metrics.py log)")
+        raise InputError(f"{path}: no per-image lines found (expected OSEDiff's test_metrics.py log)")
     return pd.DataFrame(rows, columns=["image", "metric", "value"]), means
 
 
@@ -259,7 +260,7 @@ def checkpoint_sha256(folder) -> str:
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file())
     if not files:
-        raise FileNotFoundError(f"{folder}: empty or missing checkpoint folder")
+        raise MissingFileError(f"{folder}: empty or missing checkpoint folder")
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(folder)).encode())
@@ -410,15 +411,15 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
     metrics = list(PAPER_METRICS if metrics is None else metrics)
     for m in metrics:
         if m not in REGISTRY:
-            raise ValueError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
+            raise InputError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
     unknown = [b for b in baselines if b not in BASELINE_NAMES]
     if unknown:
-        raise ValueError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINE_NAMES)}")
+        raise InputError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINE_NAMES)}")
     gammas = parse_gammas(gammas)
     compare = {k: Path(v) for k, v in (compare or {}).items()}
     for name, folder in compare.items():
         if not folder.is_dir():  # before any model loads or image is scored
-            raise FileNotFoundError(f"--compare {name}={folder}: not a folder")
+            raise MissingFileError(f"--compare {name}={folder}: not a folder")
     bset = load_benchmark(dataset, every=every, limit=limit, names=names)
     per_image = [m for m in metrics if REGISTRY[m].kind != "dataset"]
     cache_dir = default_cache_dir() if cache == "default" else cache
@@ -460,7 +461,7 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
     if not no_model:
         model = as_model(checkpoint, device)
         if model.scale != 4:
-            raise ValueError(f"the checkpoint is x{model.scale}; the test sets are x4")
+            raise InputError(f"the checkpoint is x{model.scale}; the test sets are x4")
         ck = checkpoint if isinstance(checkpoint, (str, Path)) else None
         if ck is None:
             from .models import BUNDLED_CHECKPOINT
@@ -643,7 +644,7 @@ def load_results(folder=None) -> dict:
              "table": folder / "paper_table.csv", "markdown": folder / "paper_table.md"}
     missing = [str(f) for f in files.values() if not f.is_file()]
     if missing:
-        raise FileNotFoundError(f"no RealSR results: {', '.join(missing)} missing; run analysis/paper_table.py")
+        raise MissingFileError(f"no RealSR results: {', '.join(missing)} missing; run analysis/paper_table.py")
     out = {k: pd.read_csv(files[k]) for k in ("summary", "per_image", "table")}
     out["summary"]["gamma_map"] = out["summary"]["gamma_map"].fillna("")
     out["markdown"] = files["markdown"].read_text()
@@ -658,7 +659,7 @@ def best_gamma_per_image(tidy: pd.DataFrame, metrics=("psnr", "niqe"), *, method
 
     t = tidy[(tidy["method"] == method) & tidy["gamma_map"].fillna("").eq("") & tidy["metric"].isin(metrics)]
     if t.empty:
-        raise ValueError(f"no {method!r} values for {list(metrics)} in the table")
+        raise InputError(f"no {method!r} values for {list(metrics)} in the table")
     rows = []
     for (image, metric), g in t.groupby(["image", "metric"], sort=True):
         g = g.sort_values("gamma")

@@ -28,6 +28,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import IFCSRError, InputError, MissingFileError
+
 __all__ = [
     "DATASETS",
     "DatasetNotFoundError",
@@ -45,11 +47,11 @@ _OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 PIN_FILE = ".sha256-pinned.json"
 
 
-class DatasetNotFoundError(FileNotFoundError):
+class DatasetNotFoundError(MissingFileError):
     """A named test set is not on disk; the message says how to get it."""
 
 
-class DatasetDownloadError(RuntimeError):
+class DatasetDownloadError(IFCSRError, RuntimeError):
     """A download failed or a file did not match its sha256; the message says what to do."""
 
 
@@ -106,7 +108,7 @@ def _spec(name) -> DatasetSpec:
     try:
         return DATASETS[str(name).lower()]
     except KeyError:
-        raise ValueError(f"unknown test set {name!r}; known: {', '.join(DATASETS)}") from None
+        raise InputError(f"unknown test set {name!r}; known: {', '.join(DATASETS)}") from None
 
 
 def _is_pair_folder(path: Path) -> bool:
@@ -297,7 +299,7 @@ def add_fetch_data_arguments(p):
 
 def main_fetch_data(args) -> int:
     if args.dir is not None and len(args.names) > 1:
-        raise ValueError("--dir takes one test set at a time")
+        raise InputError("--dir takes one test set at a time")
     for name in args.names:
         folder = Path(args.dir) if args.dir else dataset_cache_dir(name)
         if args.verify:

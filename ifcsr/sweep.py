@@ -903,7 +903,7 @@ def main_evaluate(args) -> int:
     dataset_only = [o for o, v in (("--gammas", args.gammas), ("--compare", args.compare),
                                    ("--no-model", args.no_model)) if v]
     if dataset_only:
-        raise ValueError(f"{', '.join(dataset_only)} need --dataset (realsr, drealsr or a folder)")
+        raise InputError(f"{', '.join(dataset_only)} need --dataset (realsr, drealsr or a folder)")
     res = paper_table(args.checkpoint, args.pairs, gammas=args.gamma or list(PAPER_GAMMAS), metrics=args.metrics,
                       cache=_cache_arg(args.cache), device=args.device, out=args.out, crop=args.crop)
     print(f"IFCSR, {res['meta']['model']}; {res['meta']['pairs']}")

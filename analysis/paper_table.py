@@ -29,6 +29,15 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 
 
+def _short(path) -> str:
+    """A path relative to the repository's parent when inside it (../shared/..., ifcsr/assets/...)."""
+    p = Path(path).resolve()
+    for base, prefix in ((REPO, ""), (REPO.parent, "../")):
+        if p.is_relative_to(base):
+            return prefix + str(p.relative_to(base))
+    return str(p)
+
+
 def main(argv=None) -> int:
     from ifcsr.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark, parse_gammas, table_cells
     from ifcsr.datasets import DatasetNotFoundError, resolve_dataset
@@ -75,8 +84,7 @@ def main(argv=None) -> int:
 
     def labelled(res, source):
         cells = table_cells(res.table, res.unavailable)
-        cells.insert(0, "images", [f"{n} ({res.meta['selection']})" if n == len(res.meta["images"]) else str(n)
-                                   for n in res.table["n"].astype(int)])
+        cells.insert(0, "images", [str(n) for n in res.table["n"].astype(int)])
         cells = cells.drop(columns=["n"])
         cells.insert(0, "source", source)
         return cells
@@ -101,8 +109,8 @@ def main(argv=None) -> int:
         f"- Command: `{command}`; {meta['date']}; wall time {wall:.0f} s on this machine "
         f"(IFCSR endpoints inferred for {model.timings.get('IFCSR images_inferred', 0)} images in this run; "
         "the others came from the endpoint cache).",
-        f"- IFCSR checkpoint: `{meta['checkpoint']}`, sha256 `{meta['checkpoint_sha256']}`; {meta['model']}.",
-        f"- Images: RealSR x4, the StableSR/OSEDiff crops (LR 128 px, HR 512 px) at `{dataset}`. Model rows: "
+        f"- IFCSR checkpoint: `{_short(meta['checkpoint'])}`, sha256 `{meta['checkpoint_sha256']}`; {meta['model']}.",
+        f"- Images: RealSR x4, the StableSR/OSEDiff crops (LR 128 px, HR 512 px) at `{_short(dataset)}`. Model rows: "
         f"{meta['selection']}." + (f" No-model rows: also on all {len(whole.meta['images'])} pairs." if whole else ""),
         "- OSEDiff: its published outputs (`results_osediff/`), scored here with the same code.",
         "",

@@ -92,11 +92,17 @@ class StageConfig:
     lr_schedule: str = "constant"   # "constant" (paper) or "cosine": half a cosine from lr down to lr_min
     lr_min_ratio: float = 0.05      # cosine only: lr_min = lr_min_ratio * lr, reached at the last step
     init_from: str | None = None    # start this stage's adapter as a copy of another (stage 2: "fidelity")
+    # Micro-batches per optimiser step. batch_size is per process (as in diffusers' scripts), so one
+    # step sees batch_size * processes * grad_accum samples: the paper's 4 is batch 4 on one GPU,
+    # batch 1 on four, or batch 2 with grad_accum 2 on one card that only fits 2.
+    grad_accum: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
+        if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
+            raise ValueError(f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
@@ -138,7 +144,45 @@ class TrainConfig:
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
     degradation: str = "realesrgan"  # "realesrgan" (second-order, OSEDiff params) or "bicubic"
-    data: str = "samples"            # "samples" (scikit-image training photos) or a folder of images
+    # "samples" (scikit-image training photos), a folder of images, or several folders mixed
+    # (the paper: LSDIR and the first 10k FFHQ). None: no default, a folder must be given.
+    data: str | tuple[str, ...] | None = "samples"
+    data_ratio: tuple[float, ...] | None = None  # share of each folder (None: by image count, as concatenating them)
+    data_limit: tuple[int, ...] | None = None    # first N images (sorted names) of each folder, 0 = all
+    # Runtime of stages 1-2 (accelerate): "no", "bf16" or "fp16" autocast; the LoRA parameters
+    # stay float32 (diffusers' cast_training_params) and the frozen backbone is loaded in the
+    # autocast dtype by train_recipe.
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False  # recompute UNet and VAE-decoder activations in backward
+    num_workers: int = 0             # DataLoader worker processes (crops and degradations)
+
+    def __post_init__(self):
+        if isinstance(self.data, (list, tuple)):
+            object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+            if not self.data:
+                raise ValueError("data: an empty list of folders")
+        for name in ("data_ratio", "data_limit"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(v))
+        n = len(self.data) if isinstance(self.data, tuple) else 1
+        if self.data_ratio is not None and (len(self.data_ratio) != n or any(r < 0 for r in self.data_ratio)
+                                            or sum(self.data_ratio) <= 0):
+            raise ValueError(f"data_ratio must give one non-negative share per data folder ({n}), "
+                             f"not all zero; got {self.data_ratio}")
+        if self.data_limit is not None and (len(self.data_limit) != n or any(int(k) < 0 for k in self.data_limit)):
+            raise ValueError(f"data_limit must give one count >= 0 per data folder ({n}); got {self.data_limit}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise ValueError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.num_workers < 0:
+            raise ValueError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    @property
+    def data_folders(self) -> tuple[str, ...]:
+        """The training folders (empty for the sample photos or when none is set)."""
+        if self.data is None or self.data == "samples":
+            return ()
+        return self.data if isinstance(self.data, tuple) else (self.data,)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -151,7 +195,8 @@ class TrainConfig:
             stage0=Stage0Config(**d.get("stage0", {})),
             stage1=StageConfig(**d.get("stage1", {})),
             stage2=StageConfig(**d.get("stage2", {})),
-            **{k: v for k, v in d.items() if k in ("degradation", "data")},
+            **{k: v for k, v in d.items() if k in ("degradation", "data", "data_ratio", "data_limit",
+                                                   "mixed_precision", "gradient_checkpointing", "num_workers")},
         )
 
     def save(self, path) -> None:

@@ -50,7 +50,7 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
+    except (FileNotFoundError, ValueError, RuntimeError, ArithmeticError) as err:
         # Expected failures (missing weights, bad images, bad options): one clear line, no traceback.
         print(f"ifcsr {args._command}: error: {err}", file=sys.stderr)
         return 2

@@ -161,14 +161,9 @@ class Trainer:
         self.config = config or (model.config if model is not None else TrainConfig())
         self.data = data
         self.out_dir = Path(out_dir) if out_dir is not None else None
-        from accelerate.utils import DistributedDataParallelKwargs
-
         cpu = device is not None and torch.device(device).type == "cpu"
-        # Every buffer of the model is a frozen constant (the empty-prompt embedding): no need to
-        # broadcast them before each forward.
-        self.accelerator = accelerator or Accelerator(
-            cpu=cpu or not torch.cuda.is_available(), mixed_precision=self.config.mixed_precision,
-            kwargs_handlers=[DistributedDataParallelKwargs(broadcast_buffers=False)])
+        self.accelerator = accelerator or Accelerator(cpu=cpu or not torch.cuda.is_available(),
+                                                      mixed_precision=self.config.mixed_precision)
         self.device = self.accelerator.device
         self.model = model.to(self.device) if model is not None else None
         if self.model is not None:

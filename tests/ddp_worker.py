@@ -1,0 +1,62 @@
+"""Run by tests/test_sdpath.py under `torchrun --nproc_per_node 2` (gloo, CPU); not a test itself.
+
+    python -m torch.distributed.run --nproc_per_node 2 tests/ddp_worker.py OUT BACKBONE DATA
+
+1. `ifcsr train` on the SD 2.1-shaped backbone (the paper preset, chosen automatically), stage 1
+   for 3 steps with a checkpoint at the end;
+2. the same command with 4 steps and stages 1, 2 in fresh models: stage 1 resumes at step 3
+   (epoch 1, mid-epoch), stage 2 runs 4 steps; each process writes ITS OWN final LoRA weights
+   to OUT/rank{r}.safetensors;
+3. a NaN loss on process 1 only: every process must stop with the same error, written to
+   OUT/nan_rank{r}.txt (none may hang in the all-reduce).
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from ifcsr import cli, train_cli
+from ifcsr.models import adapter_state_dict
+from ifcsr.recipes import train_recipe
+
+
+def args_for(out, backbone, data, steps, stages):
+    return ["train", "--backbone", backbone, "--data", data, "--out", out, "--steps", str(steps),
+            "--stages", stages, "--batch-size", "2", "--crop-size", "64", "--degradation", "bicubic",
+            "--feature-net", "vgg-random", "--mixed-precision", "no", "--num-workers", "1", "--device", "cpu"]
+
+
+def main(out, backbone, data):
+    from accelerate import PartialState
+
+    torch.set_num_threads(1)
+    out = Path(out)
+    rank = PartialState(cpu=True).process_index
+    run = str(out / "run")
+    assert cli.main(args_for(run, backbone, data, 3, "1")) == 0
+    args = cli.build_parser().parse_args(args_for(run, backbone, data, 4, "1,2"))
+    model, _ = train_recipe(train_cli.config_from_args(args), run, stages=(1, 2), device="cpu",
+                            progress=False, log=lambda *_: None)
+    save_file({f"{a}/{k}": v for a in ("fidelity", "realism") for k, v in adapter_state_dict(model.unet, a).items()},
+              out / f"rank{rank}.safetensors")
+
+    from ifcsr.train import Trainer
+
+    real = Trainer._stage_loss
+
+    def nan_on_rank1(self, stage, lr, hr, gamma=None):
+        loss, g = real(self, stage, lr, hr, gamma)
+        return (loss * float("nan"), g) if rank == 1 else (loss, g)
+
+    Trainer._stage_loss = nan_on_rank1
+    try:
+        train_recipe(train_cli.config_from_args(args), str(out / "nan"), stages=(1,), device="cpu",
+                     progress=False, log=lambda *_: None)
+    except FloatingPointError as err:
+        (out / f"nan_rank{rank}.txt").write_text(str(err))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])

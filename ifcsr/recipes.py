@@ -178,6 +178,17 @@ def make_degradation(name: str, scale: int = 4):
                      "(p = fraction of plain bicubic LR, e.g. 'mixed:0.8')")
 
 
+def check_data(cfg: TrainConfig) -> None:
+    """Fail at once when the config names no training data (the paper preset has no default)."""
+    if cfg.data is None:
+        raise ValueError("no training data: this preset trains on folders of photos, e.g. "
+                         "`--data LSDIR` or `--data LSDIR FFHQ --data-limit 0 10000` (the paper's LSDIR + "
+                         "first 10k FFHQ); the bundled sample photos are not a training set")
+    missing = [f for f in cfg.data_folders if not Path(f).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"training data: no such folder {', '.join(missing)}")
+
+
 def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation=None):
     """The training set named by cfg.data: "samples", a folder of images, or several folders
     mixed by cfg.data_ratio (the paper's LSDIR + first 10k FFHQ: data=(LSDIR, FFHQ),
@@ -185,10 +196,7 @@ def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation
     (a truncated file is skipped with a warning when first read), so huge folders open fast."""
     from .data import ImageFolder, MixedDataset, SampleDataset
 
-    if cfg.data is None:
-        raise ValueError("no training data: this preset trains on folders of photos, e.g. "
-                         "`--data LSDIR` or `--data LSDIR FFHQ --data-limit 0 10000` (the paper's LSDIR + "
-                         "first 10k FFHQ); the bundled sample photos are not a training set")
+    check_data(cfg)
     deg = degradation if degradation is not None else make_degradation(cfg.degradation, cfg.model.scale)
     if cfg.data == "samples":
         return SampleDataset(crop_size=crop_size, scale=cfg.model.scale, degradation=deg, seed=seed,
@@ -216,6 +224,7 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
     from .models import IFCSR, load_backbone
     from .train import Trainer
 
+    check_data(cfg)
     state = PartialState(cpu=device is not None and str(device) == "cpu")
     if 0 in stages and state.num_processes > 1:
         raise ValueError("stage 0 (the tiny backbone) runs in one process: run `ifcsr train --preset tiny "
@@ -254,9 +263,9 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
     # the trainer keeps the LoRA parameters in float32.
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.mixed_precision, torch.float32)
     feature_net = None
-    if 1 in stages or 2 in stages:
-        from .losses import build_feature_net
+    from .losses import build_feature_net, needs_feature_net
 
+    if (1 in stages or 2 in stages) and needs_feature_net(cfg.loss):
         # Before the backbone: missing feature weights (e.g. ImageNet VGG16 offline) fail in seconds.
         feature_net = build_feature_net(cfg.loss.feature_net, seed=cfg.loss.random_seed)
     model = IFCSR.from_backbone(load_backbone(source, device=device or "cpu", dtype=dtype), cfg,

@@ -38,7 +38,7 @@ from . import tiling
 from .checkpoint import load_state, save_state
 from .errors import CheckpointError
 from .config import Stage0Config, StageConfig, TrainConfig
-from .losses import build_feature_net, build_loss
+from .losses import build_feature_net, build_loss, needs_feature_net
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
 
@@ -178,6 +178,8 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     @property
     def feature_net(self):
+        if self._feature_net is None and not needs_feature_net(self.config.loss):
+            return None  # pixel MSE only (LossConfig.layers=(0,))
         if self._feature_net is None:
             self._feature_net = build_feature_net(self.config.loss.feature_net, seed=self.config.loss.random_seed)
         return self._feature_net.to(self.device)

@@ -48,6 +48,9 @@ def add_arguments(p):
                         "fidelity one (default: the preset's)")
     p.add_argument("--feature-net", default=None, choices=["vgg", "vgg-hed", "vgg-random"])
     p.add_argument("--k", type=float, default=None, help="depth-weight base k (1 = plain MSE+LPIPS)")
+    p.add_argument("--loss-layers", default=None,
+                   help="comma-separated subset of the loss layers 0..5 (0 = pixel MSE; '0' alone runs no feature "
+                        "network; default: all, as the paper)")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
     p.add_argument("--no-resume", action="store_true", help="start from scratch even if OUT has a checkpoint")
     p.add_argument("--bundle", action="store_true",
@@ -104,6 +107,12 @@ def config_from_args(args):
     if args.feature_net or args.k is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, feature_net=args.feature_net or cfg.loss.feature_net,
                                         k=cfg.loss.k if args.k is None else args.k))
+    if args.loss_layers:
+        try:
+            layers = tuple(int(x) for x in args.loss_layers.split(","))
+        except ValueError:
+            raise ValueError(f"--loss-layers: expected comma-separated integers, got {args.loss_layers!r}") from None
+        cfg = replace(cfg, loss=replace(cfg.loss, layers=layers))
     runtime = {k: getattr(args, k) for k in ("mixed_precision", "gradient_checkpointing", "num_workers")
                if getattr(args, k) is not None}
     if runtime:

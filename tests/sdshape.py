@@ -29,6 +29,7 @@ def build_sd_shaped_backbone(path, seed: int = 0) -> Path:
 
     path = Path(path)
     torch.manual_seed(seed)
+    # 64 channels at the 1x1 bottom of a 64 px crop: GroupNorm(32) needs 2 values per group there
     unet = UNet2DConditionModel(**{**SD21_BASE_UNET, "block_out_channels": [32, 64, 64, 64],
                                    "attention_head_dim": [1, 2, 2, 2], "sample_size": 8})
     torch.nn.init.normal_(unet.conv_out.weight, std=0.02)  # so the UNet changes the latent

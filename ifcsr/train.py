@@ -75,22 +75,27 @@ def _color_augment(hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
 class EpochSampler(torch.utils.data.Sampler):
     """Indices of one epoch: a permutation of range(n) drawn from (seed, epoch), cut to a multiple
     of `multiple` (the samples of one optimiser step over all processes and micro-batches), from
-    position `skip` on (a run resumed in the middle of an epoch).
+    position `skip` on (a run resumed in the middle of an epoch). A dataset smaller than one step
+    is repeated (fresh permutations) to fill one step.
 
     accelerate shards the batches of this order across processes (batch j to process j mod P), so
     step k of an epoch takes positions [k * multiple, (k + 1) * multiple) whatever P is.
     """
 
     def __init__(self, n: int, *, seed: int, multiple: int):
+        if n < 1:
+            raise ValueError("the training set is empty")
         self.n, self.seed, self.multiple = int(n), int(seed), int(multiple)
-        self.used = self.n // self.multiple * self.multiple
+        self.used = max(self.n // self.multiple, 1) * self.multiple
         self.epoch, self.skip = 0, 0
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = int(epoch)
 
     def __iter__(self):
-        perm = np.random.default_rng([self.seed, self.epoch]).permutation(self.n)[: self.used]
+        reps = -(-self.used // self.n)
+        perm = np.concatenate([np.random.default_rng([self.seed, self.epoch, r]).permutation(self.n)
+                               for r in range(reps)])[: self.used]
         return iter(perm[self.skip:].tolist())
 
     def __len__(self) -> int:
@@ -332,10 +337,6 @@ class Trainer:
         data = StageData(self.data, seed=sc.seed + 7919 * stage)
         group = sc.batch_size * acc.num_processes * sc.grad_accum  # samples per optimiser step
         sampler = EpochSampler(len(data), seed=sc.seed + 7919 * stage, multiple=group)
-        if sampler.used == 0:
-            raise ValueError(
-                f"stage {stage}: the training set has {len(data)} items, fewer than one optimiser step needs "
-                f"(batch {sc.batch_size} x {acc.num_processes} process(es) x grad_accum {sc.grad_accum} = {group})")
         workers = self.config.num_workers
         loader = torch.utils.data.DataLoader(
             data, batch_sampler=torch.utils.data.BatchSampler(sampler, sc.batch_size, drop_last=True),

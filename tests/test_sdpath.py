@@ -141,6 +141,8 @@ def test_epoch_sampler_resumes_mid_epoch_and_shards_by_step():
     s.skip = 0
     s.set_epoch(1)
     assert list(s) != full
+    small = list(EpochSampler(3, seed=0, multiple=4))  # smaller than one step: repeated to fill it
+    assert len(small) == 4 and set(small) == {0, 1, 2}
 
 
 # --------------------------------------------------------------------------- accelerate

@@ -39,6 +39,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
+
 COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
            "note", "weights", "device", "threads", "machine", "load"]
 
@@ -388,7 +390,7 @@ def worker(spec: dict) -> None:
     elif job == "train":
         out = _worker_train(model, spec)
     else:
-        raise ValueError(f"unknown job {job!r}")
+        raise InputError(f"unknown job {job!r}")
     out.update(weights=weights, peak_mb=peak_rss_mb())
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
@@ -728,7 +730,7 @@ def run(bc: BenchConfig, log=print, csv_path=None) -> list[dict]:
     parts = {"e" if p == "sd" else p for p in bc.parts}  # "sd": the SD 2.1-base-sized GPU part
     unknown = parts - set("abcde")
     if unknown:
-        raise ValueError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e (sd = e)")
+        raise InputError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e (sd = e)")
     model = weights = None
     if parts & {"a", "b", "c", "d"}:
         model, weights = load_model(bc.checkpoint)

@@ -35,9 +35,18 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import tiling
-from .checkpoint import load_state, save_state
-from .errors import CheckpointError
-from .config import Stage0Config, StageConfig, TrainConfig
+from .checkpoint import (
+    LEGACY_STATE,
+    MANIFEST,
+    RunLock,
+    has_state,
+    load_state,
+    recover_folder,
+    save_state,
+    verify_manifest,
+)
+from .config import Stage0Config, StageConfig, TrainConfig, config_diff
+from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
 from .losses import build_feature_net, build_loss, needs_feature_net
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
@@ -84,7 +93,7 @@ class EpochSampler(torch.utils.data.Sampler):
 
     def __init__(self, n: int, *, seed: int, multiple: int):
         if n < 1:
-            raise ValueError("the training set is empty")
+            raise InputError("the training set is empty")
         self.n, self.seed, self.multiple = int(n), int(seed), int(multiple)
         self.used = max(self.n // self.multiple, 1) * self.multiple
         self.epoch, self.skip = 0, 0
@@ -145,6 +154,22 @@ class StageModule(nn.Module):
     def forward(self, lr: torch.Tensor, hr: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
         loss, _ = self._trainer._stage_loss(self.stage, lr, hr, gamma)
         return loss
+
+
+def check_finite_everywhere(value: torch.Tensor, what: str, accelerator=None) -> None:
+    """Raise NonFiniteError on EVERY process when `value` is NaN/inf on ANY of them.
+
+    Each process contributes a 0/1 flag and the flags are summed across processes, so a NaN on
+    one rank stops all ranks at the same step (instead of one rank dying and the others hanging
+    in the next gradient all-reduce). One process: a local check, no communication."""
+    bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0], device=value.device)
+    if accelerator is not None and getattr(accelerator, "num_processes", 1) > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        # The same words on every process (no per-process value): each log shows one error.
+        n = getattr(accelerator, "num_processes", 1) if accelerator is not None else 1
+        raise NonFiniteError(f"{what} is NaN or infinite on {int(bad.item())} process(es) of {n}; stopping every "
+                             "process. Lower the learning rate or check the data; resume from the last checkpoint")
 
 
 class Trainer:
@@ -294,7 +319,7 @@ class Trainer:
         stage 2 keeps is that start: a shrunken fidelity correction, not realism."""
         name = ADAPTERS[stage - 1]
         if source == name:  # the value itself is checked by StageConfig
-            raise ValueError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
+            raise InputError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
         src = lora_parameters(self.model.unet, source)
         dst = lora_parameters(self.model.unet, name)
         with torch.no_grad():
@@ -325,7 +350,7 @@ class Trainer:
             fid = out_of("fidelity")
         real = out_of("realism")
         if gamma is None or gamma.shape != (hr.shape[0],):
-            raise ValueError(f"stage 2 needs one gamma per sample, shape ({hr.shape[0]},), got "
+            raise InputError(f"stage 2 needs one gamma per sample, shape ({hr.shape[0]},), got "
                              f"{None if gamma is None else tuple(gamma.shape)}")
         gamma = gamma.to(real.device, real.dtype).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
@@ -360,18 +385,11 @@ class Trainer:
             sync = micro == sc.grad_accum - 1
             with contextlib.nullcontext() if sync else acc.no_sync(module):
                 loss = module(batch["lr"], batch["hr"], batch["gamma"])
-                # Every process sees every process's loss before any backward: a non-finite
-                # loss anywhere stops all of them here, with the same error, instead of leaving
-                # the others waiting in the gradient all-reduce.
-                seen = acc.gather(loss.detach().float().reshape(1))
-                if not torch.isfinite(seen).all():
-                    bad = [i for i, v in enumerate(seen.tolist()) if not math.isfinite(v)]
-                    raise FloatingPointError(
-                        f"stage {stage} step {step}: the loss is not finite on process(es) {bad} of "
-                        f"{acc.num_processes} (losses {seen.tolist()}); every process stops here. "
-                        "Check the data for NaN pixels, lower the learning rate, or use bf16 instead of fp16.")
+                # Every process learns of a non-finite loss on any of them before any backward: all
+                # stop here with the same error instead of waiting in the gradient all-reduce.
+                check_finite_everywhere(loss.detach().float(), f"stage {stage} step {step}: the loss", acc)
                 acc.backward(loss / sc.grad_accum)
-            losses.append(seen.mean().item())
+            losses.append(acc.reduce(loss.detach().float(), reduction="mean").item())  # same history everywhere
             if stage == 2:
                 gammas.append(acc.gather(batch["gamma"].float()).mean().item())
         if sc.grad_clip:
@@ -384,11 +402,20 @@ class Trainer:
         return row
 
     def train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
-        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows."""
+        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows.
+
+        With an out_dir, the main process holds OUT/.ifcsr.lock meanwhile: a second run into the
+        same folder is refused (RunLockedError) instead of interleaving checkpoints."""
+        if self.out_dir is not None and self.accelerator.is_main_process:
+            with RunLock(self.out_dir):
+                return self._train_stage(stage, steps=steps, resume=resume)
+        return self._train_stage(stage, steps=steps, resume=resume)
+
+    def _train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
         if stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
+            raise InputError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
         if self.model is None:
-            raise ValueError("stages 1 and 2 need a model (IFCSR) on a backbone")
+            raise InputError("stages 1 and 2 need a model (IFCSR) on a backbone")
         from diffusers.training_utils import cast_training_params
 
         acc = self.accelerator
@@ -475,7 +502,7 @@ class Trainer:
         (their weights and optimiser states are equal: DDP averaged the same gradients), and
         none goes on before the checkpoint is in place."""
         if self.out_dir is None:
-            raise ValueError("save_checkpoint needs out_dir")
+            raise InputError("save_checkpoint needs out_dir")
         acc = self.accelerator
         acc.wait_for_everyone()
         if acc.is_main_process:
@@ -492,9 +519,24 @@ class Trainer:
         return self.checkpoint_dir
 
     def _read_state(self):
-        if self.checkpoint_dir is None:
+        """The last trainer state, after settling what an interrupted save left behind
+        (ifcsr.checkpoint.recover_folder) and checking every file's sha256."""
+        ck = self.checkpoint_dir
+        if ck is None:
             return None
-        return load_state(self.checkpoint_dir)
+        recover_folder(ck)
+        if not ck.is_dir() or not has_state(ck):
+            return None
+        if (ck / MANIFEST).is_file() or not (ck / LEGACY_STATE).is_file():
+            verify_manifest(ck)  # an older ifcsr (trainer_state.pt) wrote no checksums.json
+        if (ck / "config.json").is_file():
+            # Resuming under another config would continue (or call "complete") the old run.
+            diff = config_diff(TrainConfig.load(ck / "config.json").to_dict(), self.config.to_dict())
+            if diff:
+                raise ConfigError(f"{ck} was trained with another config ({'; '.join(diff[:6])}"
+                                  f"{'; ...' if len(diff) > 6 else ''}): choose another out_dir, or resume=False "
+                                  "(--no-resume) to start over there")
+        return load_state(ck)
 
     def _completed_stage(self) -> int:
         st = self._read_state()

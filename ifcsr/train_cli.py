@@ -11,6 +11,8 @@ import shutil
 import sys
 from dataclasses import replace
 
+from .errors import InputError
+
 
 def add_arguments(p):
     p.add_argument("--preset", default=None, choices=["paper", "tiny", "smoke"],
@@ -91,7 +93,7 @@ def config_from_args(args):
         cfg = replace(cfg, data=str(args.data[0]) if len(args.data) == 1 else tuple(map(str, args.data)))
     if args.data_ratio is not None or args.data_limit is not None:
         if not args.data:
-            raise ValueError("--data-ratio and --data-limit apply to --data folders: give --data too")
+            raise InputError("--data-ratio and --data-limit apply to --data folders: give --data too")
         cfg = replace(cfg, data_ratio=tuple(args.data_ratio) if args.data_ratio else None,
                       data_limit=tuple(args.data_limit) if args.data_limit else None)
     if args.degradation:
@@ -99,6 +101,8 @@ def config_from_args(args):
 
         make_degradation(args.degradation)  # fail now, not after stage 0
         cfg = replace(cfg, degradation=args.degradation)
+    if args.steps is not None and args.steps < 1:
+        raise InputError(f"--steps {args.steps}: must be at least 1 (0 steps would write an untrained checkpoint)")
     stage_kw = {field: getattr(args, opt) for opt, field in STAGE_OPTIONS.items() if getattr(args, opt) is not None}
     if stage_kw:
         cfg = replace(cfg, stage1=replace(cfg.stage1, **stage_kw), stage2=replace(cfg.stage2, **stage_kw))
@@ -111,7 +115,7 @@ def config_from_args(args):
         try:
             layers = tuple(int(x) for x in args.loss_layers.split(","))
         except ValueError:
-            raise ValueError(f"--loss-layers: expected comma-separated integers, got {args.loss_layers!r}") from None
+            raise InputError(f"--loss-layers: expected comma-separated integers, got {args.loss_layers!r}") from None
         cfg = replace(cfg, loss=replace(cfg.loss, layers=layers))
     runtime = {k: getattr(args, k) for k in ("mixed_precision", "gradient_checkpointing", "num_workers")
                if getattr(args, k) is not None}
@@ -125,13 +129,19 @@ def config_from_args(args):
 def main(args) -> int:
     from accelerate import PartialState
 
-    from .recipes import describe_config, train_recipe
+    from .models import check_device
+    from .recipes import check_stages, describe_config, train_recipe
 
+    if args.device is not None:
+        check_device(args.device)
     preset = preset_of(args)
     cfg = config_from_args(args)
     stages = (1, 2) if args.backbone else (0, 1, 2)
-    if args.stages:
-        stages = tuple(int(s) for s in args.stages.split(","))
+    if args.stages is not None:
+        parts = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise InputError(f"--stages {args.stages!r}: expected comma-separated stage numbers, e.g. 1,2")
+        stages = check_stages(int(p) for p in parts)
     state = PartialState(cpu=args.device == "cpu")
     if state.is_main_process:
         print(describe_config(cfg, preset=preset, overrides=given_options(args)))

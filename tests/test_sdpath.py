@@ -183,7 +183,7 @@ def test_two_processes_equal_one_process_with_accumulation(sd_dir, photos, tmp_p
     assert [(r["stage"], r["step"]) for r in h2] == [(1, i) for i in range(3)] + [(2, i) for i in range(3)]
     np.testing.assert_allclose([r["loss"] for r in h2], [r["loss"] for r in h1], rtol=1e-5)
     errors = [(tmp_path / f"nan_rank{r}.txt").read_text() for r in (0, 1)]
-    assert errors[0] == errors[1] and "not finite on process(es) [1] of 2" in errors[0]
+    assert errors[0] == errors[1] and "NaN or infinite on 1 process(es) of 2" in errors[0]
 
 
 def test_bf16_lora_weights_are_float32_and_move_at_the_paper_lr(tiny_backbone_dir, fresh_accelerate):

@@ -101,7 +101,7 @@ class StageConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
+        if self.steps < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise InputError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
         if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
             raise InputError(f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")

@@ -155,7 +155,7 @@ def test_two_processes_equal_one_process_with_accumulation(sd_dir, photos, tmp_p
     A NaN loss on process 1 stops both processes with the same error."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1",
                PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1]), os.environ.get("PYTHONPATH", "")]))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",  # free port
            str(Path(__file__).parent / "ddp_worker.py"), str(tmp_path), str(sd_dir), str(photos)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]

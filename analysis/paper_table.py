@@ -65,6 +65,9 @@ def main(argv=None) -> int:
               "FFHQ) and test images (2 photos, bicubic x4 vs RealSR): compare the direction of each column as "
               "gamma grows, not the values."), "", frame_to_markdown(both), ""]
     md.write_text("\n".join(lines))
+    from ifcsr.provenance import record
+
+    record([md, *res["files"].values()], inputs=[args.checkpoint])
     print(f"\nwrote {md} and {', '.join(str(f) for f in res['files'].values())}")
     return 0
 

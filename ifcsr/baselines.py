@@ -8,6 +8,8 @@
   is what should make the intermediate gammas good (`SingleStageTrainer`).
 - k=1 (MSE+LPIPS): the same two-stage recipe with k = 1, where w_dec = w_inc and both
   stages minimise plain MSE + LPIPS (DESIGN 1).
+- no adversarial term: the base's fidelity adapter and its stage 2 rerun with the adversarial
+  realism term switched off (`LossConfig.adv_weight = 0`): what the adversarial term adds.
 - DNI (LoRA weight interpolation): network interpolation as ESRGAN / DNI (Wang et al., CVPR
   2019) do it: interpolate the weights, W + (1 - a) dW_fidelity + a dW_realism, so every
   point of the curve costs a new network pass (`LoraInterpolation`).
@@ -41,9 +43,10 @@ FIDELITY_ONLY = "fidelity only"
 REALISM_ONLY = "realism only"
 SINGLE_STAGE = "single-stage (naive blend)"
 K1 = "k=1 (MSE+LPIPS)"
+NO_ADV = "no adversarial term"
 DNI = "DNI (LoRA weight interpolation)"
 REALESRGAN = "Real-ESRGAN x4plus"
-ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1}  # folder name -> method name
+ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1, "no_adv": NO_ADV}  # folder name -> method name
 
 
 # ------------------------------------------------------------------------------ producers
@@ -285,8 +288,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     """Train an ablation checkpoint on `base`'s tiny backbone and save it (adapters only) to `out`.
 
     kind: "single_stage" (stage 1 as usual -- by default `base`'s own fidelity adapter, which
-        IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc)
-        or "k1" (stages 1 and 2 of the two-stage recipe with k = 1).
+        IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc),
+        "k1" (stages 1 and 2 of the two-stage recipe with k = 1) or "no_adv" (`base`'s fidelity
+        adapter, then stage 2 of its recipe without the adversarial term).
     base: the checkpoint whose backbone and training recipe are reused (default: bundled).
     steps: steps per trained stage (default: base's config). work_dir: resumable training
         folder (default: a temporary one). Returns `out`.
@@ -311,10 +315,12 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=steps), stage2=replace(cfg.stage2, steps=steps))
     if kind == "k1":
         cfg = replace(cfg, loss=replace(cfg.loss, k=1.0))
+    if kind == "no_adv" and getattr(cfg.loss, "adv_weight", 0.0):
+        cfg = replace(cfg, loss=replace(cfg.loss, adv_weight=0.0))  # a recipe without one is already without
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.from_backbone(load_backbone(base / "backbone", device=device), cfg, device=device)
     stages = (1, 2)
-    if kind == "single_stage" and not retrain_fidelity:
+    if kind in ("single_stage", "no_adv") and not retrain_fidelity:
         from safetensors.torch import load_file
 
         load_adapter_state_dict(model.unet, "fidelity", load_file(base / "fidelity.safetensors"))

@@ -334,7 +334,7 @@ def test_single_stage_trainer_ignores_the_fidelity_branch(checkpoint):
     assert b1.item() != b2.item()
 
 
-@pytest.mark.parametrize("kind", ["single_stage", "k1"])
+@pytest.mark.parametrize("kind", ["single_stage", "k1", "no_adv"])
 def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpoint, tmp_path, kind):
     from safetensors.torch import load_file
 
@@ -350,7 +350,7 @@ def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpo
     base_fid = load_file(checkpoint / "fidelity.safetensors")
     fid = load_file(out / "fidelity.safetensors")
     same = all(torch.equal(base_fid[k], fid[k]) for k in base_fid)
-    assert same == (kind == "single_stage")  # single-stage keeps stage 1; k = 1 retrains it
+    assert same == (kind != "k1")  # single-stage and no-adversarial keep stage 1; k = 1 retrains it
     base_real = load_file(checkpoint / "realism.safetensors")
     real = load_file(out / "realism.safetensors")
     assert not all(torch.equal(base_real[k], real[k]) for k in base_real)

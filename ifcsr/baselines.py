@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .images import to_tensor
-from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, sweep
+from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
 from .train import Trainer
 
 BICUBIC = "bicubic"
@@ -386,3 +386,50 @@ def load_ablation(path, *, device="cpu"):
             raise ValueError(f"{path} was trained on another backbone than {folder} holds now "
                              f"(sha256 {want[:12]} vs {have[:12]}); retrain it with analysis/train_ablations.py")
     return IFCSR.load(path, device=device)
+
+
+# ------------------------------------------------------------------------------ adversarial ablation
+
+
+def adv_label(model) -> str:
+    """How a checkpoint's realism endpoint was trained, as the figures label it."""
+    w = float(getattr(model.config.loss, "adv_weight", 0.0))
+    return f"adversarial term, weight {w:g}" if w > 0 else "no adversarial term"
+
+
+def realism_ablation(variants: dict, pair: dict, *, gammas=(0.0, 0.25, 0.5, 0.75, 1.0),
+                     metrics=("psnr", "niqe")) -> dict:
+    """The realism endpoint with and without the adversarial term, on one image (notebook 05).
+
+    variants: {label: IFCSR model or checkpoint folder}, e.g. the bundled checkpoint and
+    analysis/checkpoints/no_adv (same backbone and fidelity adapter, stage 2 without the term).
+    pair: {"lr", "hr", "name"}. Returns {"endpoints": {label: Endpoints}, "bicubic", "hr",
+    "points"}: points is one row per (method, gamma) with each metric as a column -- every
+    variant's blend curve (inferred once, then pixel blends), bicubic and HR itself (for the
+    no-reference metrics: how natural the real photo scores).
+    """
+    if not variants:
+        raise ValueError("realism_ablation needs at least one variant")
+    lr, hr = pair["lr"], pair["hr"]
+    lr, hr = (lr[None] if lr.dim() == 3 else lr), (hr[None] if hr.dim() == 3 else hr)
+    models = {label: as_model(m) for label, m in variants.items()}
+    scale = {m.scale for m in models.values()}
+    if len(scale) != 1:
+        raise ValueError(f"the variants have different scales {sorted(scale)}")
+    suite = make_suite(list(metrics), min_side=min(hr.shape[-2:]))
+    if suite.unavailable:
+        raise ValueError("metrics unavailable here: " + "; ".join(f"{k}: {v}" for k, v in suite.unavailable.items()))
+    endpoints = {label: m.infer(lr) for label, m in models.items()}
+    bic = bicubic_upscale(lr, scale.pop())
+    frames = [_score(suite, bic, hr, image=pair["name"], gamma=float("nan"), method=BICUBIC)]
+    from .metrics import REGISTRY
+
+    nr = [m for m in metrics if REGISTRY[m].kind == "NR"]
+    if nr:
+        frames.append(_score(make_suite(nr), hr, hr, image=pair["name"], gamma=float("nan"), method="HR"))
+    for label, ends in endpoints.items():
+        for g in gammas:
+            frames.append(_score(suite, ends.blend(float(g)), hr, image=pair["name"], gamma=float(g), method=label))
+    points = pd.DataFrame([{"method": f["method"].iloc[0], "gamma": f["gamma"].iloc[0],
+                            **dict(zip(f["metric"], f["value"]))} for f in frames])
+    return {"endpoints": endpoints, "bicubic": bic, "hr": hr, "points": points}

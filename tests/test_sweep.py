@@ -426,3 +426,25 @@ def test_sweep_cli_writes_outputs(checkpoint, pairs_dir, tmp_path, capsys):
     assert "2 network calls" in text and "blending" in text
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 5 + 2
+
+
+def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversarial_weight(checkpoint):
+    from dataclasses import replace
+
+    from ifcsr.baselines import adv_label, realism_ablation
+    from ifcsr.data import BicubicDegradation
+
+    model = IFCSR.load(checkpoint)
+    hr = torch.rand(3, 32, 32)
+    pair = {"lr": BicubicDegradation(4)(hr), "hr": hr, "name": "noise"}
+    res = realism_ablation({"a": model, "b": checkpoint}, pair, gammas=(0.0, 1.0), metrics=("psnr",))
+    pts = res["points"]
+    assert list(pts["method"]) == ["bicubic", "a", "a", "b", "b"]  # no NR metric: no HR row
+    a1 = pts[(pts["method"] == "a") & (pts["gamma"] == 1.0)]["psnr"].item()
+    assert a1 == pytest.approx(float(psnr_y(res["endpoints"]["a"].realism, hr[None])), abs=1e-6)
+    with pytest.raises(ValueError, match="niqe"):  # 32 px: below NIQE's 96 px blocks
+        realism_ablation({"a": model}, pair, metrics=("psnr", "niqe"))
+    assert adv_label(model) == "no adversarial term"
+    if hasattr(model.config.loss, "adv_weight"):
+        model.config = replace(model.config, loss=replace(model.config.loss, adv_weight=0.01))
+        assert adv_label(model) == "adversarial term, weight 0.01"

@@ -76,8 +76,8 @@ STEPS = (
 # Not rerun by this driver, said at every run: recipe_probes.csv is the assembled record of 22
 # runs of analysis/recipe_probe.py (one per recipe variant, on a lent H100), made while the tiny
 # preset was chosen; its manifest entry records the backbone weights they started from.
-NOT_RERUN = {f"{RESULTS}/recipe_probes.csv": "22 recipe_probe.py runs (one per variant in its rows; "
-                                              "hours on a CPU); the manifest checks the backbone they started from"}
+NOT_RERUN = {"analysis/recipe_probe.py": f"{RESULTS}/recipe_probes.csv holds 22 of its runs (one per variant in "
+                                         "its rows; hours on a CPU); the manifest checks the backbone they started from"}
 
 
 def command(step: Step, work: str) -> list[str]:
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
             print(f"{s.name:22s} {'cheap    ' if s.cheap else 'expensive'} python {' '.join(s.argv)}\n"
                   f"{'':22s} -> {s.makes}")
         for f, why in NOT_RERUN.items():
-            print(f"{'(not rerun)':20s} {f}: {why}")
+            print(f"{'(not rerun)':22s} {f}: {why}")
         return 0
     skipped = [s.name for s in STEPS if s not in steps]
     if skipped:

@@ -122,3 +122,22 @@ def test_a_checkpoint_is_covered_as_one_folder_and_record_refuses_what_was_not_w
     with pytest.raises(FileNotFoundError, match="not written"):
         record(root / "analysis/results/missing.csv", inputs=[], root=root)
     assert record(tmp_path / "elsewhere.csv", inputs=[], root=root) == {}  # outside the repository
+
+
+def test_the_driver_runs_every_analysis_script_or_says_why_not():
+    import importlib.util
+    import sys
+
+    spec = importlib.util.spec_from_file_location("regenerate", ROOT / "analysis" / "regenerate.py")
+    driver = importlib.util.module_from_spec(spec)
+    sys.modules["regenerate"] = driver  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(driver)
+    finally:
+        del sys.modules["regenerate"]
+    run = {s.argv[0] for s in driver.STEPS}
+    scripts = {f"analysis/{p.name}" for p in (ROOT / "analysis").glob("*.py")} - {"analysis/regenerate.py"}
+    assert run <= scripts, "the driver runs scripts that do not exist"
+    assert not sorted(scripts - run - set(driver.NOT_RERUN)), "analysis scripts neither run nor listed as not rerun"
+    assert [s.name for s in driver.STEPS if s.cheap][:1] == ["bundled_quality"]
+    assert driver.STEPS[0].name == "ablations" and not driver.STEPS[0].cheap  # before the figures that use them

@@ -401,7 +401,9 @@ def _worker_infer(model, spec) -> dict:
     ends = model.infer(lr, tile=tile)
     seconds = time.perf_counter() - t0
     if spec.get("save"):
-        torch.save({"fidelity": ends.fidelity, "realism": ends.realism}, spec["save"])
+        from safetensors.torch import save_file
+
+        save_file({"fidelity": ends.fidelity.contiguous(), "realism": ends.realism.contiguous()}, spec["save"])
     return dict(seconds=seconds, base_mb=base)
 
 
@@ -485,7 +487,7 @@ def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
                                      "quadratic in pixels)"))
                     continue
                 both = S <= bc.untiled_max
-                path = os.path.join(tmp, f"{S}_{int(tile)}.pt") if both else None
+                path = os.path.join(tmp, f"{S}_{int(tile)}.safetensors") if both else None
                 spec = dict(job="infer", size=S, tile=tile, threads=torch.get_num_threads(),
                             checkpoint=bc.checkpoint, save=path)
                 r = _run_worker(spec)
@@ -497,7 +499,9 @@ def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
                                  note=f"{tiles}fresh process; {r['base_mb']:.0f} MB resident before inference"))
                 log(f"d {S} {'tiled' if tile else 'untiled'}: {r['seconds']:.1f} s, peak {r['peak_mb']:.0f} MB")
             if len(saved) == 2:
-                a, b = (torch.load(saved[t]) for t in (True, False))
+                from safetensors.torch import load_file
+
+                a, b = (load_file(saved[t]) for t in (True, False))
                 p = min(psnr(a["fidelity"], b["fidelity"]), psnr(a["realism"], b["realism"]))
                 exact = S // tiling.vae_factor(model) <= cfg.stats_size
                 rows.append(_row("d", "tiled vs untiled, PSNR dB", S, None, ratio=p, ratio_of="dB, worse endpoint",

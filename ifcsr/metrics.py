@@ -123,10 +123,9 @@ def pyiqa_cache_dir() -> Path:
 
 
 def _hf_hub_cache_dir() -> Path:
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"])
-    home = os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface")
-    return Path(home) / "hub"
+    from .cache import hf_hub_cache_dir
+
+    return hf_hub_cache_dir()
 
 
 @dataclass(frozen=True)

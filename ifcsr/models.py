@@ -17,6 +17,7 @@ import math
 import os
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -27,6 +28,32 @@ from torch import nn
 from .blend import blend
 from .config import TINY, ModelConfig, TrainConfig
 from .images import ImageError, to_tensor
+
+
+class _DropMessage:
+    """A logging filter that drops records whose message starts with a given text."""
+
+    def __init__(self, prefix: str):
+        self.prefix = prefix
+
+    def filter(self, record) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+def _quiet_bitsandbytes() -> None:
+    """peft and diffusers import bitsandbytes when it is installed (pyiqa requires it). On a CPU
+    with AVX512-BF16, bitsandbytes then tries to fetch a 4-bit GEMM kernel from the Hugging Face
+    hub and logs a warning when it cannot (`pip install kernels`, or offline). IFCSR never
+    quantises, so that kernel is irrelevant here: drop exactly that one message, at its logger,
+    and leave every other bitsandbytes message alone."""
+    import logging
+
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    if not any(isinstance(f, _DropMessage) for f in log.filters):
+        log.addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward from kernels-community"))
+
+
+_quiet_bitsandbytes()
 
 ADAPTERS = ("fidelity", "realism")
 PROMPT_FILE = "empty_prompt.safetensors"
@@ -160,12 +187,14 @@ def _missing_backbone(source, err) -> BackboneNotFoundError:
 def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu") -> torch.Tensor:
     """Empty-prompt embedding: read from `empty_prompt.safetensors`, else computed once with the
     backbone's tokenizer + text encoder (freed afterwards) and cached next to a local backbone
-    (or in ~/.cache/ifcsr for a hub id)."""
+    (or in ``ifcsr.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
     from safetensors.torch import load_file, save_file
+
+    from .cache import ifcsr_cache_dir
 
     local = Path(str(source))
     cache = (local / PROMPT_FILE) if local.is_dir() else (
-        Path(cache_dir or Path.home() / ".cache" / "ifcsr") / str(source).replace("/", "--") / PROMPT_FILE)
+        Path(cache_dir or ifcsr_cache_dir("prompts")) / str(source).replace("/", "--") / PROMPT_FILE)
     for candidate in (cache, local / PROMPT_FILE):
         if candidate.is_file():
             return load_file(candidate)["prompt_embeds"]
@@ -236,7 +265,13 @@ def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS, *, seed
         for name in names:
             lcfg = LoraConfig(r=cfg.lora_rank, lora_alpha=cfg.lora_alpha, init_lora_weights="gaussian",
                               target_modules=targets)
-            unet.add_adapter(lcfg, adapter_name=name)
+            with warnings.catch_warnings():
+                # Two named adapters on one UNet is diffusers' documented multi-adapter use; peft
+                # still warns "Already found a `peft_config` attribute" on the second add_adapter.
+                # Ignore exactly that warning, only here.
+                warnings.filterwarnings("ignore", message="Already found a `peft_config` attribute",
+                                        category=UserWarning)
+                unet.add_adapter(lcfg, adapter_name=name)
     unet.set_adapter(names[0])
 
 
@@ -469,11 +504,13 @@ class IFCSR(nn.Module):
         return self.infer(lr).blend(gamma, **blend_kwargs)
 
     # -- persistence ----------------------------------------------------------------
-    def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None) -> Path:
+    def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None,
+             write_extra=None) -> Path:
         """Write adapters (safetensors), config.json, history.json; embed a tiny backbone.
 
         Written to a temporary folder first, then renamed, so an interrupted save never
-        leaves a half-written checkpoint in place.
+        leaves a half-written checkpoint in place. write_extra(folder), when given, writes more
+        files into that temporary folder (the trainer state), so they arrive together.
         """
         from safetensors.torch import save_file
 
@@ -493,6 +530,8 @@ class IFCSR(nn.Module):
                     "feature_net": self.config.loss.feature_net, **(extra or {})}
             (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
             (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
+            if write_extra is not None:
+                write_extra(tmp)
             if path.exists():
                 old = path.with_name(f".{path.name}.old")
                 shutil.rmtree(old, ignore_errors=True)

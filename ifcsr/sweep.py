@@ -175,9 +175,11 @@ def image_fingerprint(lr: torch.Tensor) -> str:
 
 
 def default_cache_dir() -> Path:
-    """$IFCSR_CACHE/endpoints, else ~/.cache/ifcsr/endpoints."""
-    root = os.environ.get("IFCSR_CACHE") or Path.home() / ".cache" / "ifcsr"
-    return Path(root) / "endpoints"
+    """``ifcsr.cache.ifcsr_cache_dir("endpoints")``: $IFCSR_CACHE/endpoints, else
+    $XDG_CACHE_HOME/ifcsr/endpoints, else ~/.cache/ifcsr/endpoints."""
+    from .cache import ifcsr_cache_dir
+
+    return ifcsr_cache_dir("endpoints")
 
 
 def _safe(name: str) -> str:

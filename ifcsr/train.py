@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 
 from . import tiling
+from .checkpoint import load_state, save_state
+from .errors import CheckpointError
 from .config import Stage0Config, StageConfig, TrainConfig
 from .losses import build_feature_net, build_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
-
-STATE_FILE = "trainer_state.pt"
 
 
 def _tqdm(*args, **kwargs):
@@ -85,6 +85,9 @@ class Trainer:
         self.progress = progress and self.accelerator.is_local_main_process
         self._feature_net = feature_net
         self.history: list[dict] = list(model.history) if model is not None else []
+        # Named objects with state_dict()/load_state_dict() saved in every checkpoint and restored
+        # on resume next to the stage's optimizer (e.g. "discriminator", "discriminator_optimizer").
+        self.extra_state: dict[str, object] = {}
 
     # ------------------------------------------------------------------ helpers
     @property
@@ -313,23 +316,25 @@ class Trainer:
         return None if self.out_dir is None else self.out_dir / "checkpoint"
 
     def save_checkpoint(self, stage: int, step: int, opt=None) -> Path:
-        """Atomic: IFCSR.save writes a temporary folder and renames it into place."""
+        """Adapters, config, history and the trainer state, written together into a temporary
+        folder that then replaces the checkpoint (IFCSR.save). The trainer state is tensors in
+        safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read."""
         if self.out_dir is None:
             raise ValueError("save_checkpoint needs out_dir")
-        state = {"stage": stage, "step": step,
-                 "optimizer": opt.state_dict() if opt is not None else None,
-                 "torch_rng": torch.get_rng_state()}
-        path = self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step})
-        tmp = path / (STATE_FILE + ".tmp")
-        torch.save(state, tmp)
-        tmp.replace(path / STATE_FILE)
-        return path
+        objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
+        if opt is not None:
+            objects["optimizer"] = opt.state_dict()
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = list(torch.cuda.get_rng_state_all())
+        tree = {"stage": stage, "step": step, "rng": rng, "objects": objects}
+        return self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step},
+                               write_extra=lambda folder: save_state(folder, tree))
 
     def _read_state(self):
-        f = self.checkpoint_dir / STATE_FILE if self.checkpoint_dir is not None else None
-        if f is None or not f.is_file():
+        if self.checkpoint_dir is None:
             return None
-        return torch.load(f, map_location="cpu", weights_only=False)
+        return load_state(self.checkpoint_dir)
 
     def _completed_stage(self) -> int:
         st = self._read_state()
@@ -339,7 +344,8 @@ class Trainer:
         return st["stage"] + (1 if st["step"] >= steps else 0)
 
     def _resume(self, stage: int, opt) -> int:
-        """Load adapters, history and optimizer from the last checkpoint of this stage."""
+        """Load adapters, history, optimizer, the named extra states and the RNG from the last
+        checkpoint of this stage."""
         from safetensors.torch import load_file
 
         from .models import load_adapter_state_dict
@@ -356,8 +362,20 @@ class Trainer:
         self.model.history = self.history
         if st["stage"] != stage:
             return 0  # previous stage finished; this one starts fresh on its weights
-        if st["optimizer"] is not None:
-            opt.load_state_dict(st["optimizer"])
+        objects = st.get("objects", {})
+        missing = [n for n in self.extra_state if n not in objects]
+        if missing:
+            raise CheckpointError(f"{ck}: the trainer state has no {missing} to resume stage {stage} from; "
+                                  "start over with `--no-resume` (or resume=False)")
+        if "optimizer" in objects:
+            opt.load_state_dict(objects["optimizer"])
+        for name, obj in self.extra_state.items():
+            obj.load_state_dict(objects[name])
+        rng = st.get("rng", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(rng["cuda"])
         return int(st["step"])
 
 

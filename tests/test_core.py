@@ -70,8 +70,9 @@ def test_loss_config_rejects_unknown_feature_net():
 # --------------------------------------------------------------------------- backbone & model
 
 
-def test_tiny_backbone_roundtrip_bitwise(tiny_backbone_dir):
-    """save_pretrained -> from_pretrained (the SD 2.1 code path) reproduces outputs bit for bit."""
+def test_tiny_backbone_roundtrip(tiny_backbone_dir):
+    """save_pretrained -> from_pretrained (the SD 2.1 code path) restores every weight bit for bit,
+    and the reloaded modules give the same outputs up to float32 rounding."""
     from ifcsr.models import build_tiny_backbone
 
     bb = build_tiny_backbone(seed=0)
@@ -86,7 +87,16 @@ def test_tiny_backbone_roundtrip_bitwise(tiny_backbone_dir):
         x = torch.rand(1, 3, 16, 16) * 2 - 1
         ra = bb.vae.decode(bb.vae.encode(x).latent_dist.mode()).sample
         rb = loaded.vae.decode(loaded.vae.encode(x).latent_dist.mode()).sample
-    assert torch.equal(a, b) and torch.equal(ra, rb)
+    # What from_pretrained guarantees: the same weights, exactly.
+    for orig, back in ((bb.unet, loaded.unet), (bb.vae, loaded.vae)):
+        sa, sb = orig.state_dict(), back.state_dict()
+        assert sa.keys() == sb.keys()
+        assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    # Outputs of two separately built modules are NOT bitwise equal on every build: oneDNN may
+    # pick other conv kernels (summation orders) per module instance; seen 5.6e-7 on one machine.
+    # Outputs are O(1) after ~30 float32 layers (eps 1.2e-7), so 1e-5 is ~100 ulp of headroom,
+    # while a wrong or missing weight changes them by >1e-3.
+    assert torch.allclose(a, b, rtol=1e-5, atol=1e-5) and torch.allclose(ra, rb, rtol=1e-5, atol=1e-5)
     assert torch.equal(bb.prompt_embeds, loaded.prompt_embeds)
 
 
@@ -459,8 +469,10 @@ def test_checkpoint_resume_continues(tiny_backbone_dir, feature_net, tmp_path, s
     model, cfg = run(0)
     part = Trainer(model, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
     part.train_stage(1, steps=4)
-    state = torch.load(tmp_path / "checkpoint" / "trainer_state.pt", weights_only=False)
-    assert state["step"] == 4
+    from ifcsr.checkpoint import load_state
+
+    state = load_state(tmp_path / "checkpoint")
+    assert state["step"] == 4 and state["stage"] == 1
     model2, _ = run(0)
     resumed = Trainer(model2, FixedData(), config=cfg, feature_net=feature_net, progress=False, out_dir=tmp_path)
     resumed.train_stage(1, resume=True)
@@ -564,3 +576,24 @@ def test_lora_init_is_seeded_and_leaves_the_global_rng_alone(tiny_backbone_dir):
     fa, ra = lora_parameters(a.unet, "fidelity"), lora_parameters(a.unet, "realism")
     k_a = next(k for k in fa if "lora_A" in k)
     assert not torch.equal(fa[k_a], ra[k_a.replace(".fidelity.", ".realism.")])  # two different draws
+
+
+def test_model_load_is_free_of_peft_and_bitsandbytes_noise(tiny_backbone_dir, caplog):
+    """Issue 17: no peft multi-adapter warning, no bitsandbytes kernel-hub warning on a load."""
+    import logging
+    import warnings
+
+    from ifcsr.models import IFCSR
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        IFCSR.from_backbone(load_backbone(tiny_backbone_dir))
+    assert not [w for w in caught if "peft_config" in str(w.message)]
+    # The bitsandbytes message appears only on AVX512-BF16 CPUs without `kernels`: emit it at
+    # its logger as bitsandbytes does, and check that it is dropped while others pass.
+    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
+    log.warning("Failed to load CPU gemm_4bit_forward from kernels-community: %s. Please ...", "x")
+    log.warning("another bitsandbytes warning")
+    shown = [r.getMessage() for r in caplog.records]
+    assert not [m for m in shown if "gemm_4bit_forward" in m]
+    assert "another bitsandbytes warning" in shown

@@ -210,8 +210,12 @@ def test_niqe_offline_reproduces_pyiqa_calibration(calibra):
     df = suite(dist, image=list(CALIBRA_IMAGES))
     got = df.set_index("image")["value"]
     for i, name in enumerate(CALIBRA_IMAGES):
-        # measured: |ours - pyiqa| <= 6e-4; pyiqa itself is up to 0.44 off MATLAB (I19)
-        assert got[name] == pytest.approx(NIQE_PYIQA[i], abs=2e-3), name
+        # NIQE fits each AGGD shape by an argmin over a 0.001-step grid and inverts a covariance,
+        # so its last digits follow the numpy/scipy/BLAS build: |ours - pyiqa| was 6e-4 on one
+        # machine and 2.0e-3 on I03 (value 15.65, i.e. 1.3e-4 relative) with numpy 2.4.6 and
+        # scipy 1.17.1. Allow 3e-4 relative, at least 2e-3: a wrong pristine model or colour
+        # conversion moves NIQE by 0.1 or more. pyiqa itself is up to 0.44 off MATLAB (I19).
+        assert got[name] == pytest.approx(NIQE_PYIQA[i], rel=3e-4, abs=2e-3), name
         assert got[name] == pytest.approx(NIQE_OFFICIAL[i], abs=0.5), name
 
 

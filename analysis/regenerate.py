@@ -117,7 +117,8 @@ def main(argv=None) -> int:
         return 0
     skipped = [s.name for s in STEPS if s not in steps]
     if skipped:
-        print(f"not run this time ({'--cheap' if args.cheap else '--only'}): {', '.join(skipped)}")
+        print(f"not run this time ({' and '.join(o for o, on in (('--cheap', args.cheap), ('--only', args.only)) if on)}): "
+              f"{', '.join(skipped)}")
     for f, why in NOT_RERUN.items():
         print(f"never rerun by this driver: {f} ({why})")
     t0 = time.perf_counter()

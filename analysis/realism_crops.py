@@ -61,10 +61,10 @@ def main(argv=None):
             rows.append(dict(image=name, realism=label, mad_vs_fidelity=float((x - e.fidelity).abs().mean()),
                              grad_energy_realism=grad_energy(x) / ref, grad_energy_fidelity=grad_energy(e.fidelity) / ref,
                              grad_energy_bicubic=grad_energy(bic) / ref))
-            r = rows[-1]
-            print(f"{name} realism {label}: MAD vs its fidelity {r['mad_vs_fidelity']:.4f}; gradient energy "
-                  f"{r['grad_energy_realism']:.2f} x HR (fidelity {r['grad_energy_fidelity']:.2f}, "
-                  f"bicubic {r['grad_energy_bicubic']:.2f})")
+            m = rows[-1]
+            print(f"{name} realism {label}: MAD vs its fidelity {m['mad_vs_fidelity']:.4f}; gradient energy "
+                  f"{m['grad_energy_realism']:.2f} x HR (fidelity {m['grad_energy_fidelity']:.2f}, "
+                  f"bicubic {m['grad_energy_bicubic']:.2f})")
         top, left, size = CROPS.get(name, (0, 0, 96))
         for c, (label, x) in enumerate(zip(cols, panels)):
             axes[r, c].imshow(to_uint8(x)[top:top + size, left:left + size], interpolation="nearest")

@@ -2,6 +2,7 @@
 
     python analysis/train_ablations.py                  # all three
     python analysis/train_ablations.py --kinds k1 --steps 300
+    python analysis/train_ablations.py --kinds no_adv --adopt OLD_BUNDLE   # keep its adapters, no training
 
 - single_stage: the paper's single-stage ablation. Stage 1 as usual (the bundled
   checkpoint's fidelity adapter: stage 1 of the same recipe), then the realism adapter is
@@ -46,11 +47,25 @@ def main(argv=None) -> int:
     p.add_argument("--work", default="/tmp/ifcsr-ablations", help="resumable training folders")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default=None)
+    p.add_argument("--adopt", default=None, metavar="CHECKPOINT",
+                   help="do not train: keep this checkpoint's adapters as the (single) kind, if it was trained on "
+                        "the base's backbone (e.g. the bundle before the adversarial term as no_adv)")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     if not (Path(args.base) / "backbone" / "unet").is_dir():
         raise SystemExit(f"{args.base} has no backbone/ yet: train the bundled checkpoint first "
                          "(`ifcsr train --preset tiny --bundle`)")
+    if args.adopt:
+        if len(args.kinds) != 1:
+            raise SystemExit("--adopt keeps one checkpoint as one ablation: give exactly one --kinds")
+        from ifcsr.baselines import adopt_ablation
+
+        kind = args.kinds[0]
+        out = adopt_ablation(kind, args.adopt, Path(args.out) / kind, base=args.base)
+        record(out, inputs=[Path(args.base) / "backbone"], expensive=True,
+               note=f"adapters adopted from {args.adopt}, not trained here")
+        print(f"{kind}: {out} (adapters of {args.adopt})")
+        return 0
     for kind in args.kinds:
         t0 = time.perf_counter()
         steps = args.steps if args.steps is not None else (None if kind == "no_adv" else 150)

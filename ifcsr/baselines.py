@@ -366,6 +366,47 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     return out
 
 
+def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
+    """Keep another checkpoint's adapters as an ablation checkpoint on `base`'s backbone (no training).
+
+    For a checkpoint trained on the very backbone that `base` holds -- e.g. the bundle before
+    the adversarial term, as "no_adv" -- its adapter files and config are copied to `out` with a
+    reference to `base`'s backbone and its sha256, as `train_ablation` saves them. Refuses a
+    source whose backbone differs from `base`'s: its adapters would mean nothing there.
+    """
+    from .models import ADAPTERS, BUNDLED_CHECKPOINT
+
+    if kind not in ABLATIONS:
+        raise ValueError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
+    source, base = Path(source), Path(base) if base is not None else BUNDLED_CHECKPOINT
+    missing = [f for f in ("config.json", *(f"{a}.safetensors" for a in ADAPTERS)) if not (source / f).is_file()]
+    if missing or not (source / "backbone").is_dir():
+        raise FileNotFoundError(f"{source}: not a checkpoint with an embedded backbone (missing "
+                                f"{', '.join(missing) or 'backbone/'})")
+    digest, theirs = backbone_digest(base / "backbone"), backbone_digest(source / "backbone")
+    if digest != theirs:
+        raise ValueError(f"{source} was trained on another backbone than {base} holds "
+                         f"(sha256 {theirs[:12]} vs {digest[:12]}); train the ablation instead")
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for a in ADAPTERS:
+        shutil.copyfile(source / f"{a}.safetensors", tmp / f"{a}.safetensors")
+    ref = _backbone_ref(base)
+    cfg = json.loads((source / "config.json").read_text())
+    cfg["model"]["backbone"] = ref
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    meta = json.loads((source / "ifcsr.json").read_text()) if (source / "ifcsr.json").is_file() else {}
+    meta.update({"backbone": ref, "ablation": kind, "method": ABLATIONS[kind], "base_checkpoint": str(base),
+                 "adopted_from": str(source), "fidelity": "copied from the source checkpoint",
+                 "backbone_sha256": digest})
+    (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
 def load_ablation(path, *, device="cpu"):
     """IFCSR.load for an ablation checkpoint, after checking its backbone is the one it was
     trained on (ifcsr.json's backbone_sha256)."""

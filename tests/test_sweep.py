@@ -448,3 +448,35 @@ def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversaria
     if hasattr(model.config.loss, "adv_weight"):
         model.config = replace(model.config, loss=replace(model.config.loss, adv_weight=0.01))
         assert adv_label(model) == "adversarial term, weight 0.01"
+
+
+def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpoint, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ifcsr.baselines import adopt_ablation
+    from ifcsr.models import adapter_state_dict
+
+    source = tmp_path / "source"  # the same backbone files, another realism adapter
+    shutil.copytree(checkpoint, source)
+    other = IFCSR.load(checkpoint)
+    _perturb(other, "realism", 3, 0.5)
+    save_file(adapter_state_dict(other.unet, "realism"), source / "realism.safetensors")
+    out = adopt_ablation("no_adv", source, tmp_path / "no_adv", base=checkpoint)
+    assert "backbone" not in {p.name for p in out.iterdir()}
+    for name in ("fidelity", "realism"):
+        want, have = load_file(source / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
+        assert want.keys() == have.keys() and all(torch.equal(want[k], have[k]) for k in want)
+    meta = json.loads((out / "ifcsr.json").read_text())
+    assert meta["ablation"] == "no_adv" and Path(meta["backbone"]) == (checkpoint / "backbone").resolve()
+    lr = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(load_ablation(out).infer(lr).realism, other.infer(lr).realism, atol=1e-6)  # same weights
+    stranger = tmp_path / "stranger"
+    shutil.copytree(source, stranger)
+    vae_file = stranger / "backbone" / "vae" / "diffusion_pytorch_model.safetensors"
+    state = load_file(vae_file)
+    k = next(iter(state))
+    save_file({**state, k: state[k] + 1.0}, vae_file)  # the same adapters on another backbone
+    with pytest.raises(ValueError, match="another backbone"):
+        adopt_ablation("no_adv", stranger, tmp_path / "no_adv2", base=checkpoint)

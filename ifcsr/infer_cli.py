@@ -12,6 +12,7 @@ def add_arguments(p):
     p.add_argument("--out", default="ifcsr-out", help="output folder")
     p.add_argument("--device", default=None)
     p.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference for large images")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
 def main(args) -> int:
@@ -22,14 +23,14 @@ def main(args) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.load(args.checkpoint, device=device)
+    from tqdm.auto import tqdm
+
     out = Path(args.out)
-    for f in args.images:
+    quiet = getattr(args, "quiet", False)
+    for f in tqdm(args.images, desc="images", unit="image", disable=quiet or len(args.images) < 2):
         lr = load_image(f)
         kw = {} if args.tile == "auto" else {"tile": args.tile == "on"}
-        try:
-            ends = model.infer(lr, **kw)
-        except TypeError:
-            ends = model.infer(lr)
+        ends = model.infer(lr, progress=not quiet, **kw)
         stem = Path(f).stem
         save_image(ends.fidelity, out / f"{stem}_fidelity.png")
         save_image(ends.realism, out / f"{stem}_realism.png")

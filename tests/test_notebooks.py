@@ -21,8 +21,9 @@ nbformat = pytest.importorskip("nbformat")
 
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
+SOLUTIONS = sorted((NOTEBOOK_DIR / "solutions").glob("[0-9][0-9]_*.py"))
 EXPECTED = ["01_quickstart", "02_method", "03_training", "04_tradeoff_curves", "05_classroom_demo",
-            "06_gpu_inference"]
+            "06_gpu_inference", "07_theory"]
 
 
 def _cells(nb):
@@ -35,9 +36,10 @@ def _selected(config) -> bool:
 
 def test_the_set_of_notebooks_is_complete():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
+    assert {p.stem for p in SOLUTIONS} <= set(EXPECTED), "a solutions file without its notebook"
 
 
-@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", NOTEBOOKS + SOLUTIONS, ids=lambda p: ("solutions/" if p.parent.name == "solutions" else "") + p.stem)
 def test_pair_in_sync_and_without_outputs(source):
     ipynb = source.with_suffix(".ipynb")
     assert ipynb.is_file(), f"{ipynb.name} is missing: run `jupytext --sync {source}`"
@@ -59,13 +61,21 @@ def test_notebook_starts_with_goals_and_ends_with_exercises(source):
     first_md = next(c for c in cells if c.cell_type == "markdown")
     assert "What you will learn" in first_md.source
     last = cells[-1]
-    assert last.cell_type == "markdown" and "Exercises" in last.source
+    assert last.cell_type == "markdown"
+    if "Questionnaire" in last.source:  # fastbook style: questions whose answers are in the notebook
+        n = len(re.findall(r"^\d+\. ", last.source, flags=re.MULTILINE))
+        assert 5 <= n <= 8, f"{source.name}: {n} questionnaire questions, expected five to eight"
+        last = [c for c in cells if c.cell_type == "markdown"][-2]
+    assert "Exercises" in last.source
     n = len(re.findall(r"^\d+\. ", last.source, flags=re.MULTILINE))
     assert 2 <= n <= 3, f"{source.name}: {n} exercises, expected two or three"
+    solutions = NOTEBOOK_DIR / "solutions" / source.name
+    if solutions.is_file():
+        assert f"solutions/{source.name}" in last.source, "the exercises should point to their solutions"
 
 
 @pytest.mark.notebooks
-@pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("source", NOTEBOOKS + SOLUTIONS, ids=lambda p: ("solutions/" if p.parent.name == "solutions" else "") + p.stem)
 def test_notebook_executes(source, tmp_path, request, monkeypatch):
     if not _selected(request.config):
         pytest.skip("executes the notebook: select with -m notebooks (or run .ci/notebooks.sh)")

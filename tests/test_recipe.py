@@ -68,11 +68,17 @@ def test_bundled_checkpoint_is_the_tiny_preset():
     assert bundled == preset
 
 
-def test_demo_writes_every_file(tmp_path):
+def test_demo_writes_every_file(tmp_path, capfd):
     from ifcsr.cli import main
 
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--step", "0.25"]) == 0
+    assert main(["demo", "--out", str(out), "--step", "0.25", "--no-fetch"]) == 0
+    printed = capfd.readouterr()
+    # Issue 17: labelled directions, honest counts, and none of peft's / bitsandbytes' noise.
+    assert "PSNR-Y dB (higher better)" in printed.out and "NIQE (lower better)" in printed.out
+    assert "grid of 5 gammas: " in printed.out and "psnr on 5" in printed.out
+    for noise in ("peft_config", "gemm_4bit_forward", "kernels-community"):
+        assert noise not in printed.err and noise not in printed.out
     names = {"lr.png", "fidelity.png", "realism.png", "demo.png", "metrics.csv", "summary.csv"}
     names |= {f"blend_gamma_{g:.2f}.png" for g in (0, 0.25, 0.5, 0.75, 1)}
     assert names <= {p.name for p in out.iterdir()}
@@ -82,6 +88,8 @@ def test_demo_writes_every_file(tmp_path):
     assert list(tidy.columns) == ["image", "gamma", "metric", "value", "lower_better"]
     assert {"psnr", "ssim"} <= set(tidy.metric)
     assert sorted(tidy.gamma.unique()) == [0, 0.25, 0.5, 0.75, 1]
+    # every metric that ran, ran on the whole grid
+    assert (tidy.groupby("metric")["gamma"].nunique() == 5).all() and "niqe" in set(tidy.metric)
 
 
 def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
@@ -89,13 +97,23 @@ def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
 
     from ifcsr.cli import main
 
-    Image.fromarray((np.random.default_rng(0).random((24, 20, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
+    Image.fromarray((np.random.default_rng(0).random((32, 28, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
     assert main(["demo", "--image", str(tmp_path / "my.png"), "--out", str(tmp_path / "o"), "--step", "0.5"]) == 0
     tidy = __import__("pandas").read_csv(tmp_path / "o" / "metrics.csv")
-    assert "psnr" not in set(tidy.metric)  # no HR: no full-reference metric
+    assert set(tidy.metric) == {"niqe"}  # no HR: no full-reference metric, NIQE on the whole grid
+    assert sorted(tidy.gamma) == [0, 0.5, 1]
     (tmp_path / "bad.png").write_text("not an image")
     assert main(["demo", "--image", str(tmp_path / "bad.png"), "--out", str(tmp_path / "o2")]) == 2
     assert "not an image" in capsys.readouterr().err
+    assert not (tmp_path / "o2").exists()  # rejected before anything was created
+    assert main(["demo", "--photo", "nonsense", "--out", str(tmp_path / "o3")]) == 2
+    assert "nonsense" in capsys.readouterr().err and not (tmp_path / "o3").exists()
+    # An input too small for every metric: one clear line, not a raw empty table.
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "tiny.png")
+    assert main(["demo", "--image", str(tmp_path / "tiny.png"), "--out", str(tmp_path / "o4"), "--no-fetch"]) == 0
+    printed = capsys.readouterr().out
+    assert "no metric can run" in printed and "needs the HR image" in printed and "Empty DataFrame" not in printed
+    assert (tmp_path / "o4" / "demo.png").is_file()
 
 
 def test_mixed_degradation_fraction():

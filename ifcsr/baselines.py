@@ -34,6 +34,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from .errors import InputError, MissingFileError
 from .images import to_tensor
 from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
 from .train import Trainer
@@ -85,7 +86,7 @@ class LoraInterpolation:
         self._restore_grads()
         self.layers = [m for m in unet.modules() if isinstance(m, LoraLayer) and self.name in m.lora_A]
         if not self.layers:
-            raise ValueError("the UNet has no LoRA layers to interpolate")
+            raise InputError("the UNet has no LoRA layers to interpolate")
         self.passes = 0
         self.infer_s = 0.0
         self.alpha = None
@@ -98,7 +99,7 @@ class LoraInterpolation:
     def set_alpha(self, alpha: float) -> None:
         """Load (1 - alpha) dW_fidelity + alpha dW_realism into the "dni" adapter."""
         if not (math.isfinite(alpha) and 0 <= alpha <= 1):
-            raise ValueError(f"alpha must be in [0, 1], got {alpha}")
+            raise InputError(f"alpha must be in [0, 1], got {alpha}")
         f, r = self.names
         for m in self.layers:
             m.lora_A[self.name].weight.copy_(torch.cat([m.lora_A[f].weight, m.lora_A[r].weight], 0))
@@ -222,7 +223,7 @@ def run_baselines(model, pairs="samples", *, suite, gammas, cache=None, single_s
 
         try:
             if model.scale != 4:
-                raise ValueError(f"Real-ESRGAN x4plus is x4 only; these pairs are x{model.scale}")
+                raise InputError(f"Real-ESRGAN x4plus is x4 only; these pairs are x{model.scale}")
             net = load_realesrgan(None if realesrgan is True else realesrgan, device=model.device)
         except (RealESRGANWeightsError, ValueError, OSError) as err:
             unavailable[REALESRGAN] = str(err)
@@ -261,7 +262,7 @@ def backbone_digest(folder) -> str:
     folder = Path(folder)
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in (".safetensors", ".bin", ".json"))
     if not files:
-        raise FileNotFoundError(f"{folder}: no backbone files")
+        raise MissingFileError(f"{folder}: no backbone files")
     h = hashlib.sha256()
     for f in files:
         h.update(str(f.relative_to(folder)).encode())
@@ -305,10 +306,10 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     from .recipes import make_dataset
 
     if kind not in ABLATIONS:
-        raise ValueError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
+        raise InputError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
     base = Path(base) if base is not None else BUNDLED_CHECKPOINT
     if not (base / "config.json").is_file() or not (base / "backbone" / "unet").is_dir():
-        raise FileNotFoundError(f"{base}: needs config.json and an embedded tiny backbone/ "
+        raise MissingFileError(f"{base}: needs config.json and an embedded tiny backbone/ "
                                 "(the bundled checkpoint, or `ifcsr train --preset tiny` output)")
     cfg = TrainConfig.load(base / "config.json")
     if steps is not None:
@@ -361,6 +362,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     meta = json.loads((out / "ifcsr.json").read_text())
     meta["backbone"] = ref
     (out / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+    from .checkpoint import write_manifest
+
+    write_manifest(out)  # the files changed after save: record their sha256 again
     if work_dir is None:
         shutil.rmtree(work, ignore_errors=True)
     return out
@@ -414,17 +418,17 @@ def load_ablation(path, *, device="cpu"):
 
     path = Path(path)
     if not (path / "config.json").is_file():
-        raise FileNotFoundError(f"{path}: no ablation checkpoint here (train it with analysis/train_ablations.py)")
+        raise MissingFileError(f"{path}: no ablation checkpoint here (train it with analysis/train_ablations.py)")
     meta = json.loads((path / "ifcsr.json").read_text()) if (path / "ifcsr.json").is_file() else {}
     want = meta.get("backbone_sha256")
     if want:
         ref = meta.get("backbone", "tiny")
         folder = path / ref if (path / ref).is_dir() else _resolve_ref(ref)
         if not folder.is_dir():
-            raise FileNotFoundError(f"{path}: its backbone {ref!r} ({folder}) is missing")
+            raise MissingFileError(f"{path}: its backbone {ref!r} ({folder}) is missing")
         have = backbone_digest(folder)
         if have != want:
-            raise ValueError(f"{path} was trained on another backbone than {folder} holds now "
+            raise InputError(f"{path} was trained on another backbone than {folder} holds now "
                              f"(sha256 {want[:12]} vs {have[:12]}); retrain it with analysis/train_ablations.py")
     return IFCSR.load(path, device=device)
 

@@ -36,6 +36,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import InputError
+
 COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
            "note", "weights", "device", "threads", "machine", "load"]
 
@@ -381,7 +383,7 @@ def worker(spec: dict) -> None:
     elif job == "train":
         out = _worker_train(model, spec)
     else:
-        raise ValueError(f"unknown job {job!r}")
+        raise InputError(f"unknown job {job!r}")
     out.update(weights=weights, peak_mb=peak_rss_mb())
     print("BENCH-RESULT " + json.dumps(out), flush=True)
 
@@ -616,7 +618,7 @@ def run(bc: BenchConfig, log=print, csv_path=None) -> list[dict]:
     parts = set(bc.parts)
     unknown = parts - set("abcde")
     if unknown:
-        raise ValueError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
+        raise InputError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
     model = weights = None
     if parts & {"a", "b", "c", "d"}:
         model, weights = load_model(bc.checkpoint)

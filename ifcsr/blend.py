@@ -14,9 +14,77 @@ import numbers
 import numpy as np
 import torch
 
+from .errors import InputError, InputTypeError
 
-class GammaError(ValueError):
-    """gamma is malformed: NaN, outside [0, 1] without extrapolation, or a wrong shape."""
+
+class GammaError(InputError):
+    """gamma is malformed: NaN, outside [0, 1] without extrapolation, a wrong shape or type."""
+
+
+class EndpointError(InputError):
+    """An endpoint image that cannot be blended: NaN/inf, or values outside its range."""
+
+
+# Endpoint tensors already checked, by id: (weakref, version, data_ptr, shape). A slider blends
+# the same two endpoints hundreds of times; each is checked once (one aminmax pass), and again
+# only when it changes in place (torch bumps `_version`) or is a new tensor.
+_CHECKED: dict[int, tuple] = {}
+
+
+def _tensor_key(x: torch.Tensor) -> tuple:
+    return (x._version, x.data_ptr(), tuple(x.shape), x.dtype, x.device)
+
+
+def check_endpoint(x, name: str) -> None:
+    """NaN/inf and range check of one endpoint: torch float in [0, 1] (cached per tensor), numpy
+    float in [0, 1] (two reductions; NaN fails them); numpy uint8 cannot be out of range."""
+    import weakref
+
+    if isinstance(x, np.ndarray):
+        if x.dtype == np.uint8 or not x.size or not np.issubdtype(x.dtype, np.floating):
+            return  # uint8 is always in range; other dtypes are refused by the blend itself
+        lo, hi = float(x.min()), float(x.max())  # NaN propagates into both
+        if not (lo >= 0.0 and hi <= 1.0):
+            raise EndpointError(_range_message(name, lo, hi, "numpy float", "uint8 arrays are taken as 0..255"))
+        return
+    if not x.numel() or not x.is_floating_point():
+        return
+    entry = _CHECKED.get(id(x))
+    if entry is not None and entry[0]() is x and entry[1] == _tensor_key(x):
+        return
+    lo, hi = (v.item() for v in torch.aminmax(x.detach()))
+    if not (lo >= -1e-4 and hi <= 1 + 1e-4):  # eps as images.check_range: float rounding of [0, 1] results
+        raise EndpointError(_range_message(name, lo, hi, "torch", "divide 0..255 images by 255"))
+    if len(_CHECKED) > 256:
+        _CHECKED.clear()
+    _CHECKED[id(x)] = (weakref.ref(x), _tensor_key(x))
+
+
+def _range_message(name, lo, hi, kind, hint) -> str:
+    if lo != lo or hi != hi:
+        return f"{name}: the endpoint contains NaN values (a corrupt checkpoint or a failed inference)"
+    if abs(lo) == float("inf") or abs(hi) == float("inf"):
+        return f"{name}: the endpoint contains infinite values"
+    return f"{name}: {kind} endpoint values must be in [0, 1], got [{lo:.4g}, {hi:.4g}] ({hint})"
+
+
+def _check_gamma_type(gamma) -> None:
+    if isinstance(gamma, bool) or gamma is None or isinstance(gamma, (str, bytes)):
+        raise GammaError(f"gamma must be a number in [0, 1] (or a sequence / array of them), got {gamma!r}")
+    if isinstance(gamma, numbers.Real):
+        return
+    if isinstance(gamma, numbers.Complex):
+        raise GammaError(f"gamma must be real, got the complex number {gamma!r}")
+    if isinstance(gamma, torch.Tensor):
+        if gamma.is_complex() or gamma.dtype == torch.bool:
+            raise GammaError(f"gamma tensor must be real numbers, got dtype {gamma.dtype}")
+        return
+    try:
+        arr = np.asarray(gamma)
+    except (TypeError, ValueError) as err:
+        raise GammaError(f"gamma must be numbers, got {type(gamma).__name__} ({err})") from None
+    if arr.dtype.kind not in "iuf":
+        raise GammaError(f"gamma must be real numbers, got {type(gamma).__name__} of dtype {arr.dtype}")
 
 
 def blend(fidelity, realism, gamma, *, extrapolate: bool = False, out=None):
@@ -30,11 +98,16 @@ def blend(fidelity, realism, gamma, *, extrapolate: bool = False, out=None):
     out: optional preallocated output (same type, dtype and shape) to avoid allocations
         in a live slider.
     """
+    _check_gamma_type(gamma)
     if isinstance(fidelity, torch.Tensor) and isinstance(realism, torch.Tensor):
+        check_endpoint(fidelity, "fidelity")  # cached per tensor: a slider pays it once
+        check_endpoint(realism, "realism")
         return _blend_torch(fidelity, realism, gamma, extrapolate, out)
     if isinstance(fidelity, np.ndarray) and isinstance(realism, np.ndarray):
+        check_endpoint(fidelity, "fidelity")
+        check_endpoint(realism, "realism")
         return _blend_numpy(fidelity, realism, gamma, extrapolate, out)
-    raise TypeError(
+    raise InputTypeError(
         "fidelity and realism must both be torch tensors or both numpy arrays, got "
         f"{type(fidelity).__name__} and {type(realism).__name__}"
     )
@@ -53,11 +126,11 @@ def _check_gamma_values(g, extrapolate: bool) -> None:
 
 def _blend_torch(f, r, gamma, extrapolate, out):
     if f.shape != r.shape:
-        raise ValueError(f"fidelity {tuple(f.shape)} and realism {tuple(r.shape)} differ in shape")
+        raise InputError(f"fidelity {tuple(f.shape)} and realism {tuple(r.shape)} differ in shape")
     if f.ndim not in (3, 4) or f.shape[-3] != 3:
-        raise ValueError(f"expected images (B, 3, H, W) or (3, H, W), got {tuple(f.shape)}")
+        raise InputError(f"expected images (B, 3, H, W) or (3, H, W), got {tuple(f.shape)}")
     if not (f.is_floating_point() and r.is_floating_point()):
-        raise ValueError("torch endpoints must be float tensors in [0, 1]")
+        raise InputError("torch endpoints must be float tensors in [0, 1]")
     squeeze = f.ndim == 3
     if squeeze:
         f, r = f.unsqueeze(0), r.unsqueeze(0)
@@ -95,11 +168,11 @@ def _blend_torch(f, r, gamma, extrapolate, out):
 
 def _blend_numpy(f, r, gamma, extrapolate, out):
     if f.shape != r.shape or f.dtype != r.dtype:
-        raise ValueError(f"fidelity {f.shape} {f.dtype} and realism {r.shape} {r.dtype} differ")
+        raise InputError(f"fidelity {f.shape} {f.dtype} and realism {r.shape} {r.dtype} differ")
     if f.ndim not in (3, 4) or f.shape[-1] != 3:
-        raise ValueError(f"expected numpy images HxWx3 or BxHxWx3, got {f.shape}")
+        raise InputError(f"expected numpy images HxWx3 or BxHxWx3, got {f.shape}")
     if f.dtype != np.uint8 and not np.issubdtype(f.dtype, np.floating):
-        raise ValueError(f"numpy endpoints must be uint8 or float in [0, 1], got {f.dtype}")
+        raise InputError(f"numpy endpoints must be uint8 or float in [0, 1], got {f.dtype}")
     H, W = f.shape[-3:-1]
     B = f.shape[0] if f.ndim == 4 else None
     g = np.asarray(gamma, dtype=np.float32)
@@ -171,7 +244,7 @@ def mse_optimal_gamma(fidelity, realism, target) -> float:
 
     f, r, t = arr(fidelity), arr(realism), arr(target)
     if not f.shape == r.shape == t.shape:
-        raise ValueError(f"fidelity, realism and target must have one shape, got {f.shape}, {r.shape}, {t.shape}")
+        raise InputError(f"fidelity, realism and target must have one shape, got {f.shape}, {r.shape}, {t.shape}")
     d = (r - f).ravel()
     dd = float(d @ d)
     return float("nan") if dd == 0.0 else float(-((f - t).ravel() @ d) / dd)

@@ -1,4 +1,8 @@
-"""Trainer state on disk without code: tensors in safetensors, structure in JSON.
+"""Checkpoints on disk: the trainer state without code, sha256 records, atomic folder swaps, run locks.
+
+Imports only torch, safetensors and ifcsr.errors.
+
+Trainer state: tensors in safetensors, structure in JSON.
 
 A trainer state is a nested tree of dicts, lists and tuples whose leaves are tensors or JSON
 scalars: the stage and step, the RNG state (a uint8 tensor), and any number of named
@@ -18,11 +22,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import shutil
 from pathlib import Path
 
 import torch
 
-from .errors import CheckpointError
+from .errors import CheckpointError, RunLockedError
 
 STATE_TENSORS = "trainer_state.safetensors"
 STATE_INDEX = "trainer_state.json"
@@ -94,6 +100,7 @@ def save_state(folder, tree: dict) -> None:
     tensors: dict[str, torch.Tensor] = {}
     index = _encode(tree, "", tensors)
     save_file(tensors, folder / STATE_TENSORS)
+    os.chmod(folder / STATE_TENSORS, 0o666 & ~current_umask())  # safetensors writes 0600
     doc = {"format": STATE_FORMAT, "sha256": sha256_file(folder / STATE_TENSORS), "tree": index}
     (folder / STATE_INDEX).write_text(json.dumps(doc, indent=1))
 
@@ -159,3 +166,252 @@ def _load_legacy(path: Path) -> dict:
     rng = {"torch": st["torch_rng"]} if isinstance(st.get("torch_rng"), torch.Tensor) else {}
     return {"stage": int(st["stage"]), "step": int(st["step"]), "rng": rng, "objects": objects}
 
+
+
+# --------------------------------------------------------------------------- checkpoint folders
+#
+# A checkpoint folder is complete when it holds its manifest (checksums.json: the sha256 of every
+# other file), which IFCSR.save writes last. It is written as a temporary sibling
+# `.NAME.tmp-PID-XXXX` and swapped in with two renames (NAME -> .NAME.old, tmp -> NAME). A kill
+# can leave: an incomplete tmp (ignored), a complete tmp with NAME gone (between the two renames:
+# the tmp is the newest complete state), or a stale .NAME.old. `recover_folder` settles each case
+# before a checkpoint is read or written.
+
+MANIFEST = "checksums.json"
+MANIFEST_FORMAT = 1
+
+
+def current_umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def apply_umask(folder) -> None:
+    """Give `folder` and everything in it the permissions the user's umask gives new files
+    (e.g. 0644 / 0755 with umask 022). safetensors writes its files 0600 (and tempfile.mkdtemp
+    makes folders 0700), so a checkpoint could not be shared with a class."""
+    mask = current_umask()
+    folder = Path(folder)
+    os.chmod(folder, 0o777 & ~mask)
+    for p in folder.rglob("*"):
+        if p.is_symlink():
+            continue
+        os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
+def write_manifest(folder) -> Path:
+    """Record the sha256 of every file in `folder` (recursively) in folder/checksums.json.
+    IFCSR.save calls it last; call it yourself after editing a checkpoint's files on purpose."""
+    folder = Path(folder)
+    files = {p.relative_to(folder).as_posix(): sha256_file(p)
+             for p in sorted(folder.rglob("*")) if p.is_file() and p.name != MANIFEST}
+    out = folder / MANIFEST
+    out.write_text(json.dumps({"format": MANIFEST_FORMAT, "algorithm": "sha256", "files": files}, indent=1))
+    return out
+
+
+def verify_manifest(folder) -> None:
+    """Check every file recorded in folder/checksums.json against its sha256. CheckpointError
+    names the first file that is missing, truncated or changed, and what to do."""
+    folder = Path(folder)
+    f = folder / MANIFEST
+    if not f.is_file():
+        raise CheckpointError(
+            f"{folder}: no {MANIFEST} (the sha256 of each file): the checkpoint is incomplete or was made by an "
+            f"older ifcsr. If you trust it, record its checksums with `python -m ifcsr.checkpoint {folder}`")
+    try:
+        doc = json.loads(f.read_text())
+        files = doc["files"]
+        if not isinstance(files, dict) or not files:
+            raise KeyError("files")
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+        raise CheckpointError(f"{f}: not a valid checksum record ({type(err).__name__}); the checkpoint is "
+                              "corrupt: copy it again or retrain") from None
+    for rel, want in files.items():
+        p = folder / rel
+        if not p.is_file():
+            raise CheckpointError(f"{p}: missing (listed in {MANIFEST}); the checkpoint is incomplete: "
+                                  "copy it again or retrain")
+        if sha256_file(p) != want:
+            raise CheckpointError(
+                f"{p}: its sha256 differs from the one recorded in {MANIFEST}: the file is corrupt or was "
+                "changed after saving. Copy the checkpoint again or retrain; if you changed it on purpose, "
+                f"re-record with `python -m ifcsr.checkpoint {folder}`")
+
+
+def is_complete(folder) -> bool:
+    return (Path(folder) / MANIFEST).is_file()
+
+
+def _temp_pid(p: Path) -> int | None:
+    try:
+        return int(p.name.rsplit(".tmp-", 1)[1].split("-", 1)[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def new_temp_folder(path) -> Path:
+    """A fresh temporary sibling of `path`, created with the user's umask (tempfile.mkdtemp would
+    make it 0700, and the renamed checkpoint could then not be shared)."""
+    import secrets
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}-{secrets.token_hex(4)}")
+        try:
+            tmp.mkdir()
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"cannot create a temporary folder next to {path}")
+
+
+def swap_in(tmp: Path, path: Path) -> None:
+    """Replace `path` with the complete folder `tmp` (see the comment above on kill windows)."""
+    old = path.with_name(f".{path.name}.old")
+    if path.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(path, old)
+        os.replace(tmp, path)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, path)
+
+
+def recover_folder(path) -> str | None:
+    """Settle what an interrupted save left next to `path`; returns what it did (or None).
+
+    - `path` present: leftovers (.old, temporary folders of dead processes) are removed.
+    - `path` missing: the newest COMPLETE temporary folder (killed between the two renames), else
+      a complete .old, becomes `path`.
+    Temporary folders of live processes (another save in progress) are left alone."""
+    path = Path(path)
+    parent = path.parent
+    if not parent.is_dir():
+        return None
+    old = path.with_name(f".{path.name}.old")
+    temps = []
+    for p in parent.glob(f".{path.name}.tmp-*"):
+        pid = _temp_pid(p)
+        if p.is_dir() and (pid is None or pid == os.getpid() or not _pid_alive(pid)):
+            temps.append(p)
+    did = None
+    if not path.exists():
+        complete = sorted((p for p in temps if is_complete(p)), key=lambda p: (p / MANIFEST).stat().st_mtime)
+        if complete:
+            os.replace(complete[-1], path)
+            temps.remove(complete[-1])
+            did = f"recovered {path} from the unfinished swap {complete[-1].name}"
+        elif old.is_dir() and is_complete(old):
+            os.replace(old, path)
+            did = f"recovered {path} from {old.name}"
+    for p in temps:
+        shutil.rmtree(p, ignore_errors=True)
+    if path.exists() and old.exists():
+        shutil.rmtree(old, ignore_errors=True)
+    return did
+
+
+# --------------------------------------------------------------------------- run lock
+
+LOCK_FILE = ".ifcsr.lock"
+_HELD: dict[str, int] = {}  # lock files this process holds -> nesting depth
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    except OSError:
+        return False
+    return True
+
+
+class RunLock:
+    """Refuse a second run writing into the same folder: `with RunLock(out): ...`.
+
+    The lock file (OUT/.ifcsr.lock) holds the owner's pid and host. A lock left by a process that
+    no longer exists on this host is stale and taken over; one from another host cannot be checked
+    and is refused with its path, so it can be removed by hand. Re-entrant within a process."""
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.file = self.folder / LOCK_FILE
+        self.stale = None  # the stale owner taken over, if any
+
+    def __enter__(self):
+        import socket
+
+        key = str(self.file.resolve()) if self.file.parent.exists() else str(self.file.absolute())
+        if key in _HELD:
+            _HELD[key] += 1
+            self._key = key
+            return self
+        self.folder.mkdir(parents=True, exist_ok=True)
+        key = str(self.file.resolve())
+        me = {"pid": os.getpid(), "host": socket.gethostname()}
+        for _ in range(3):
+            try:
+                fd = os.open(self.file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+            except FileExistsError:
+                try:
+                    owner = json.loads(self.file.read_text())
+                    pid, host = int(owner["pid"]), str(owner["host"])
+                except FileNotFoundError:
+                    continue  # released meanwhile
+                except (ValueError, KeyError, TypeError, UnicodeDecodeError):
+                    owner, pid, host = None, None, me["host"]  # unreadable: a writer killed mid-write
+                if pid is not None and (host != me["host"] or _pid_alive(pid)):
+                    where = "" if host == me["host"] else f" on host {host!r}"
+                    raise RunLockedError(
+                        f"{self.folder} is in use by another ifcsr run (pid {pid}{where}, lock file {self.file}). "
+                        "Wait for it to finish or choose another --out; if no such run exists any more, "
+                        f"delete {self.file}") from None
+                self.stale = owner
+                try:
+                    self.file.unlink()
+                except FileNotFoundError:
+                    pass
+                continue
+            with os.fdopen(fd, "w") as f:
+                json.dump(me, f)
+            _HELD[key] = 1
+            self._key = key
+            return self
+        raise RunLockedError(f"could not take the lock {self.file}; another run keeps taking it")
+
+    def __exit__(self, *exc):
+        _HELD[self._key] -= 1
+        if _HELD[self._key] == 0:
+            del _HELD[self._key]
+            try:
+                self.file.unlink()
+            except FileNotFoundError:
+                pass
+        return False
+
+
+def main(argv=None) -> int:
+    """`python -m ifcsr.checkpoint FOLDER...`: record the sha256 of each file of a checkpoint you
+    trust (one made by an older ifcsr, or edited by hand)."""
+    import sys
+
+    folders = sys.argv[1:] if argv is None else argv
+    if not folders:
+        print(main.__doc__)
+        return 2
+    for folder in folders:
+        if not (Path(folder) / "config.json").is_file():
+            print(f"{folder}: not an ifcsr checkpoint (no config.json)", file=sys.stderr)
+            return 2
+        print(write_manifest(folder))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
     parser.add_argument("--version", action="version", version=f"ifcsr {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of any error (default: one line for expected errors)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
@@ -45,15 +47,38 @@ def main(argv=None) -> int:
         return 0
     mod = importlib.import_module(args._module)
     runner = getattr(mod, f"main_{args._command.replace('-', '_')}", None) or mod.main
+    return run_command(runner, args, debug=args.debug)
+
+
+def run_command(runner, args, *, debug: bool = False) -> int:
+    """THE handler of the CLI. Expected failures (any ifcsr.errors.IFCSRError: bad input, bad or
+    unsafe file, missing weights; and OSErrors of the file system) print one line naming the file
+    or argument and the fix, exit status 2. Anything else is a bug in ifcsr: one line saying so,
+    exit status 1, and its traceback with `ifcsr --debug ...`."""
+    from .errors import IFCSRError, describe_os_error
+
+    cmd = args._command
     try:
         return int(runner(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as err:
-        # Expected failures (missing weights, bad images, bad options): one clear line, no traceback.
-        print(f"ifcsr {args._command}: error: {err}", file=sys.stderr)
+    except IFCSRError as err:
+        if debug:
+            raise
+        print(f"ifcsr {cmd}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the file system: read-only, full, bad name (the user's environment)
+        if debug:
+            raise
+        print(f"ifcsr {cmd}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        if debug:
+            raise
+        print(f"ifcsr {cmd}: internal error (a bug in ifcsr, please report it): {type(err).__name__}: {err}\n"
+              f"  rerun with `ifcsr --debug {cmd} ...` for the traceback", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

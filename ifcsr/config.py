@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import ConfigError, InputError
+
 # Modules OSEDiff / PiSA-SR put LoRA on (attention projections, feed-forward, ResNet convs).
 DEFAULT_TARGET_MODULES = (
     "to_q", "to_k", "to_v", "to_out.0",
@@ -39,17 +41,17 @@ class ModelConfig:
 
     def __post_init__(self):
         if self.formulation not in ("residual", "x0"):
-            raise ValueError(f"formulation must be 'residual' or 'x0', got {self.formulation!r}")
+            raise InputError(f"formulation must be 'residual' or 'x0', got {self.formulation!r}")
         if not 0 <= self.timestep <= 999:
-            raise ValueError(f"timestep must be in [0, 999], got {self.timestep}")
+            raise InputError(f"timestep must be in [0, 999], got {self.timestep}")
         if self.scale < 1:
-            raise ValueError(f"scale must be >= 1, got {self.scale}")
+            raise InputError(f"scale must be >= 1, got {self.scale}")
         if self.lora_rank < 1:
-            raise ValueError(f"lora_rank must be >= 1, got {self.lora_rank}")
+            raise InputError(f"lora_rank must be >= 1, got {self.lora_rank}")
         if not isinstance(self.color_fix_levels, int) or not 1 <= self.color_fix_levels <= 8:
-            raise ValueError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
+            raise InputError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
         if self.color_fix not in (None, "adain", "wavelet"):
-            raise ValueError(f"color_fix must be None, 'adain' or 'wavelet', got {self.color_fix!r}")
+            raise InputError(f"color_fix must be None, 'adain' or 'wavelet', got {self.color_fix!r}")
         object.__setattr__(self, "target_modules", tuple(self.target_modules))
 
 
@@ -65,17 +67,17 @@ class LossConfig:
     color_fix_levels: int = 5
 
     def __post_init__(self):
-        if self.k <= 0:
-            raise ValueError(f"k must be > 0, got {self.k}")
+        if not isinstance(self.k, (int, float)) or isinstance(self.k, bool) or not 0 < self.k < math.inf:
+            raise ConfigError(f"k must be a finite number > 0, got {self.k!r}")
         if not isinstance(self.color_fix_levels, int) or not 1 <= self.color_fix_levels <= 8:
-            raise ValueError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
+            raise InputError(f"color_fix_levels must be an integer in 1..8, got {self.color_fix_levels!r}")
         if self.feature_net not in ("vgg", "vgg-hed", "vgg-random"):
-            raise ValueError(f"feature_net must be 'vgg', 'vgg-hed' or 'vgg-random', got {self.feature_net!r}")
+            raise InputError(f"feature_net must be 'vgg', 'vgg-hed' or 'vgg-random', got {self.feature_net!r}")
         if self.layers is not None:
             object.__setattr__(self, "layers", tuple(int(i) for i in self.layers))
             bad = [i for i in self.layers if not 0 <= i <= self.num_layers]
             if bad or not self.layers:
-                raise ValueError(f"layers must be a non-empty subset of 0..{self.num_layers}, got {self.layers}")
+                raise InputError(f"layers must be a non-empty subset of 0..{self.num_layers}, got {self.layers}")
 
 
 @dataclass(frozen=True)
@@ -96,13 +98,13 @@ class StageConfig:
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
+            raise InputError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
         if self.lr_schedule not in ("constant", "cosine"):
-            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+            raise InputError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
-            raise ValueError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
+            raise InputError(f"lr_min_ratio must be in [0, 1], got {self.lr_min_ratio}")
         if self.init_from not in (None, "fidelity", "realism"):
-            raise ValueError(f"init_from must be None, 'fidelity' or 'realism', got {self.init_from!r}")
+            raise InputError(f"init_from must be None, 'fidelity' or 'realism', got {self.init_from!r}")
 
     def lr_at(self, step: int) -> float:
         """The learning rate of optimiser step `step` (0-based). A pure function of the step, so a
@@ -144,19 +146,118 @@ class TrainConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
-        return cls(
-            model=ModelConfig(**d.get("model", {})),
-            loss=LossConfig(**d.get("loss", {})),
-            stage0=Stage0Config(**d.get("stage0", {})),
-            stage1=StageConfig(**d.get("stage1", {})),
-            stage2=StageConfig(**d.get("stage2", {})),
-            **{k: v for k, v in d.items() if k in ("degradation", "data")},
-        )
+    def from_dict(cls, d: dict, *, source: str = "config") -> "TrainConfig":
+        """Build from a dict as `to_dict` writes it. Every key is required except the documented
+        optional ones (`OPTIONAL_KEYS`: added after the first checkpoints; their defaults are what
+        those checkpoints did); unknown keys and wrong types are ConfigErrors naming the key."""
+        if not isinstance(d, dict):
+            raise ConfigError(f"{source}: expected a JSON object with sections {list(SECTIONS)}, "
+                              f"got {type(d).__name__}")
+        unknown = sorted(set(d) - set(SECTIONS) - {"degradation", "data"})
+        if unknown:
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {list(SECTIONS) + ['degradation', 'data']}")
+        parts = {}
+        for name, klass in SECTIONS.items():
+            if name not in d:
+                if name in OPTIONAL_KEYS["TrainConfig"]:
+                    continue
+                raise ConfigError(f"{source}: the {name!r} section is missing; the checkpoint is incomplete "
+                                  "(copy it again, or restore the section from the config it was trained with)")
+            parts[name] = _section(klass, d[name], f"{source}: {name}")
+        top = {k: d[k] for k in ("degradation", "data") if k in d}
+        for k, v in top.items():
+            if not isinstance(v, str):
+                raise ConfigError(f"{source}: {k} must be a string, got {v!r}")
+        try:
+            return cls(**parts, **top)
+        except (TypeError, ValueError) as err:
+            raise ConfigError(f"{source}: {err}") from err
 
     def save(self, path) -> None:
         Path(path).write_text(json.dumps(self.to_dict(), indent=2))
 
     @classmethod
     def load(cls, path) -> "TrainConfig":
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        path = Path(path)
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"{path}: not valid JSON ({err}); the checkpoint's config is corrupt: copy it "
+                              "again or retrain") from err
+        return cls.from_dict(d, source=str(path))
+
+
+def config_diff(have: dict, want: dict, *, ignore=("model.backbone",)) -> list[str]:
+    """The differences between two configs as dicts (TrainConfig.to_dict or its JSON), as
+    "loss.k: 7.0 -> 3.0" lines; `ignore` lists dotted keys left out (the backbone, a path once
+    trained)."""
+    def flat(d, prefix=""):
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = list(v) if isinstance(v, tuple) else v
+        return out
+
+    a, b = flat(json.loads(json.dumps(have))), flat(json.loads(json.dumps(want)))
+    keys = sorted((set(a) | set(b)) - set(ignore))
+    return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys if a.get(k) != b.get(k)]
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "stage0": Stage0Config,
+            "stage1": StageConfig, "stage2": StageConfig}
+
+# Keys a saved config may omit (README, "When something goes wrong"). Each came after the
+# first checkpoints, and its default reproduces what those checkpoints did. Everything else is
+# required: a missing `color_fix` would silently switch the colour fix off.
+OPTIONAL_KEYS = {
+    "TrainConfig": ("stage0", "degradation", "data"),  # stage 0 exists only for the tiny backbone
+    "ModelConfig": ("color_fix_levels", "revision", "variant"),
+    "LossConfig": ("random_seed", "color_fix_levels"),
+    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from"),
+    "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
+}
+
+_TYPES = {"int": (int,), "float": (int, float), "bool": (bool,), "str": (str,)}
+
+
+def _section(klass, values, where: str):
+    """One config section from a dict: required keys present, no unknown keys, simple types checked."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected an object, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(klass)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    missing = [n for n in fields if n not in values and n not in OPTIONAL_KEYS[klass.__name__]]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {missing} (only {list(OPTIONAL_KEYS[klass.__name__])} "
+                          "may be omitted); the config is incomplete")
+    for name, v in values.items():
+        check_type(v, fields[name].type, f"{where}.{name}")
+    try:
+        return klass(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{where}: {err}") from err
+
+
+def check_type(value, annotation: str, where: str) -> None:
+    """Check a value against a simple annotation ("int", "float | None", "tuple[...]")."""
+    options = [a.strip() for a in str(annotation).split("|")]
+    if value is None:
+        if "None" in options:
+            return
+        raise ConfigError(f"{where}: must not be null")
+    for opt in options:
+        base = opt.split("[", 1)[0]
+        if base in ("tuple", "list"):
+            if isinstance(value, (list, tuple)):
+                return
+        elif base in _TYPES:
+            ok = isinstance(value, _TYPES[base]) and not (base != "bool" and isinstance(value, bool))
+            if ok and base == "float" and not math.isfinite(value):
+                raise ConfigError(f"{where}: must be finite, got {value!r}")
+            if ok:
+                return
+    raise ConfigError(f"{where}: expected {annotation}, got {value!r} ({type(value).__name__})")

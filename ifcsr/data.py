@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from .errors import InputError, InputTypeError, MissingFileError, UnknownNameError
 from .images import ImageError, load_image, to_tensor, to_uint8
 
 # --------------------------------------------------------------------------------------
@@ -55,7 +56,7 @@ def _read_sample(name: str) -> np.ndarray:
 def load_sample(name: str) -> np.ndarray:
     """One bundled photo as an HxWx3 uint8 array (a fresh copy)."""
     if name not in SAMPLE_NAMES:
-        raise KeyError(f"unknown sample image {name!r}; valid names: {', '.join(SAMPLE_NAMES)}")
+        raise UnknownNameError(f"unknown sample image {name!r}; valid names: {', '.join(SAMPLE_NAMES)}")
     return _read_sample(name).copy()
 
 
@@ -85,7 +86,7 @@ def _as_rng(seed) -> np.random.Generator:
         return seed
     if seed is None or isinstance(seed, (int, np.integer)):
         return np.random.default_rng(seed)
-    raise TypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__}")
+    raise InputTypeError(f"seed must be None, an int or a numpy.random.Generator, got {type(seed).__name__}")
 
 
 def _torch_generator(rng: np.random.Generator) -> torch.Generator:
@@ -139,9 +140,9 @@ def blur_kernel(kind: str, size: int, *, sigma_x: float, sigma_y: float | None =
     (Real-ESRGAN eqs. 2-4). sigma_y=None means isotropic.
     """
     if size % 2 != 1 or size < 1:
-        raise ValueError(f"kernel size must be odd and positive, got {size}")
+        raise InputError(f"kernel size must be odd and positive, got {size}")
     if sigma_x <= 0 or (sigma_y is not None and sigma_y <= 0):
-        raise ValueError(f"sigmas must be positive, got sigma_x={sigma_x}, sigma_y={sigma_y}")
+        raise InputError(f"sigmas must be positive, got sigma_x={sigma_x}, sigma_y={sigma_y}")
     sigma_y = sigma_x if sigma_y is None else sigma_y
     rot = np.array([[math.cos(theta), -math.sin(theta)], [math.sin(theta), math.cos(theta)]])
     cov = rot @ np.diag([sigma_x**2, sigma_y**2]) @ rot.T
@@ -156,7 +157,7 @@ def blur_kernel(kind: str, size: int, *, sigma_x: float, sigma_y: float | None =
     elif kind == "plateau":
         kernel = 1.0 / (np.power(q, beta) + 1.0)
     else:
-        raise ValueError(f"unknown kernel kind {kind!r}; valid: 'gaussian', 'generalized', 'plateau'")
+        raise InputError(f"unknown kernel kind {kind!r}; valid: 'gaussian', 'generalized', 'plateau'")
     return (kernel / kernel.sum()).astype(np.float32)
 
 
@@ -169,9 +170,9 @@ def sinc_kernel(cutoff: float, size: int, *, pad_to: int = 0) -> np.ndarray:
     from scipy.special import j1
 
     if size % 2 != 1 or size < 1:
-        raise ValueError(f"kernel size must be odd and positive, got {size}")
+        raise InputError(f"kernel size must be odd and positive, got {size}")
     if not 0 < cutoff <= math.pi:
-        raise ValueError(f"cutoff must be in (0, pi], got {cutoff}")
+        raise InputError(f"cutoff must be in (0, pi], got {cutoff}")
     ax = np.arange(size, dtype=np.float64) - (size - 1) / 2
     r = np.hypot(*np.meshgrid(ax, ax))
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -203,7 +204,7 @@ def random_kernel(seed=None, *, kernel_list: Sequence[str] = KERNEL_KINDS,
         return sinc_kernel(omega, size, pad_to=pad_to)
     kind = kernel_list[int(rng.choice(len(kernel_list), p=np.asarray(kernel_prob) / np.sum(kernel_prob)))]
     if kind not in KERNEL_KINDS:
-        raise ValueError(f"unknown kernel kind {kind!r}; valid: {', '.join(KERNEL_KINDS)}")
+        raise InputError(f"unknown kernel kind {kind!r}; valid: {', '.join(KERNEL_KINDS)}")
     sigma_x = rng.uniform(*sigma_range)
     if kind.endswith("_iso") or kind == "iso":
         sigma_y, theta = None, 0.0
@@ -240,7 +241,7 @@ def apply_blur(x: torch.Tensor, kernel) -> torch.Tensor:
     if k.ndim == 2:
         k = k.expand(x.shape[0], *k.shape)
     if k.ndim != 3 or k.shape[0] != x.shape[0] or k.shape[1] != k.shape[2] or k.shape[1] % 2 != 1:
-        raise ValueError(
+        raise InputError(
             f"kernel must be (k, k) or (B, k, k) with odd k and B={x.shape[0]}, got {tuple(k.shape)}"
         )
     b, c, h, w = x.shape
@@ -258,7 +259,7 @@ def resize(x: torch.Tensor, size: tuple[int, int], mode: str = "bicubic") -> tor
     is part of the degradation)."""
     x, single = _as_batch(x, "resize")
     if mode not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; valid: {', '.join(RESIZE_MODES)}")
+        raise InputError(f"unknown resize mode {mode!r}; valid: {', '.join(RESIZE_MODES)}")
     size = (max(1, int(size[0])), max(1, int(size[1])))
     extra = {} if mode == "area" else {"align_corners": False}
     return _back(F.interpolate(x, size=size, mode=mode, **extra), single)
@@ -344,7 +345,7 @@ def jpeg_compress(x: torch.Tensor, quality) -> torch.Tensor:
     for img, q in zip(x, qualities):
         q = round(float(q))
         if not 1 <= q <= 100:
-            raise ValueError(f"JPEG quality must be in [1, 100], got {q}")
+            raise InputError(f"JPEG quality must be in [1, 100], got {q}")
         buf = io.BytesIO()
         Image.fromarray(to_uint8(img.clamp(0, 1))).save(buf, format="JPEG", quality=q)
         with Image.open(buf) as im:
@@ -431,18 +432,18 @@ class DegradationParams:
             if f.name.startswith("kernel_list"):
                 bad = [k for k in v if k not in KERNEL_KINDS]
                 if bad:
-                    raise ValueError(f"{f.name}: unknown kernel kinds {bad}; valid: {', '.join(KERNEL_KINDS)}")
+                    raise InputError(f"{f.name}: unknown kernel kinds {bad}; valid: {', '.join(KERNEL_KINDS)}")
             elif f.name.endswith("_prob") or f.name.endswith("_prob2"):
                 if isinstance(v, tuple):
                     if any(p < 0 for p in v) or not math.isclose(sum(v), 1.0, abs_tol=1e-6):
-                        raise ValueError(f"{f.name}: probabilities must be >= 0 and sum to 1, got {v}")
+                        raise InputError(f"{f.name}: probabilities must be >= 0 and sum to 1, got {v}")
                 elif not 0 <= v <= 1:
-                    raise ValueError(f"{f.name}: probability must be in [0, 1], got {v}")
+                    raise InputError(f"{f.name}: probability must be in [0, 1], got {v}")
             elif isinstance(v, tuple) and (len(v) != 2 or v[0] > v[1]):
-                raise ValueError(f"{f.name}: expected a (low, high) range with low <= high, got {v}")
+                raise InputError(f"{f.name}: expected a (low, high) range with low <= high, got {v}")
         for a, b in (("kernel_list", "kernel_prob"), ("kernel_list2", "kernel_prob2")):
             if len(getattr(self, a)) != len(getattr(self, b)):
-                raise ValueError(f"{a} and {b} must have the same length")
+                raise InputError(f"{a} and {b} must have the same length")
 
 
 class RealESRGANDegradation:
@@ -455,11 +456,11 @@ class RealESRGANDegradation:
 
     def __init__(self, scale: int = 4, params: DegradationParams | None = None, **overrides):
         if int(scale) != scale or scale < 1:
-            raise ValueError(f"scale must be a positive integer, got {scale}")
+            raise InputError(f"scale must be a positive integer, got {scale}")
         names = {f.name for f in fields(DegradationParams)}
         unknown = sorted(set(overrides) - names)
         if unknown:
-            raise TypeError(f"unknown degradation parameters {unknown}; valid: {', '.join(sorted(names))}")
+            raise InputTypeError(f"unknown degradation parameters {unknown}; valid: {', '.join(sorted(names))}")
         self.scale = int(scale)
         self.params = replace(params or DegradationParams(), **overrides)
 
@@ -547,13 +548,13 @@ def _crop_item(image: np.ndarray, rng: np.random.Generator, *, crop_size: int, d
 
 def _check_crop(crop_size: int, scale: int) -> None:
     if crop_size < scale or crop_size % scale:
-        raise ValueError(f"crop_size {crop_size} must be a positive multiple of scale {scale}")
+        raise InputError(f"crop_size {crop_size} must be a positive multiple of scale {scale}")
 
 
 def _check_degradation(degradation, scale: int):
     degradation = BicubicDegradation(scale) if degradation is None else degradation
     if getattr(degradation, "scale", scale) != scale:
-        raise ValueError(f"degradation scale {degradation.scale} differs from dataset scale {scale}")
+        raise InputError(f"degradation scale {degradation.scale} differs from dataset scale {scale}")
     return degradation
 
 
@@ -605,13 +606,13 @@ class ImageFolder(Dataset):
                  vflip: bool = False, verify: bool = True):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise FileNotFoundError(f"{self.root}: no such folder")
+            raise MissingFileError(f"{self.root}: no such folder")
         _check_crop(crop_size, scale)
         self.crop_size, self.scale, self.seed, self.vflip = crop_size, scale, seed, vflip
         self.degradation = _check_degradation(degradation, scale)
         self.min_size = crop_size if min_size is None else min_size
         if self.min_size < crop_size:
-            raise ValueError(f"min_size {self.min_size} is below crop_size {crop_size}: crops would not fit")
+            raise InputError(f"min_size {self.min_size} is below crop_size {crop_size}: crops would not fit")
 
         self.files: list[Path] = []
         skipped = []
@@ -633,7 +634,7 @@ class ImageFolder(Dataset):
                 f"min size {self.min_size}px, {len(skipped)} skipped)"
             )
         if length is not None and length < 1:
-            raise ValueError(f"length must be positive, got {length}")
+            raise InputError(f"length must be positive, got {length}")
         self.length = len(self.files) if length is None else int(length)
         self._bad: set[Path] = set()
 
@@ -677,9 +678,9 @@ class SampleDataset(Dataset):
                  degradation=None, seed: int = 0, length: int | None = None, vflip: bool = False):
         _check_crop(crop_size, scale)
         if isinstance(names, str):
-            raise TypeError(f"names must be a sequence of names, got the string {names!r}")
+            raise InputTypeError(f"names must be a sequence of names, got the string {names!r}")
         if not names:
-            raise ValueError("names is empty")
+            raise InputError("names is empty")
         self.names = tuple(names)
         self.images = [load_sample(n) for n in self.names]  # KeyError lists valid names
         small = [f"{n} {im.shape[0]}x{im.shape[1]}"
@@ -690,7 +691,7 @@ class SampleDataset(Dataset):
         self.degradation = _check_degradation(degradation, scale)
         self.length = 64 * len(self.names) if length is None else int(length)
         if self.length < 1:
-            raise ValueError(f"length must be positive, got {length}")
+            raise InputError(f"length must be positive, got {length}")
 
     def __len__(self) -> int:
         return self.length
@@ -724,7 +725,7 @@ class PairedFolder(Dataset):
         lr_root, hr_root = self.root / lr_dir, self.root / hr_dir
         for d in (lr_root, hr_root):
             if not d.is_dir():
-                raise FileNotFoundError(
+                raise MissingFileError(
                     f"{d}: no such folder (expected {lr_dir}/ and {hr_dir}/ under {self.root})"
                 )
         lr_files, hr_files = _list_images(lr_root, extensions, False), _list_images(hr_root, extensions, False)

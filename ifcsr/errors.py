@@ -61,3 +61,17 @@ def describe_os_error(err: OSError, what: str = "") -> str:
     hint = hints.get(err.errno, "check the path and its permissions")
     reason = err.strerror or str(err)
     return f"{target}: {reason} ({hint})" if target else f"{reason} ({hint})"
+
+
+class InputTypeError(InputError, TypeError):
+    """An argument of the wrong type (a string where a number belongs, ...)."""
+
+
+class UnknownNameError(InputError, KeyError):
+    """A name that is not in a registry (a sample photo, a metric, a preset)."""
+
+    __str__ = Exception.__str__  # KeyError would quote the whole message
+
+
+class MissingFileError(IFCSRError, FileNotFoundError):
+    """A file or folder the user named does not exist or lacks what it must hold."""

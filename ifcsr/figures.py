@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from .errors import InputError
 from .images import to_uint8
 
 
@@ -36,7 +37,7 @@ def endpoints_figure(panels: dict, *, crop=None, title: str | None = None, note:
     imgs = {k: _img(v) for k, v in panels.items()}
     shapes = {v.shape for v in imgs.values()}
     if len(shapes) != 1:
-        raise ValueError(f"panels must all have the same size, got {sorted(shapes)}")
+        raise InputError(f"panels must all have the same size, got {sorted(shapes)}")
     h, w = next(iter(shapes))[:2]
     top, left, size = crop or default_crop(h, w)
     n = len(imgs)
@@ -102,7 +103,7 @@ def _metric_columns(summary, metrics=None) -> list[str]:
         return cols
     missing = [m for m in metrics if m not in cols]
     if missing:
-        raise ValueError(f"no values for {missing} in the summary (present: {cols})")
+        raise InputError(f"no values for {missing} in the summary (present: {cols})")
     return list(metrics)
 
 
@@ -128,7 +129,7 @@ def gamma_curves_figure(summary, metrics=None, *, curve: str = "IFCSR", title: s
 
     cols = _metric_columns(summary, metrics)
     if not cols:
-        raise ValueError("the summary holds no metric values")
+        raise InputError("the summary holds no metric values")
     n = len(cols)
     ncols = min(ncols, n)
     nrows = -(-n // ncols)
@@ -217,7 +218,7 @@ def perception_distortion_figure(summary, x: str, y: str, *, curve: str = "IFCSR
 
     for m in (x, y):
         if m not in summary.columns or not summary[m].notna().any():
-            raise ValueError(f"no values for {m!r} in the summary")
+            raise InputError(f"no values for {m!r} in the summary")
     methods = list(dict.fromkeys(summary["method"]))
     ann = [float(a) for a in annotate]
     swept = summary[summary["gamma"].notna() & summary[x].notna() & summary[y].notna()]

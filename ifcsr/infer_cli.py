@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
+
+from .errors import InputError
 
 
 def add_arguments(p):
@@ -12,29 +15,80 @@ def add_arguments(p):
     p.add_argument("--out", default="ifcsr-out", help="output folder")
     p.add_argument("--device", default=None)
     p.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference for large images")
+    p.add_argument("--force-large", action="store_true",
+                   help="proceed with images whose output exceeds 4096x4096 pixels (the time and memory "
+                        "estimate is printed first)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 
+def gamma_label(g: float) -> str:
+    """The shortest decimal of at least two places that reads back as g: 0.5 -> '0.50',
+    0.121 -> '0.121' (two places would write 0.121 and 0.124 to one file)."""
+    for places in range(2, 18):
+        text = f"{g:.{places}f}"
+        if float(text) == g:
+            return text
+    return repr(float(g))
+
+
+def check_gammas(gammas) -> list[float]:
+    out = []
+    for g in gammas:
+        if not math.isfinite(g) or not 0.0 <= g <= 1.0:
+            raise InputError(f"--gamma {g}: every gamma must be a number in [0, 1]")
+        if g not in out:
+            out.append(g)
+    return out
+
+
+def output_stems(files) -> list[str]:
+    """One output stem per input, unique: inputs sharing a stem (a/x.png, b/x.png, x.jpg) get the
+    folder and/or suffix added, never overwrite each other."""
+    paths = [Path(f) for f in files]
+    original = [p.stem for p in paths]
+    stems = list(original)
+    for i, p in enumerate(paths):
+        if original.count(p.stem) > 1:
+            same_suffix = sum(1 for q in paths if q.stem == p.stem and q.suffix == p.suffix) > 1
+            stems[i] = f"{p.parent.name}_{p.stem}" if same_suffix and p.parent.name else p.stem
+            if not same_suffix:
+                stems[i] = f"{p.stem}_{p.suffix.lstrip('.')}"
+    seen: dict[str, int] = {}
+    for i, s in enumerate(stems):  # whatever still collides (same folder name): number it
+        if stems.count(s) > 1:
+            seen[s] = seen.get(s, 0) + 1
+            stems[i] = f"{s}_{seen[s]}"
+    return stems
+
+
 def main(args) -> int:
-    import torch
-
     from .images import load_image, save_image
-    from .models import IFCSR
+    from .models import IFCSR, check_device
+    from .tiling import check_large, describe_cost
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    gammas = check_gammas(args.gamma)
+    if args.force_large:
+        from PIL import Image
+
+        Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
+    device = check_device(args.device)
     model = IFCSR.load(args.checkpoint, device=device)
     from tqdm.auto import tqdm
 
     out = Path(args.out)
     quiet = getattr(args, "quiet", False)
-    for f in tqdm(args.images, desc="images", unit="image", disable=quiet or len(args.images) < 2):
+    stems = output_stems(args.images)
+    pairs = list(zip(args.images, stems))
+    for f, stem in tqdm(pairs, desc="images", unit="image", disable=quiet or len(pairs) < 2):
         lr = load_image(f)
+        cost = check_large(model, lr.shape[:2], force=args.force_large, what=str(f), device=device)
+        if cost["hr_pixels"] > 2048 * 2048:
+            print(f"{f}: {describe_cost(cost)}")
         kw = {} if args.tile == "auto" else {"tile": args.tile == "on"}
         ends = model.infer(lr, progress=not quiet, **kw)
-        stem = Path(f).stem
         save_image(ends.fidelity, out / f"{stem}_fidelity.png")
         save_image(ends.realism, out / f"{stem}_realism.png")
-        for g in args.gamma:
-            save_image(ends.blend(g), out / f"{stem}_gamma{g:.2f}.png")
-        print(f"{f}: endpoints and {len(args.gamma)} blends -> {out}")
+        for g in gammas:
+            save_image(ends.blend(g), out / f"{stem}_gamma{gamma_label(g)}.png")
+        print(f"{f}: endpoints and {len(gammas)} blends -> {out}/{stem}_*.png")
     return 0

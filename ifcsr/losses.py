@@ -29,23 +29,24 @@ import torch
 from torch import nn
 
 from .config import LossConfig
+from .errors import IFCSRError, InputError
 
 FEATURE_NETS = ("vgg", "vgg-hed", "vgg-random")
 VGG16_IMAGENET_FILE = "vgg16-397923af.pth"  # torchvision's IMAGENET1K_V1 checkpoint name
 
 
-class FeatureNetworkError(RuntimeError):
+class FeatureNetworkError(IFCSRError, RuntimeError):
     """A feature network's weights are missing (offline) or broken."""
 
 
 def depth_weights(schedule: str = "dec", k: float = 7, num_layers: int = 5) -> list[float]:
     """Depth weights w_0..w_L: "dec" -> k^(L-l) (fidelity), "inc" -> k^(l-1) (realism)."""
     if schedule not in ("dec", "inc"):
-        raise ValueError(f"schedule must be 'dec' or 'inc', got {schedule!r}")
+        raise InputError(f"schedule must be 'dec' or 'inc', got {schedule!r}")
     if k <= 0:
-        raise ValueError(f"k must be > 0, got {k}")
+        raise InputError(f"k must be > 0, got {k}")
     if num_layers < 1:
-        raise ValueError(f"num_layers must be >= 1, got {num_layers}")
+        raise InputError(f"num_layers must be >= 1, got {num_layers}")
     L = num_layers
     # Exact rational powers, so w_inc_0 == 1/7 to the last bit of a float.
     kk = Fraction(k).limit_denominator(10**6) if isinstance(k, float) else Fraction(k)
@@ -96,7 +97,7 @@ def build_feature_net(name: str, *, seed: int = 0) -> nn.Module:
         return HedPerceptual()
     if name == "vgg-random":
         return LpipsLayers(pretrained_vgg=False, seed=seed)
-    raise ValueError(f"unknown feature network {name!r}; choose one of {FEATURE_NETS}")
+    raise InputError(f"unknown feature network {name!r}; choose one of {FEATURE_NETS}")
 
 
 class DepthWeightedLoss(nn.Module):
@@ -111,27 +112,27 @@ class DepthWeightedLoss(nn.Module):
         super().__init__()
         w = torch.as_tensor(list(weights), dtype=torch.float64)
         if w.ndim != 1 or len(w) < 1 or (w < 0).any() or not torch.isfinite(w).all():
-            raise ValueError(f"weights must be a finite non-negative list, got {list(weights)}")
+            raise InputError(f"weights must be a finite non-negative list, got {list(weights)}")
         if layers is not None:
             mask = torch.zeros_like(w)
             mask[list(layers)] = 1
             w = w * mask
         if w.sum() <= 0:
-            raise ValueError("the selected layers have zero total weight")
+            raise InputError("the selected layers have zero total weight")
         self.register_buffer("weights", (w / w.sum()).float(), persistent=False)
         self.feature_net = feature_net
         if feature_net is None and (w[1:] > 0).any():
-            raise ValueError("a feature network is needed for layers >= 1")
+            raise InputError("a feature network is needed for layers >= 1")
 
     def per_layer(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if x.shape != y.shape:
-            raise ValueError(f"loss inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
+            raise InputError(f"loss inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
         mse = ((x - y) ** 2).flatten(1).mean(1)
         cols = [mse]
         if len(self.weights) > 1:
             feats = self.feature_net(x, y)
             if len(feats) < len(self.weights) - 1:
-                raise ValueError(f"feature network gives {len(feats)} layers, loss needs {len(self.weights) - 1}")
+                raise InputError(f"feature network gives {len(feats)} layers, loss needs {len(self.weights) - 1}")
             cols += list(feats[: len(self.weights) - 1])
         return torch.stack(cols, dim=1)
 

@@ -53,9 +53,9 @@ to the same places on the offline machine (or anywhere, and point ``TORCH_HOME``
 from __future__ import annotations
 
 import functools
-import numbers
 import importlib.util
 import math
+import numbers
 import os
 import socket
 import sys
@@ -69,6 +69,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from ifcsr.errors import IFCSRError, InputError
 from ifcsr.images import ImageError, load_image, to_tensor
 
 __all__ = [
@@ -96,7 +97,7 @@ _PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/
 _OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 
 
-class MetricUnavailableError(RuntimeError):
+class MetricUnavailableError(IFCSRError, RuntimeError):
     """A metric cannot run here (missing weights and no network, pyiqa not installed, ...)."""
 
 
@@ -155,7 +156,7 @@ class WeightFile:
             return hub / "ifcsr"
         if self.store == "hf":
             return _hf_hub_cache_dir() / ("models--" + str(self.repo_id).replace("/", "--"))
-        raise ValueError(f"unknown weight store {self.store!r}")
+        raise InputError(f"unknown weight store {self.store!r}")
 
     def locate(self) -> Path | None:
         """The cached file, or None. Never downloads."""
@@ -325,7 +326,7 @@ def _spec(name: str) -> MetricSpec:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown metric {name!r}; known: {', '.join(REGISTRY)}") from None
+        raise InputError(f"unknown metric {name!r}; known: {', '.join(REGISTRY)}") from None
 
 
 def _names(names) -> list[str]:
@@ -491,7 +492,7 @@ def _pair(x, y, *, min_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
 def _y_channel(x: torch.Tensor, color_space: str) -> torch.Tensor:
     """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) luma in [0, 1], as pyiqa's to_y_channel."""
     if color_space not in _Y_WEIGHTS:
-        raise ValueError(f"color_space must be one of {sorted(_Y_WEIGHTS)}, got {color_space!r}")
+        raise InputError(f"color_space must be one of {sorted(_Y_WEIGHTS)}, got {color_space!r}")
     w, bias, div = _Y_WEIGHTS[color_space]
     w = torch.tensor(w, dtype=x.dtype, device=x.device)
     # pyiqa's op order (channels-last matmul, + bias, / divisor) so float32 results agree
@@ -614,7 +615,7 @@ class MetricSuite:
         names = list(DEFAULT_METRICS) if names is None else _names(names)
         dataset = [n for n in names if REGISTRY[n].kind == "dataset"]
         if dataset:
-            raise ValueError(f"{', '.join(dataset)} compare folders, not images: "
+            raise InputError(f"{', '.join(dataset)} compare folders, not images: "
                              "use fid_between(folder_a, folder_b)")
         self.names = names
         self.device = torch.device(device)
@@ -654,7 +655,7 @@ class MetricSuite:
         if names is not None:
             unknown = [n for n in _names(names) if n not in self.names]
             if unknown:
-                raise ValueError(f"{', '.join(unknown)} not in this suite ({', '.join(self.names)})")
+                raise InputError(f"{', '.join(unknown)} not in this suite ({', '.join(self.names)})")
         sr = to_tensor(sr, name="sr")
         if hr is not None:
             hr = to_tensor(hr, name="hr")
@@ -705,13 +706,13 @@ def _per_image(value, n: int, what: str, *, default: list) -> list:
         return default
     if isinstance(value, (str, numbers.Real)) and not isinstance(value, bool):
         if n != 1 and isinstance(value, str):
-            raise ValueError(f"{what}: one name {value!r} for a batch of {n} images; pass {n} names")
+            raise InputError(f"{what}: one name {value!r} for a batch of {n} images; pass {n} names")
         return [value] * n
     if isinstance(value, torch.Tensor):
         value = value.reshape(-1).tolist()
     value = list(value)
     if len(value) != n:
-        raise ValueError(f"{what}: got {len(value)} values for a batch of {n} images")
+        raise InputError(f"{what}: got {len(value)} values for a batch of {n} images")
     return value
 
 

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -26,7 +25,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blend import blend
+from .checkpoint import apply_umask, new_temp_folder, recover_folder, swap_in, verify_manifest, write_manifest
 from .config import TINY, ModelConfig, TrainConfig
+from .errors import CheckpointError, InputError, OutputError, WeightsUnavailable, describe_os_error
 from .images import ImageError, to_tensor
 
 
@@ -60,11 +61,32 @@ PROMPT_FILE = "empty_prompt.safetensors"
 BUNDLED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny"
 
 
-class BackboneNotFoundError(FileNotFoundError):
+class BackboneNotFoundError(WeightsUnavailable):
     """Backbone weights are missing: not a local diffusers folder and not reachable on the hub."""
 
 
 # --------------------------------------------------------------------------- backbone
+
+
+def check_device(device=None) -> str:
+    """The device to run on: `device` validated (a clear InputError for a misspelt name or a GPU
+    that is not there), or cuda when present, else cpu."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        d = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as err:
+        raise InputError(f"device {device!r}: not a device name ({err}); use cpu or cuda (cuda:N)") from None
+    if d.type == "cuda" and (not torch.cuda.is_available() or (d.index or 0) >= torch.cuda.device_count()):
+        have = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise InputError(f"device {device!r}: this machine has {have} CUDA GPU(s); use --device cpu")
+    if d.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise InputError(f"device {device!r}: Apple MPS is not available here; use --device cpu")
+    if d.type not in ("cpu", "cuda", "mps"):
+        raise InputError(f"device {device!r}: unsupported; use cpu or cuda (cuda:N)")
+    return str(d)
+
+
 
 
 @dataclass
@@ -166,6 +188,7 @@ def save_backbone(backbone: Backbone, path) -> Path:
         "_class_name": "IFCSRTinyBackbone", "vae": ["diffusers", "AutoencoderKL"],
         "unet": ["diffusers", "UNet2DConditionModel"], "scheduler": ["diffusers", "DDPMScheduler"],
     }, indent=2))
+    apply_umask(path)  # shareable: safetensors writes 0600
     return path
 
 
@@ -258,7 +281,7 @@ def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS, *, seed
     present = {n.rsplit(".", 1)[-1] for n, _ in unet.named_modules()} | {n for n, _ in unet.named_modules()}
     targets = [t for t in cfg.target_modules if t in present or any(n.endswith("." + t) for n, _ in unet.named_modules())]
     if not targets:
-        raise ValueError(f"none of the LoRA target modules {cfg.target_modules} exist in this UNet")
+        raise InputError(f"none of the LoRA target modules {cfg.target_modules} exist in this UNet")
     devices = [unet.device] if getattr(unet, "device", torch.device("cpu")).type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         torch.manual_seed(seed)
@@ -286,13 +309,51 @@ def adapter_state_dict(unet: nn.Module, adapter: str) -> dict[str, torch.Tensor]
     return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet, adapter_name=adapter).items()}
 
 
-def load_adapter_state_dict(unet: nn.Module, adapter: str, state: dict) -> None:
+def load_adapter_state_dict(unet: nn.Module, adapter: str, state: dict, *, source=None) -> None:
+    """Load one adapter's LoRA weights. Every key the adapter has must be present with its shape
+    and finite values: a partial, other-rank or corrupt adapter is a CheckpointError, never a
+    silent half-load."""
     from peft.utils import set_peft_model_state_dict
 
-    result = set_peft_model_state_dict(unet, state, adapter_name=adapter)
-    unexpected = getattr(result, "unexpected_keys", None) or []
-    if unexpected:
-        raise ValueError(f"adapter {adapter!r}: unexpected keys in checkpoint, e.g. {unexpected[:3]}")
+    where = f"{source}" if source is not None else f"adapter {adapter!r}"
+    want = {k: v.shape for k, v in adapter_state_dict(unet, adapter).items()}
+    missing = sorted(set(want) - set(state))
+    unexpected = sorted(set(state) - set(want))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{where}: adapter {adapter!r} does not match this model: {len(missing)} of {len(want)} keys missing"
+            f"{' (e.g. ' + missing[0] + ')' if missing else ''}, {len(unexpected)} unexpected"
+            f"{' (e.g. ' + unexpected[0] + ')' if unexpected else ''}; the file is incomplete or from another "
+            "model (target modules, backbone): use the checkpoint's own config.json")
+    for k, shape in want.items():
+        if tuple(state[k].shape) != tuple(shape):
+            got, exp = tuple(state[k].shape), tuple(shape)
+            raise CheckpointError(
+                f"{where}: {k} has shape {got}, this model expects {exp}: the adapter was trained with another "
+                "LoRA rank or backbone than config.json says (ModelConfig.lora_rank); use the config it was saved with")
+        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
+            raise CheckpointError(f"{where}: {k} holds NaN or infinite values: the adapter is corrupt; "
+                                  "copy the checkpoint again or retrain")
+    set_peft_model_state_dict(unet, state, adapter_name=adapter)
+
+
+def _load_safetensors(path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(path)
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({err}); it is truncated or corrupt: "
+                              "copy the checkpoint again or retrain") from err
+
+
+def _read_json(path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is corrupt: copy it again "
+                              "or retrain") from err
 
 
 class _MixedAdapters:
@@ -324,6 +385,20 @@ class _MixedAdapters:
 
 
 # --------------------------------------------------------------------------- IFCSR
+
+
+def _finite_endpoints(images, adapters) -> tuple:
+    """Refuse NaN/inf endpoints, naming the adapter that produced them (a corrupt adapter file
+    used to give an all-NaN fidelity image without a word)."""
+    from .errors import NonFiniteError
+
+    for img, name in zip(images, adapters):
+        if not bool(torch.isfinite(img).all()):
+            bad = (~torch.isfinite(img)).float().mean().item()
+            raise NonFiniteError(
+                f"the {name} adapter produced NaN or infinite pixels ({bad:.1%} of the image): its weights are "
+                "corrupt or diverged. Reload the checkpoint (IFCSR.load checks each file's sha256) or retrain")
+    return tuple(images)
 
 
 @dataclass
@@ -388,7 +463,7 @@ class IFCSR(nn.Module):
 
     def _check_formulation(self):
         if self.mcfg.formulation == "x0" and self.timestep != self.scheduler.config.num_train_timesteps - 1:
-            raise ValueError(f"x0 formulation needs trailing spacing (t = 999), scheduler gives {self.timestep}")
+            raise InputError(f"x0 formulation needs trailing spacing (t = 999), scheduler gives {self.timestep}")
 
     @property
     def size_multiple(self) -> int:
@@ -478,7 +553,8 @@ class IFCSR(nn.Module):
             if progress and cfg.progress is None:
                 cfg = _replace(cfg, progress=True)
             fid, real = tiling.infer_tiled(self, x_up, ADAPTERS, cfg, batched=batched)
-            return Endpoints(*tiling.color_fix_all((fid, real), x_up, color_fix, self.mcfg.color_fix_levels))
+            return Endpoints(*_finite_endpoints(tiling.color_fix_all((fid, real), x_up, color_fix,
+                                                                     self.mcfg.color_fix_levels), ADAPTERS))
         xp, (H, W) = self._pad(x_up)
         steps = ["VAE encode", "UNet (both adapters)", "VAE decode"] if batched else \
             ["VAE encode", "UNet fidelity", "VAE decode", "UNet realism", "VAE decode"]
@@ -508,8 +584,8 @@ class IFCSR(nn.Module):
                 done(3)
                 real = self.decode(z)[..., :H, :W]
                 done(4)
-        return Endpoints(*tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up, color_fix,
-                                             self.mcfg.color_fix_levels))
+        return Endpoints(*_finite_endpoints(tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up,
+                                                                 color_fix, self.mcfg.color_fix_levels), ADAPTERS))
 
     @torch.no_grad()
     def infer_branch(self, lr, adapter: str = "fidelity", *, tile=None, color_fix: str | None = "config") -> torch.Tensor:
@@ -522,10 +598,12 @@ class IFCSR(nn.Module):
         cfg = tiling.use_tiling(self, x_up, tile)
         if cfg is not None:
             out = tiling.infer_tiled(self, x_up, [adapter], cfg)
-            return tiling.color_fix_all(out, x_up, color_fix, self.mcfg.color_fix_levels)[0]
+            return _finite_endpoints(tiling.color_fix_all(out, x_up, color_fix, self.mcfg.color_fix_levels),
+                                     [adapter])[0]
         xp, (H, W) = self._pad(x_up)
         out = self.decode(self.denoise(self.encode(xp), adapter))[..., :H, :W]
-        return tiling.color_fix_all((out,), x_up, color_fix, self.mcfg.color_fix_levels)[0]
+        return _finite_endpoints(tiling.color_fix_all((out,), x_up, color_fix, self.mcfg.color_fix_levels),
+                                 [adapter])[0]
 
     def super_resolve(self, lr, gamma=0.5, **blend_kwargs) -> torch.Tensor:
         """Infer both endpoints and blend them at gamma (scalar, per-sample or per-pixel)."""
@@ -544,7 +622,11 @@ class IFCSR(nn.Module):
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        try:
+            recover_folder(path)
+            tmp = new_temp_folder(path)
+        except OSError as err:
+            raise OutputError(describe_os_error(err, str(path))) from err
         try:
             for name in ADAPTERS:
                 save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors")
@@ -560,44 +642,53 @@ class IFCSR(nn.Module):
             (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
             if write_extra is not None:
                 write_extra(tmp)
-            if path.exists():
-                old = path.with_name(f".{path.name}.old")
-                shutil.rmtree(old, ignore_errors=True)
-                path.rename(old)
-                tmp.rename(path)
-                shutil.rmtree(old, ignore_errors=True)
-            else:
-                tmp.rename(path)
-        except BaseException:
+            apply_umask(tmp)  # shareable: safetensors writes 0600
+            write_manifest(tmp)  # last: a folder with its manifest is complete (ifcsr.checkpoint)
+        except BaseException as err:
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError):
+                raise OutputError(describe_os_error(err, str(path))) from err
             raise
+        try:
+            swap_in(tmp, path)  # interrupted here, recover_folder finishes it on the next read or save
+        except OSError as err:
+            raise OutputError(describe_os_error(err, str(path))) from err
         return path
 
     @classmethod
-    def load(cls, path=None, *, device="cpu", dtype=torch.float32, backbone=None) -> "IFCSR":
-        """Load a checkpoint folder (default: the bundled tiny checkpoint)."""
-        from safetensors.torch import load_file
+    def load(cls, path=None, *, device="cpu", dtype=torch.float32, backbone=None, verify: bool = True) -> "IFCSR":
+        """Load a checkpoint folder (default: the bundled tiny checkpoint).
 
+        verify: check every file against the sha256 recorded in its checksums.json (written by
+        `save`); a missing, truncated or changed file is a CheckpointError naming it."""
         path = Path(path) if path is not None else BUNDLED_CHECKPOINT
+        if not path.exists():
+            try:
+                recover_folder(path)  # a save killed between its two renames
+            except OSError:
+                pass
         if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"{path}: not an ifcsr checkpoint (no config.json)")
+            raise CheckpointError(f"{path}: not an ifcsr checkpoint (no config.json); pass the folder that "
+                                  "`ifcsr train` wrote (OUT/final) or omit it for the bundled checkpoint")
+        if verify:
+            verify_manifest(path)
         config = TrainConfig.load(path / "config.json")
-        meta = json.loads((path / "ifcsr.json").read_text()) if (path / "ifcsr.json").is_file() else {}
+        meta = _read_json(path / "ifcsr.json") if (path / "ifcsr.json").is_file() else {}
         if backbone is None:
             ref = meta.get("backbone", config.model.backbone)
             local = path / ref if ref and (path / ref).is_dir() else None
             backbone = load_backbone(local or ref, revision=config.model.revision,
                                      variant=config.model.variant, dtype=dtype, device=device)
             if local is None and (path / PROMPT_FILE).is_file():
-                backbone.prompt_embeds = load_file(path / PROMPT_FILE)["prompt_embeds"].to(device, dtype)
+                backbone.prompt_embeds = _load_safetensors(path / PROMPT_FILE)["prompt_embeds"].to(device, dtype)
         model = cls(backbone, config)
         for name in ADAPTERS:
             f = path / f"{name}.safetensors"
             if not f.is_file():
-                raise FileNotFoundError(f"{path}: adapter file {f.name} is missing")
-            load_adapter_state_dict(model.unet, name, load_file(f))
+                raise CheckpointError(f"{path}: adapter file {f.name} is missing; copy the checkpoint again or retrain")
+            load_adapter_state_dict(model.unet, name, _load_safetensors(f), source=f)
         if (path / "history.json").is_file():
-            model.history = json.loads((path / "history.json").read_text())
+            model.history = _read_json(path / "history.json")
         return model.to(device, dtype)
 
     @classmethod

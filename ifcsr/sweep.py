@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .errors import InputError, MissingFileError
 from .images import ImageError
 
 # ------------------------------------------------------------------------------ constants
@@ -73,20 +74,20 @@ PERCEPTION_AXES = ("niqe", "musiq", "maniqa-pipal", "clipiqa")
 def gamma_grid(step: float = 0.05) -> np.ndarray:
     """0, step, ..., 1 (step must divide 1 up to rounding)."""
     if not 0 < step <= 1:
-        raise ValueError(f"gamma step must be in (0, 1], got {step}")
+        raise InputError(f"gamma step must be in (0, 1], got {step}")
     n = round(1 / step)
     if abs(n * step - 1) > 1e-6:
-        raise ValueError(f"gamma step {step} does not divide [0, 1] evenly (try 0.05, 0.1, 0.2, 0.25)")
+        raise InputError(f"gamma step {step} does not divide [0, 1] evenly (try 0.05, 0.1, 0.2, 0.25)")
     return np.round(np.linspace(0, 1, n + 1), 6)
 
 
 def _check_gammas(gammas) -> list[float]:
     out = [float(g) for g in np.atleast_1d(np.asarray(gammas, dtype=float))]
     if not out:
-        raise ValueError("no gamma values given")
+        raise InputError("no gamma values given")
     bad = [g for g in out if not (math.isfinite(g) and 0 <= g <= 1)]
     if bad:
-        raise ValueError(f"gamma values must be in [0, 1], got {bad}")
+        raise InputError(f"gamma values must be in [0, 1], got {bad}")
     return out
 
 
@@ -105,15 +106,15 @@ def load_pairs(pairs="samples", *, scale: int = 4, crop: int | None = None) -> l
     if isinstance(pairs, (list, tuple)):
         for i, p in enumerate(pairs):
             if not isinstance(p, dict) or not {"lr", "hr"} <= set(p):
-                raise ValueError(f"pairs[{i}] must be a dict with 'lr' and 'hr' (and 'name'), got {type(p).__name__}")
+                raise InputError(f"pairs[{i}] must be a dict with 'lr' and 'hr' (and 'name'), got {type(p).__name__}")
         return [dict(p, name=str(p.get("name", i))) for i, p in enumerate(pairs)]
     if str(pairs) == "samples":
         return pairs_from_samples(HELD_OUT, BicubicDegradation(scale), crop=crop)
     root = Path(pairs)
     if not root.is_dir():
-        raise FileNotFoundError(f"--pairs {pairs}: neither 'samples' nor a folder with test_LR/ and test_HR/")
+        raise MissingFileError(f"--pairs {pairs}: neither 'samples' nor a folder with test_LR/ and test_HR/")
     if crop is not None:
-        raise ValueError("crop applies to the sample photos only; crop your folder's pairs beforehand")
+        raise InputError("crop applies to the sample photos only; crop your folder's pairs beforehand")
     ds = PairedFolder(root, scale=scale)
     return [ds[i] for i in range(len(ds))]
 
@@ -269,9 +270,9 @@ class GammaMap:
     def __post_init__(self):
         v = torch.as_tensor(self.values, dtype=torch.float32)
         if v.ndim != 2 or min(v.shape) < 1:
-            raise ValueError(f"gamma map {self.name!r} must be 2-D (h, w), got shape {tuple(v.shape)}")
+            raise InputError(f"gamma map {self.name!r} must be 2-D (h, w), got shape {tuple(v.shape)}")
         if not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1:
-            raise ValueError(f"gamma map {self.name!r} must hold finite values in [0, 1]")
+            raise InputError(f"gamma map {self.name!r} must hold finite values in [0, 1]")
         self.values = v
 
     def resized(self, H: int, W: int) -> torch.Tensor:
@@ -297,7 +298,7 @@ def builtin_gamma_map(name: str, size: int = 256) -> GammaMap:
         yy, xx = torch.meshgrid(t * 2 - 1, t * 2 - 1, indexing="ij")
         v = (1 - (xx**2 + yy**2).sqrt() / math.sqrt(2)).clamp(0, 1)
     else:
-        raise ValueError(f"unknown built-in gamma map {name!r}; choose one of {BUILTIN_MAPS} or give an image file")
+        raise InputError(f"unknown built-in gamma map {name!r}; choose one of {BUILTIN_MAPS} or give an image file")
     return GammaMap(name, v.contiguous())
 
 
@@ -310,7 +311,7 @@ def load_gamma_map(source) -> GammaMap:
         return builtin_gamma_map(source)
     path = Path(source)
     if not path.is_file():
-        raise FileNotFoundError(f"gamma map {source}: no such file (built-in maps: {', '.join(BUILTIN_MAPS)})")
+        raise MissingFileError(f"gamma map {source}: no such file (built-in maps: {', '.join(BUILTIN_MAPS)})")
     if path.suffix.lower() == ".npy":
         arr = np.load(path).astype(np.float32)
         return GammaMap(path.stem, torch.from_numpy(arr))
@@ -436,7 +437,7 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
     maps = [load_gamma_map(m) for m in gamma_maps]
     if isinstance(cache, EndpointCache):
         if cache.model is not model:
-            raise ValueError("the EndpointCache belongs to another model")
+            raise InputError("the EndpointCache belongs to another model")
     else:
         cache = EndpointCache(model, default_cache_dir() if cache == "default" else cache)
     suite = suite or make_suite(metrics, device=model.device, min_side=min_side(pair_list))
@@ -524,7 +525,7 @@ def pick_axes(summary: pd.DataFrame, x: str | None = None, y: str | None = None)
     present = [c for c in summary.columns if c not in ("method", "gamma", "gamma_map", "n_images")
                and summary[c].notna().any()]
     if not present:
-        raise ValueError("the summary holds no metric values")
+        raise InputError("the summary holds no metric values")
     if x is None:
         x = next((m for m in DISTORTION_AXES if m in present), present[0])
     if y is None:
@@ -533,7 +534,7 @@ def pick_axes(summary: pd.DataFrame, x: str | None = None, y: str | None = None)
             y = next((m for m in ("lpips-hed", "lpips", "dists", "ssim", "psnr") if m in present and m != x), x)
     for m in (x, y):
         if m not in present:
-            raise ValueError(f"metric {m!r} has no values here (present: {', '.join(present)})")
+            raise InputError(f"metric {m!r} has no values here (present: {', '.join(present)})")
     return x, y
 
 
@@ -556,7 +557,7 @@ def position_vs_curve(summary: pd.DataFrame, x: str, y: str, *, curve: str = "IF
     summary = summary.assign(gamma_map=summary["gamma_map"].fillna(""))  # as read back from a CSV
     c = summary[(summary["method"] == curve) & (summary["gamma_map"] == "")].sort_values("gamma")
     if c.empty:
-        raise ValueError(f"no {curve!r} curve in the summary")
+        raise InputError(f"no {curve!r} curve in the summary")
     cx, cy, cg = c[x].to_numpy(float), c[y].to_numpy(float), c["gamma"].to_numpy(float)
     sx = (np.nanmax(cx) - np.nanmin(cx)) or 1.0
     sy = (np.nanmax(cy) - np.nanmin(cy)) or 1.0
@@ -654,7 +655,7 @@ def paper_table(model=None, pairs="samples", *, gammas=PAPER_GAMMAS, metrics=PAP
     metrics = list(metrics)
     for m in metrics:
         if m not in REGISTRY:
-            raise ValueError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
+            raise InputError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
     per_image = [m for m in metrics if REGISTRY[m].kind != "dataset"]
     want_fid = "fid" in metrics
     model = as_model(model, device)

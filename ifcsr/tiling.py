@@ -39,6 +39,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import InputError, InputTypeError
+
 COLOR_FIXES = ("adain", "wavelet")
 
 
@@ -57,12 +59,12 @@ class TileConfig:
 
     def __post_init__(self):
         if not 0 <= self.latent_overlap < self.latent_tile:
-            raise ValueError(f"latent_overlap must be in [0, latent_tile), got {self.latent_overlap} "
+            raise InputError(f"latent_overlap must be in [0, latent_tile), got {self.latent_overlap} "
                              f"for latent_tile {self.latent_tile}")
         if min(self.latent_tile, self.vae_tile, self.stats_size, self.auto_latent) < 1 or self.vae_margin < 0:
-            raise ValueError(f"tile sizes must be positive: {self}")
+            raise InputError(f"tile sizes must be positive: {self}")
         if self.groupnorm not in ("image", "tile"):
-            raise ValueError(f"groupnorm must be 'image' or 'tile', got {self.groupnorm!r}")
+            raise InputError(f"groupnorm must be 'image' or 'tile', got {self.groupnorm!r}")
 
     @classmethod
     def for_model(cls, model) -> TileConfig:
@@ -86,7 +88,7 @@ class TileConfig:
     def check(self, model) -> None:
         m = unet_factor(model)
         if self.latent_tile % m:
-            raise ValueError(f"latent_tile {self.latent_tile} must be a multiple of the UNet's "
+            raise InputError(f"latent_tile {self.latent_tile} must be a multiple of the UNet's "
                              f"downsampling factor {m}")
 
 
@@ -104,12 +106,12 @@ def resolve(model, tile) -> TileConfig | None:
         return None if tile is False else TileConfig.for_model(model)
     if isinstance(tile, TileConfig):
         return tile
-    raise TypeError(f"tile must be None (auto), True, False or a TileConfig, got {type(tile).__name__}")
+    raise InputTypeError(f"tile must be None (auto), True, False or a TileConfig, got {type(tile).__name__}")
 
 
 def check_color_fix(color_fix) -> None:
     if color_fix is not None and color_fix not in COLOR_FIXES:
-        raise ValueError(f"color_fix must be None, 'adain' or 'wavelet', got {color_fix!r}")
+        raise InputError(f"color_fix must be None, 'adain' or 'wavelet', got {color_fix!r}")
 
 
 def use_tiling(model, x_up: torch.Tensor, tile) -> TileConfig | None:
@@ -124,6 +126,55 @@ def use_tiling(model, x_up: torch.Tensor, tile) -> TileConfig | None:
             return None
     cfg.check(model)
     return cfg
+
+
+# --------------------------------------------------------------------------- cost estimate
+
+# Above this many HR pixels (4096 x 4096) `ifcsr infer` / `ifcsr demo --image` stop and ask for
+# --force-large: at the measured CPU rate below that is already about 25 minutes.
+LARGE_HR_PIXELS = 4096 * 4096
+# Tiny backbone, both endpoints, tiled, on this project's 2-core CPU: 350 s for a 2048 x 2048
+# output (README, Performance; analysis/benchmarks.py part d).
+TINY_CPU_SECONDS_PER_HR_PIXEL = 350.0 / 2048**2
+
+
+def estimate_cost(model, lr_hw, *, device=None) -> dict:
+    """What inferring both endpoints of an LR image of size lr_hw = (h, w) will take, before it
+    starts: HR pixels, memory of the full-resolution buffers, and time where a measured rate exists.
+
+    Memory counts float32 buffers per HR pixel: the upsampled input, the two endpoints and the
+    colour fix's working copy (3 channels each), plus z_L and the two z_H at latent resolution.
+    It is an upper estimate of what tiling cannot bound (tiling bounds the networks' activations,
+    not the full-size images). Time: the tiny backbone's measured CPU rate; no estimate for a GPU
+    or the SD backbone (seconds = None)."""
+    h, w = (int(v) for v in lr_hw)
+    s = model.scale
+    hr = h * s * w * s
+    f = vae_factor(model)
+    c = int(model.vae.config.latent_channels)
+    floats = 4 * 3 + 3 * c / f**2
+    dev = torch.device(device) if device is not None else model.device
+    seconds = hr * TINY_CPU_SECONDS_PER_HR_PIXEL if (model.backbone.is_tiny and dev.type == "cpu") else None
+    return {"hr_size": (h * s, w * s), "hr_pixels": hr, "memory_bytes": int(hr * floats * 4), "seconds": seconds}
+
+
+def describe_cost(cost: dict) -> str:
+    H, W = cost["hr_size"]
+    t = cost["seconds"]
+    when = (f"about {t / 3600:.1f} h" if t >= 3600 else f"about {t / 60:.0f} min") if t is not None else \
+        "time not estimated (no measured rate for this backbone/device)"
+    return (f"output {W}x{H} ({cost['hr_pixels'] / 1e6:.0f} MP): about {cost['memory_bytes'] / 2**30:.1f} GiB of "
+            f"full-resolution buffers, {when}")
+
+
+def check_large(model, lr_hw, *, force: bool = False, what: str = "image", device=None) -> dict:
+    """Refuse (InputError) an input whose output exceeds LARGE_HR_PIXELS unless force=True; the
+    message gives the estimate. Returns the estimate."""
+    cost = estimate_cost(model, lr_hw, device=device)
+    if cost["hr_pixels"] > LARGE_HR_PIXELS and not force:
+        raise InputError(f"{what}: very large input: {describe_cost(cost)}. Pass --force-large to proceed "
+                         "(or downscale / crop the image first)")
+    return cost
 
 
 # --------------------------------------------------------------------------- grid and weights
@@ -357,7 +408,7 @@ def infer_tiled(model, x_up: torch.Tensor, adapters, cfg: TileConfig, *, batched
 
 def _source_like(target: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
     if target.ndim != 4 or source.ndim != 4 or target.shape[:2] != source.shape[:2]:
-        raise ValueError(f"colour fix needs (B, C, H, W) target and source with the same B and C, "
+        raise InputError(f"colour fix needs (B, C, H, W) target and source with the same B and C, "
                          f"got {tuple(target.shape)} and {tuple(source.shape)}")
     source = source.to(target.device, torch.float32)
     if source.shape[-2:] != target.shape[-2:]:

@@ -20,9 +20,18 @@ import torch
 import torch.nn.functional as F
 
 from . import tiling
-from .checkpoint import load_state, save_state
-from .errors import CheckpointError
-from .config import Stage0Config, StageConfig, TrainConfig
+from .checkpoint import (
+    LEGACY_STATE,
+    MANIFEST,
+    RunLock,
+    has_state,
+    load_state,
+    recover_folder,
+    save_state,
+    verify_manifest,
+)
+from .config import Stage0Config, StageConfig, TrainConfig, config_diff
+from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
 from .losses import build_feature_net, build_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
@@ -55,6 +64,21 @@ def _color_augment(hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     gain = (0.75 + 0.35 * torch.rand(B, 3, 1, 1, generator=g)).to(hr.device)
     out = torch.gather(hr, 1, perm[:, :, None, None].expand_as(hr))
     return (out * gain).clamp(0, 1)
+
+
+def check_finite_everywhere(value: torch.Tensor, what: str, accelerator=None) -> None:
+    """Raise NonFiniteError on EVERY process when `value` is NaN/inf on ANY of them.
+
+    Each process contributes a 0/1 flag and the flags are summed across processes, so a NaN on
+    one rank stops all ranks at the same step (instead of one rank dying and the others hanging
+    in the next gradient all-reduce). One process: a local check, no communication."""
+    bad = torch.tensor([0.0 if bool(torch.isfinite(value).all()) else 1.0], device=value.device)
+    if accelerator is not None and getattr(accelerator, "num_processes", 1) > 1:
+        bad = accelerator.reduce(bad, reduction="sum")
+    if bad.item() > 0:
+        here = "" if bool(torch.isfinite(value).all()) else f" here ({value.detach().float().flatten()[0].item()})"
+        raise NonFiniteError(f"{what} is NaN or infinite on {int(bad.item())} process(es){here}; stopping every "
+                             "process. Lower the learning rate or check the data; resume from the last checkpoint")
 
 
 class Trainer:
@@ -201,7 +225,7 @@ class Trainer:
         stage 2 keeps is that start: a shrunken fidelity correction, not realism."""
         name = ADAPTERS[stage - 1]
         if source == name:  # the value itself is checked by StageConfig
-            raise ValueError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
+            raise InputError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
         src = lora_parameters(self.model.unet, source)
         dst = lora_parameters(self.model.unet, name)
         with torch.no_grad():
@@ -236,11 +260,20 @@ class Trainer:
         return self._loss_inc(x_hat, hr), gamma.flatten()
 
     def train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
-        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows."""
+        """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows.
+
+        With an out_dir, the main process holds OUT/.ifcsr.lock meanwhile: a second run into the
+        same folder is refused (RunLockedError) instead of interleaving checkpoints."""
+        if self.out_dir is not None and self.accelerator.is_main_process:
+            with RunLock(self.out_dir):
+                return self._train_stage(stage, steps=steps, resume=resume)
+        return self._train_stage(stage, steps=steps, resume=resume)
+
+    def _train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
         if stage not in (1, 2):
-            raise ValueError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
+            raise InputError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
         if self.model is None:
-            raise ValueError("stages 1 and 2 need a model (IFCSR) on a backbone")
+            raise InputError("stages 1 and 2 need a model (IFCSR) on a backbone")
         sc = self._stage_cfg(stage)
         steps = sc.steps if steps is None else steps
         cfg = self.config.loss
@@ -269,8 +302,7 @@ class Trainer:
                 idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
                 lr, hr = _batch(self.data, idx, self.device)
                 loss, gamma = self._stage_loss(stage, lr, hr, g)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"stage {stage} step {step}: loss is {loss.item()}")
+                check_finite_everywhere(loss, f"stage {stage} step {step}: the loss", self.accelerator)
                 opt.zero_grad(set_to_none=True)
                 self.accelerator.backward(loss)
                 if self.accelerator.num_processes > 1:
@@ -320,7 +352,7 @@ class Trainer:
         folder that then replaces the checkpoint (IFCSR.save). The trainer state is tensors in
         safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read."""
         if self.out_dir is None:
-            raise ValueError("save_checkpoint needs out_dir")
+            raise InputError("save_checkpoint needs out_dir")
         objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
         if opt is not None:
             objects["optimizer"] = opt.state_dict()
@@ -332,9 +364,24 @@ class Trainer:
                                write_extra=lambda folder: save_state(folder, tree))
 
     def _read_state(self):
-        if self.checkpoint_dir is None:
+        """The last trainer state, after settling what an interrupted save left behind
+        (ifcsr.checkpoint.recover_folder) and checking every file's sha256."""
+        ck = self.checkpoint_dir
+        if ck is None:
             return None
-        return load_state(self.checkpoint_dir)
+        recover_folder(ck)
+        if not ck.is_dir() or not has_state(ck):
+            return None
+        if (ck / MANIFEST).is_file() or not (ck / LEGACY_STATE).is_file():
+            verify_manifest(ck)  # an older ifcsr (trainer_state.pt) wrote no checksums.json
+        if (ck / "config.json").is_file():
+            # Resuming under another config would continue (or call "complete") the old run.
+            diff = config_diff(TrainConfig.load(ck / "config.json").to_dict(), self.config.to_dict())
+            if diff:
+                raise ConfigError(f"{ck} was trained with another config ({'; '.join(diff[:6])}"
+                                  f"{'; ...' if len(diff) > 6 else ''}): choose another out_dir, or resume=False "
+                                  "(--no-resume) to start over there")
+        return load_state(ck)
 
     def _completed_stage(self) -> int:
         st = self._read_state()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import replace
 
+from .errors import InputError
+
 
 def add_arguments(p):
     p.add_argument("--preset", default="tiny", choices=["tiny", "smoke"],
@@ -43,6 +45,8 @@ def config_from_args(args):
         make_degradation(args.degradation)  # fail now, not after stage 0
         cfg = replace(cfg, degradation=args.degradation)
     if args.steps is not None:
+        if args.steps < 1:
+            raise InputError(f"--steps {args.steps}: must be at least 1 (0 steps would write an untrained checkpoint)")
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=args.steps), stage2=replace(cfg.stage2, steps=args.steps))
     if args.lr_schedule:
         cfg = replace(cfg, stage1=replace(cfg.stage1, lr_schedule=args.lr_schedule),
@@ -58,12 +62,18 @@ def config_from_args(args):
 
 
 def main(args) -> int:
-    from .recipes import train_recipe
+    from .models import check_device
+    from .recipes import check_stages, train_recipe
 
+    if args.device is not None:
+        check_device(args.device)
     cfg = config_from_args(args)
     stages = (1, 2) if args.backbone else (0, 1, 2)
-    if args.stages:
-        stages = tuple(int(s) for s in args.stages.split(","))
+    if args.stages is not None:
+        parts = [s.strip() for s in args.stages.split(",") if s.strip()]
+        if not all(p.isdigit() for p in parts):
+            raise InputError(f"--stages {args.stages!r}: expected comma-separated stage numbers, e.g. 1,2")
+        stages = check_stages(int(p) for p in parts)
     _, final = train_recipe(cfg, args.out, stages=stages, resume=not args.no_resume, device=args.device)
     print(f"checkpoint: {final}")
     if args.bundle:

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .blend import GammaError, blend
+from .errors import InputError
 
 # BT.601 studio-swing luma from RGB in [0, 1], as ifcsr.metrics.psnr_y / ssim_y (pyiqa's rgb2ycbcr).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
@@ -78,7 +79,7 @@ def encode_image(arr: np.ndarray, fmt: str = "jpeg", *, quality: int = 90) -> by
     elif fmt == "png":
         im.save(buf, "PNG", compress_level=1)  # level 1: fast; the live view is not an archive
     else:
-        raise ValueError(f"image format must be 'jpeg' or 'png', got {fmt!r}")
+        raise InputError(f"image format must be 'jpeg' or 'png', got {fmt!r}")
     return buf.getvalue()
 
 
@@ -113,9 +114,9 @@ class LiveMetrics:
 
     def __init__(self, fidelity: np.ndarray, realism: np.ndarray, hr: np.ndarray):
         if not (fidelity.shape == realism.shape == hr.shape):
-            raise ValueError(f"fidelity {fidelity.shape}, realism {realism.shape} and hr {hr.shape} differ in size")
+            raise InputError(f"fidelity {fidelity.shape}, realism {realism.shape} and hr {hr.shape} differ in size")
         if min(hr.shape[:2]) < 11:
-            raise ValueError(f"SSIM needs at least 11x11 pixels, got {hr.shape[:2]}")
+            raise InputError(f"SSIM needs at least 11x11 pixels, got {hr.shape[:2]}")
         self.y_fid = y_channel(fidelity)
         self.y_diff = y_channel(realism) - self.y_fid  # Y(realism) - Y(fidelity)
         self.y_hr = y_channel(hr)
@@ -264,10 +265,10 @@ def curve_points(curve, x: str, y: str, *, method: str = "IFCSR"):
             df = df[df["gamma_map"].fillna("") == ""]
     for col in ("gamma", x, y):
         if col not in df.columns:
-            raise ValueError(f"curve has no column {col!r} (columns: {', '.join(map(str, df.columns))})")
+            raise InputError(f"curve has no column {col!r} (columns: {', '.join(map(str, df.columns))})")
     df = df.dropna(subset=["gamma", x, y]).sort_values("gamma")
     if len(df) < 2:
-        raise ValueError(f"curve needs at least 2 gammas with {x} and {y}, got {len(df)}")
+        raise InputError(f"curve needs at least 2 gammas with {x} and {y}, got {len(df)}")
     return df["gamma"].to_numpy(float), df[x].to_numpy(float), df[y].to_numpy(float)
 
 
@@ -436,13 +437,13 @@ class BlendExplorer:
         self.fid = as_uint8(fidelity, name="fidelity")
         self.real = as_uint8(realism, name="realism")
         if self.fid.shape != self.real.shape:
-            raise ValueError(f"fidelity {self.fid.shape} and realism {self.real.shape} differ in size")
+            raise InputError(f"fidelity {self.fid.shape} and realism {self.real.shape} differ in size")
         H, W = self.fid.shape[:2]
         self.shape = (H, W)
         if not 0 <= gamma <= 1 or not 0 <= gamma_in_mask <= 1:
             raise GammaError(f"gamma and gamma_in_mask must be in [0, 1], got {gamma}, {gamma_in_mask}")
         if image_format not in ("jpeg", "png"):
-            raise ValueError(f"image_format must be 'jpeg' or 'png', got {image_format!r}")
+            raise InputError(f"image_format must be 'jpeg' or 'png', got {image_format!r}")
         self.image_format, self.quality = image_format, quality
         self.save_dir, self.name = Path(save_dir), name
         self.zoom, self.crop_view = int(zoom), int(crop_view)
@@ -462,7 +463,7 @@ class BlendExplorer:
         if hr is not None:
             hr_u8 = as_uint8(hr, name="hr")
             if hr_u8.shape != self.fid.shape:
-                raise ValueError(f"hr {hr_u8.shape} and the endpoints {self.fid.shape} differ in size")
+                raise InputError(f"hr {hr_u8.shape} and the endpoints {self.fid.shape} differ in size")
             if H * W <= live_metrics_max_pixels:
                 self.metrics = LiveMetrics(as_float(fidelity, name="fidelity"), as_float(realism, name="realism"),
                                            as_float(hr, name="hr"))
@@ -554,9 +555,9 @@ class BlendExplorer:
     def _check_mask(self, mask) -> np.ndarray:
         m = np.asarray(mask, dtype=np.float32)
         if m.shape != self.shape:
-            raise ValueError(f"mask of shape {m.shape} does not match the image size {self.shape}")
+            raise InputError(f"mask of shape {m.shape} does not match the image size {self.shape}")
         if not np.isfinite(m).all() or m.min() < 0 or m.max() > 1:
-            raise ValueError("mask must hold finite values in [0, 1]")
+            raise InputError("mask must hold finite values in [0, 1]")
         return m.copy()
 
     @staticmethod
@@ -572,7 +573,7 @@ class BlendExplorer:
         if "metric" in cols:
             cols = list(dict.fromkeys(curve["metric"]))
         if len(cols) < 2:
-            raise ValueError("curve needs two metrics; pass curve_axes=(x, y)")
+            raise InputError("curve needs two metrics; pass curve_axes=(x, y)")
         return cols[0], cols[1]
 
     @property
@@ -820,7 +821,7 @@ def loss_curves_figure(history, *, smooth: int = 5, title: str = "training loss"
     plt = _plt()
     df = pd.DataFrame(history)
     if df.empty or "loss" not in df.columns:
-        raise ValueError("history holds no loss values")
+        raise InputError("history holds no loss values")
     if "part" not in df.columns:
         df["part"] = ""
     df["part"] = df["part"].fillna("")
@@ -889,7 +890,7 @@ def ablation_figure(endpoints: dict, gammas=(0.0, 0.5, 1.0), *, crop=None, title
     for r, name in enumerate(names):
         e = endpoints[name]
         if e.fidelity.shape != first.shape:
-            raise ValueError(f"{name}: endpoints of another size than {names[0]}'s")
+            raise InputError(f"{name}: endpoints of another size than {names[0]}'s")
         mid = to_uint8(e.blend(0.5))
         axes[r, 0].imshow(mid)
         axes[r, 0].add_patch(Rectangle((left, top), size, size, fill=False, ec="yellow", lw=1))

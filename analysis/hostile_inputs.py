@@ -1,0 +1,703 @@
+"""A hostile classroom (issue 16): bad and edge inputs through the Python API and the CLI, each
+classified by what the user gets:
+
+    named      an ifcsr error (ifcsr.errors.IFCSRError) from the API, or the CLI's one-line error
+               (exit status 2, no traceback; argparse's own usage errors count here too)
+    converted  accepted, and the result checked to be what a user expects
+    traceback  anything else raised by the API, or the CLI's "internal error" path (exit 1) or an
+               uncaught exception: a raw error the user cannot act on
+    silent     accepted, but the result is wrong (its check failed) or it should have been refused
+
+Every case runs on the bundled tiny checkpoint (or copies of it, corrupted on purpose), in
+temporary folders; nothing trains. Writes analysis/results/hostile_inputs.csv (one row per case:
+group, case, expected, outcome, detail) and prints the counts per group and in total.
+
+    python analysis/hostile_inputs.py            # about 2-5 minutes on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+RESULTS = Path(__file__).resolve().parent / "results"
+REFUSE = None  # a case whose only right answer is a named error
+
+
+@dataclass
+class Case:
+    group: str
+    name: str
+    run: Callable[[], object]
+    check: Callable[[object], bool] | None = REFUSE  # None: must be refused; else: the result must pass
+
+
+def classify(case: Case) -> tuple[str, str]:
+    from ifcsr.errors import IFCSRError
+
+    try:
+        result = case.run()
+    except IFCSRError as err:
+        return "named", f"{type(err).__name__}: {str(err)[:160]}"
+    except Exception as err:  # noqa: BLE001 - the point is to see what escapes
+        return "traceback", f"{type(err).__name__}: {str(err)[:160]}"
+    if isinstance(result, CliResult):
+        if result.code == 2 and "Traceback" not in result.err:
+            return "named", result.err.strip().splitlines()[-1][:200] if result.err.strip() else "exit 2"
+        if result.code not in (0, 2) or "Traceback" in result.err:
+            return "traceback", (result.err.strip().splitlines() or ["?"])[-1][:200]
+    if case.check is REFUSE:
+        return "silent", f"accepted: {_short(result)}"
+    try:
+        ok = bool(case.check(result))
+    except Exception as err:  # noqa: BLE001
+        return "silent", f"check raised {type(err).__name__}: {err}"
+    return ("converted", _short(result)) if ok else ("silent", f"wrong result: {_short(result)}")
+
+
+def _short(x) -> str:
+    if isinstance(x, torch.Tensor):
+        return f"tensor {tuple(x.shape)} {x.dtype}"
+    if isinstance(x, np.ndarray):
+        return f"array {x.shape} {x.dtype}"
+    if isinstance(x, CliResult):
+        return f"exit {x.code}"
+    return type(x).__name__
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def cli(*argv) -> CliResult:
+    """`ifcsr ARGV` in this process, capturing its output (argparse's SystemExit included)."""
+    from ifcsr.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main([str(a) for a in argv])
+        except SystemExit as e:  # argparse: usage error (2) or --help (0)
+            code = e.code if isinstance(e.code, int) else 2
+    return CliResult(int(code), out.getvalue(), err.getvalue())
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def make_files(d: Path) -> dict[str, Path]:
+    """Image files in many modes, plus non-images."""
+    from PIL import Image
+
+    d.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    f = {}
+    rgb = rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)
+
+    def save(name, im, **kw):
+        f[name] = d / name
+        im.save(f[name], **kw)
+
+    save("rgb.png", Image.fromarray(rgb))
+    save("grey.png", Image.fromarray(rgb[..., 0]))
+    rgba = np.dstack([rgb, np.where(np.arange(16)[:, None] < 8, 0, 255).repeat(16, 1).astype(np.uint8)])
+    save("rgba.png", Image.fromarray(rgba, "RGBA"))
+    save("la.png", Image.fromarray(rgba, "RGBA").convert("LA"))
+    save("palette.png", Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=8))
+    p = Image.fromarray(rgb).convert("P", palette=Image.ADAPTIVE, colors=8)
+    save("palette_transparent.png", p, transparency=int(np.asarray(p)[0, 0]))
+    ramp16 = (np.arange(256, dtype=np.uint16).reshape(16, 16) * 250)
+    save("grey16.png", Image.fromarray(ramp16))
+    save("int32_in_range.tif", Image.fromarray(ramp16.astype(np.int32), "I"))
+    save("int32_out_of_range.tif", Image.fromarray((ramp16.astype(np.int32) * 100), "I"))
+    fl = np.linspace(0, 1, 256, dtype=np.float32).reshape(16, 16)
+    save("float01.tif", Image.fromarray(fl, "F"))
+    save("float255.tif", Image.fromarray(fl * 255, "F"))
+    fnan = fl.copy()
+    fnan[3, 3] = np.nan
+    save("float_nan.tif", Image.fromarray(fnan, "F"))
+    save("bilevel.png", Image.fromarray(rgb[..., 0] > 127))
+    save("cmyk.jpg", Image.fromarray(rgb).convert("CMYK"), quality=95)
+    save("rgb.jpg", Image.fromarray(rgb), quality=95)
+    save("rgb.bmp", Image.fromarray(rgb))
+    save("rgb.tif", Image.fromarray(rgb))
+    save("rgb.gif", Image.fromarray(rgb).convert("P"))
+    save("rgb.webp", Image.fromarray(rgb), lossless=True)
+    frames = [Image.fromarray(rgb).convert("P"), Image.fromarray(255 - rgb).convert("P")]
+    f["animated.gif"] = d / "animated.gif"
+    frames[0].save(f["animated.gif"], save_all=True, append_images=frames[1:])
+    # EXIF orientations 1..8 on an asymmetric image, stored so that the viewer shows `shown`
+    shown = np.zeros((8, 12, 3), np.uint8)
+    shown[:4, :6] = 255  # white top-left quarter
+    shown[6:, 9:, 0] = 200  # red bottom-right corner
+    inverse = {1: None, 2: Image.FLIP_LEFT_RIGHT, 3: Image.ROTATE_180, 4: Image.FLIP_TOP_BOTTOM,
+               5: Image.TRANSPOSE, 6: Image.ROTATE_90, 7: Image.TRANSVERSE, 8: Image.ROTATE_270}
+    for o, t in inverse.items():
+        im = Image.fromarray(shown)
+        raw = im if t is None else im.transpose(t)
+        exif = raw.getexif()
+        exif[0x0112] = o
+        save(f"exif{o}.png", raw, exif=exif)
+    f["_shown"] = shown
+    good = (d / "rgb.png").read_bytes()
+    (d / "truncated.png").write_bytes(good[: len(good) // 2])
+    f["truncated.png"] = d / "truncated.png"
+    (d / "empty.png").write_bytes(b"")
+    f["empty.png"] = d / "empty.png"
+    (d / "random.png").write_bytes(rng.integers(0, 256, 500, dtype=np.uint8).tobytes())
+    f["random.png"] = d / "random.png"
+    (d / "text.png").write_text("this is not an image\n")
+    f["text.png"] = d / "text.png"
+    (d / "folder.png").mkdir()
+    f["folder.png"] = d / "folder.png"
+    f["missing.png"] = d / "missing.png"
+    save("tiny2x2.png", Image.fromarray(rgb[:2, :2]))
+    save("huge_header.png", Image.fromarray(np.zeros((64, 64, 3), np.uint8)))
+    save("big1100.png", Image.fromarray(np.zeros((1100, 1100, 3), np.uint8)))
+    (d / "a").mkdir()
+    (d / "b").mkdir()
+    save("a/x.png", Image.fromarray(rgb))
+    save("b/x.png", Image.fromarray(255 - rgb))
+    return f
+
+
+def corrupt_copies(src: Path, d: Path) -> dict[str, Path]:
+    """Copies of a checkpoint, each broken in one way (the manifest re-recorded where the point
+    is to get past the sha256 check to the next one)."""
+    from safetensors.torch import load_file, save_file
+
+    from ifcsr.checkpoint import MANIFEST, write_manifest
+
+    out = {}
+    d.mkdir(parents=True, exist_ok=True)
+
+    def copy(name):
+        p = d / name
+        shutil.copytree(src, p)
+        out[name] = p
+        return p
+
+    def flip(p, rel, at=-5):
+        b = bytearray((p / rel).read_bytes())
+        b[at] ^= 0x01
+        (p / rel).write_bytes(bytes(b))
+
+    for rel in ("fidelity.safetensors", "realism.safetensors", "config.json", "ifcsr.json", "history.json",
+                "backbone/unet/diffusion_pytorch_model.safetensors", "backbone/vae/diffusion_pytorch_model.safetensors",
+                "backbone/empty_prompt.safetensors", "backbone/unet/config.json"):
+        flip(copy(f"bitflip:{rel}"), rel, at=-3 if rel.endswith(".safetensors") else len((src / rel).read_bytes()) // 2)
+    for rel in ("fidelity.safetensors", "realism.safetensors", "config.json", MANIFEST,
+                "backbone/unet/diffusion_pytorch_model.safetensors", "backbone/vae/config.json"):
+        p = copy(f"missing:{rel}")
+        (p / rel).unlink()
+    p = copy("truncated adapter (re-recorded)")
+    (p / "fidelity.safetensors").write_bytes((src / "fidelity.safetensors").read_bytes()[:100])
+    write_manifest(p)
+    p = copy("random-bytes adapter (re-recorded)")
+    (p / "realism.safetensors").write_bytes(np.random.default_rng(1).integers(0, 256, 4000, np.uint8).tobytes())
+    write_manifest(p)
+    p = copy("empty adapter file (re-recorded)")
+    (p / "realism.safetensors").write_bytes(b"")
+    write_manifest(p)
+    st = load_file(src / "fidelity.safetensors")
+    p = copy("half the adapter keys (re-recorded)")
+    save_file(dict(sorted(st.items())[: len(st) // 2]), p / "fidelity.safetensors")
+    write_manifest(p)
+    p = copy("no adapter keys (re-recorded)")
+    save_file({}, p / "fidelity.safetensors")
+    write_manifest(p)
+    p = copy("adapter of rank 8 (re-recorded)")
+    save_file({k: torch.zeros(*(8 if s == 4 else s for s in v.shape)) for k, v in st.items()}, p / "fidelity.safetensors")
+    write_manifest(p)
+    p = copy("NaN in adapter (re-recorded)")
+    save_file({k: torch.full_like(v, float("nan")) for k, v in st.items()}, p / "fidelity.safetensors")
+    write_manifest(p)
+    p = copy("inf in adapter (re-recorded)")
+    save_file({k: v + float("inf") if i == 0 else v for i, (k, v) in enumerate(sorted(st.items()))},
+              p / "realism.safetensors")
+    write_manifest(p)
+    p = copy("huge adapter values (re-recorded)")
+    save_file({k: v * 1e30 if "lora_B" in k else v for k, v in st.items()}, p / "fidelity.safetensors")
+    write_manifest(p)
+    cfg = json.loads((src / "config.json").read_text())
+    for what, edit in [("config without model section", lambda c: c.pop("model")),
+                       ("config without color_fix", lambda c: c["model"].pop("color_fix")),
+                       ("config with unknown key", lambda c: c["model"].update(colour_fix="wavelet")),
+                       ("config with k as string", lambda c: c["loss"].update(k="seven")),
+                       ("config with lora_rank 8", lambda c: c["model"].update(lora_rank=8))]:
+        c = json.loads(json.dumps(cfg))
+        edit(c)
+        p = copy(what + " (re-recorded)")
+        (p / "config.json").write_text(json.dumps(c))
+        write_manifest(p)
+    p = copy("invalid JSON config (re-recorded)")
+    (p / "config.json").write_text("{ not json")
+    write_manifest(p)
+    p = copy("invalid JSON manifest")
+    (p / MANIFEST).write_text("[")
+    p = copy("manifest with no files")
+    (p / MANIFEST).write_text(json.dumps({"format": 1, "files": {}}))
+    p = copy("manifest listing a missing file")
+    doc = json.loads((p / MANIFEST).read_text())
+    doc["files"]["extra.safetensors"] = "0" * 64
+    (p / MANIFEST).write_text(json.dumps(doc))
+    (d / "empty_folder").mkdir()
+    out["empty folder"] = d / "empty_folder"
+    out["nonexistent folder"] = d / "nope"
+    out["a file, not a folder"] = src / "config.json"
+    return out
+
+
+# --------------------------------------------------------------------------- the cases
+
+
+def build_cases(tmp: Path) -> list[Case]:
+    from PIL import Image
+
+    from ifcsr.blend import blend
+    from ifcsr.checkpoint import LEGACY_STATE, load_state, save_state
+    from ifcsr.config import OPTIONAL_KEYS, LossConfig, ModelConfig, StageConfig, TrainConfig
+    from ifcsr.images import load_image
+    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+
+    files = make_files(tmp / "files")
+    model = IFCSR.load()
+    cases: list[Case] = []
+    add = cases.append
+
+    # ---- image files, through load_image
+    def rgb_of(name):
+        return np.asarray(Image.open(files[name]).convert("RGB"))
+
+    file_checks = {
+        "rgb.png": lambda a: np.array_equal(a, rgb_of("rgb.png")),
+        "grey.png": lambda a: np.array_equal(a[..., 0], a[..., 2]) and np.array_equal(a, rgb_of("grey.png")),
+        "rgba.png": lambda a: (a[:8] == 255).all() and not (a[8:] == 255).all(),  # transparent -> white
+        "la.png": lambda a: (a[:8] == 255).all(),
+        "palette.png": lambda a: np.array_equal(a, rgb_of("palette.png")),
+        "palette_transparent.png": lambda a: (a[0, 0] == 255).all(),
+        "grey16.png": lambda a: abs(int(a[-1, -1, 0]) - round(255 * 63750 / 65535)) <= 1 and a.mean() > 50,
+        "int32_in_range.tif": lambda a: abs(int(a[-1, -1, 0]) - round(255 * 63750 / 65535)) <= 1,
+        "int32_out_of_range.tif": REFUSE,
+        "float01.tif": lambda a: a[0, 0, 0] == 0 and a[-1, -1, 0] == 255 and 120 < a.mean() < 135,
+        "float255.tif": REFUSE,
+        "float_nan.tif": REFUSE,
+        "bilevel.png": lambda a: set(np.unique(a)) <= {0, 255},
+        "cmyk.jpg": lambda a: a.shape == (16, 16, 3) and np.abs(a.astype(int) - rgb_of("rgb.png")).mean() < 40,
+        "rgb.jpg": lambda a: np.abs(a.astype(int) - rgb_of("rgb.png")).mean() < 20,
+        "rgb.bmp": lambda a: np.array_equal(a, rgb_of("rgb.png")),
+        "rgb.tif": lambda a: np.array_equal(a, rgb_of("rgb.png")),
+        "rgb.gif": lambda a: a.shape == (16, 16, 3),
+        "rgb.webp": lambda a: np.array_equal(a, rgb_of("rgb.png")),
+        "animated.gif": lambda a: a.shape == (16, 16, 3),  # the first frame
+        **{f"exif{o}.png": (lambda a: np.array_equal(a, files["_shown"])) for o in range(1, 9)},
+        "truncated.png": REFUSE, "empty.png": REFUSE, "random.png": REFUSE, "text.png": REFUSE,
+        "folder.png": REFUSE, "missing.png": REFUSE,
+    }
+    for name, check in file_checks.items():
+        add(Case("image file", name, (lambda n=name: load_image(files[n])), check))
+
+    def bomb():
+        old = Image.MAX_IMAGE_PIXELS
+        Image.MAX_IMAGE_PIXELS = 100
+        try:
+            return load_image(files["huge_header.png"])
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
+    add(Case("image file", "decompression bomb (PIL limit)", bomb))
+
+    # ---- what infer accepts
+    rng = np.random.default_rng(0)
+    u8 = rng.integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    f01 = u8.astype(np.float32) / 255
+    t = torch.from_numpy(f01).permute(2, 0, 1)[None].contiguous()
+    ref = model.infer(t).fidelity
+
+    def same_as_ref(e):
+        return torch.allclose(e.fidelity, ref, atol=1e-5)
+
+    infer_inputs = {
+        "numpy uint8 HxWx3": (u8, same_as_ref),
+        "numpy float32 [0,1]": (f01, same_as_ref),
+        "numpy float64 [0,1]": (f01.astype(np.float64), same_as_ref),
+        "numpy float16 [0,1]": (f01.astype(np.float16), lambda e: torch.allclose(e.fidelity, ref, atol=5e-3)),
+        "numpy float [0,255]": (f01 * 255, REFUSE),
+        "numpy float with NaN": (np.where(f01 > 0.5, np.nan, f01), REFUSE),
+        "numpy float with inf": (np.where(f01 > 0.5, np.inf, f01), REFUSE),
+        "numpy float negative": (f01 - 0.5, REFUSE),
+        "numpy HxWx4": (np.dstack([u8, u8[..., :1]]), REFUSE),
+        "numpy HxW": (u8[..., 0], REFUSE),
+        "numpy HxWx1": (u8[..., :1], REFUSE),
+        "numpy int16": (u8.astype(np.int16), REFUSE),
+        "numpy int64": (u8.astype(np.int64), REFUSE),
+        "numpy uint16": (u8.astype(np.uint16) * 257, REFUSE),
+        "numpy bool": (u8 > 127, REFUSE),
+        "numpy complex": (f01.astype(np.complex64), REFUSE),
+        "numpy CHW (channels first)": (np.ascontiguousarray(u8.transpose(2, 0, 1)), REFUSE),
+        "numpy non-contiguous view": (np.ascontiguousarray(np.dstack([u8, u8]))[..., ::2], same_as_ref),
+        "tensor (3,H,W)": (t[0], same_as_ref),
+        "tensor (B,3,H,W)": (t, same_as_ref),
+        "tensor batch of 2": (torch.cat([t, t]), lambda e: e.fidelity.shape[0] == 2 and torch.allclose(e.fidelity[1:], ref, atol=1e-5)),
+        "tensor float64": (t.double(), same_as_ref),
+        "tensor requires_grad": (t.clone().requires_grad_(True), same_as_ref),
+        "tensor channels_last": (t.contiguous(memory_format=torch.channels_last), same_as_ref),
+        "tensor (B,4,H,W)": (torch.rand(1, 4, 8, 8), REFUSE),
+        "tensor (B,1,H,W)": (torch.rand(1, 1, 8, 8), REFUSE),
+        "tensor uint8": ((t * 255).to(torch.uint8), REFUSE),
+        "tensor bool": (t > 0.5, REFUSE),
+        "tensor 5-D": (t[None], REFUSE),
+        "tensor empty batch": (t[:0], REFUSE),
+        "tensor zero width": (t[..., :0], REFUSE),
+        "tensor NaN": (torch.where(t > 0.5, torch.nan, t), REFUSE),
+        "tensor in [0,255]": (t * 255, REFUSE),
+        "tensor 3x3 (too small)": (t[..., :3, :3], REFUSE),
+        "python list": (u8.tolist(), REFUSE),
+        "None": (None, REFUSE),
+        "a string (file name)": ("photo.png", REFUSE),
+        "PIL RGB": (Image.fromarray(u8), same_as_ref),
+        "PIL L": (Image.fromarray(u8[..., 0]), REFUSE),
+        "PIL RGBA": (Image.fromarray(np.dstack([u8, u8[..., :1]]), "RGBA"), REFUSE),
+    }
+    for name, (x, check) in infer_inputs.items():
+        add(Case("infer input", name, (lambda x=x: model.infer(x)), check))
+    add(Case("infer input", "tile='yes'", lambda: model.infer(t, tile="yes")))
+    add(Case("infer input", "color_fix='bogus'", lambda: model.infer(t, color_fix="bogus")))
+    add(Case("infer input", "tile=True on a small image", lambda: model.infer(t, tile=True),
+             lambda e: torch.allclose(e.fidelity, ref, atol=2e-2)))
+
+    # ---- blend
+    f, r = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    fn, rn = f[0].permute(1, 2, 0).numpy(), r[0].permute(1, 2, 0).numpy()
+
+    def lerp(g):
+        return lambda x: torch.allclose(x, torch.lerp(f, r, float(g)), atol=1e-6)
+
+    nanf = f.clone()
+    nanf[0, 0, 0, 0] = float("nan")
+    blends = {
+        "torch NaN pixel": (lambda: blend(nanf, r, 0.5), REFUSE),
+        "torch endpoint in [0,3]": (lambda: blend(f * 3, r, 0.5), REFUSE),
+        "torch endpoint negative": (lambda: blend(f - 1, r, 0.5), REFUSE),
+        "torch inf pixel": (lambda: blend(f.masked_fill(f > 0.9, float("inf")), r, 0.5), REFUSE),
+        "torch int endpoints": (lambda: blend((f * 255).long(), (r * 255).long(), 0.5), REFUSE),
+        "torch shape mismatch": (lambda: blend(f, r[..., :4], 0.5), REFUSE),
+        "torch 2-channel": (lambda: blend(f[:, :2], r[:, :2], 0.5), REFUSE),
+        "numpy float [0,255]": (lambda: blend(fn * 255, rn * 255, 0.5), REFUSE),
+        "numpy float NaN": (lambda: blend(np.where(fn > 0.5, np.nan, fn), rn, 0.5), REFUSE),
+        "numpy uint8": (lambda: blend((fn * 255).astype(np.uint8), (rn * 255).astype(np.uint8), 0.5),
+                        lambda x: x.dtype == np.uint8 and np.abs(x.astype(float) - (fn + rn) * 127.5).max() <= 1.5),
+        "numpy int32": (lambda: blend((fn * 255).astype(np.int32), (rn * 255).astype(np.int32), 0.5), REFUSE),
+        "numpy and torch mixed": (lambda: blend(f, rn, 0.5), REFUSE),
+        "lists": (lambda: blend(fn.tolist(), rn.tolist(), 0.5), REFUSE),
+        "gamma string": (lambda: blend(f, r, "0.5"), REFUSE),
+        "gamma None": (lambda: blend(f, r, None), REFUSE),
+        "gamma complex": (lambda: blend(f, r, 0.5 + 1j), REFUSE),
+        "gamma bool": (lambda: blend(f, r, True), REFUSE),
+        "gamma NaN": (lambda: blend(f, r, float("nan")), REFUSE),
+        "gamma inf": (lambda: blend(f, r, float("inf")), REFUSE),
+        "gamma -0.1": (lambda: blend(f, r, -0.1), REFUSE),
+        "gamma 1.1": (lambda: blend(f, r, 1.1), REFUSE),
+        "gamma 1.5 with extrapolate": (lambda: blend(f, r, 1.5, extrapolate=True),
+                                       lambda x: torch.allclose(x, torch.lerp(f, r, 1.5).clamp(0, 1))),
+        "gamma numpy float32": (lambda: blend(f, r, np.float32(0.25)), lerp(0.25)),
+        "gamma 0-d tensor": (lambda: blend(f, r, torch.tensor(0.75)), lerp(0.75)),
+        "gamma Fraction": (lambda: blend(f, r, Fraction(1, 4)), lerp(0.25)),
+        "gamma int 1": (lambda: blend(f, r, 1), lerp(1.0)),
+        "gamma per-sample, wrong length": (lambda: blend(f, r, [0.1, 0.2]), REFUSE),
+        "gamma map wrong shape": (lambda: blend(f, r, torch.zeros(5, 5)), REFUSE),
+        "gamma map with NaN": (lambda: blend(f, r, torch.full((8, 8), float("nan"))), REFUSE),
+        "gamma map out of range": (lambda: blend(f, r, torch.full((8, 8), 2.0)), REFUSE),
+        "gamma map (H,W) torch": (lambda: blend(f, r, torch.full((8, 8), 0.5)), lerp(0.5)),
+        "gamma map (H,W) numpy": (lambda: blend(fn, rn, np.full((8, 8), 0.5)),
+                                  lambda x: np.allclose(x, (fn + rn) / 2, atol=1e-6)),
+        "gamma list of strings": (lambda: blend(f, r, ["a"]), REFUSE),
+        "gamma complex tensor": (lambda: blend(f, r, torch.tensor(0.5 + 0j)), REFUSE),
+        "out= of the wrong shape": (lambda: blend(f, r, 0.5, out=torch.empty(1, 3, 4, 4)), REFUSE),
+    }
+    for name, (fn_, check) in blends.items():
+        add(Case("blend", name, fn_, check))
+
+    # ---- config dicts and files
+    good = json.loads((BUNDLED_CHECKPOINT / "config.json").read_text())
+    from dataclasses import fields
+
+    for section in ("model", "loss", "stage1", "stage2"):
+        c = json.loads(json.dumps(good))
+        c.pop(section)
+        add(Case("config", f"missing section {section}", lambda c=c: TrainConfig.from_dict(c)))
+    for section, cls in (("model", ModelConfig), ("loss", LossConfig), ("stage1", StageConfig)):
+        for fld in fields(cls):
+            if fld.name in OPTIONAL_KEYS[cls.__name__]:
+                continue
+            c = json.loads(json.dumps(good))
+            c[section].pop(fld.name)
+            add(Case("config", f"missing {section}.{fld.name}", lambda c=c: TrainConfig.from_dict(c)))
+    c = json.loads(json.dumps(good))
+    for section, cls in (("model", "ModelConfig"), ("loss", "LossConfig"), ("stage1", "StageConfig")):
+        for k in OPTIONAL_KEYS[cls]:
+            c[section].pop(k, None)
+    add(Case("config", "documented optional keys omitted", lambda c=c: TrainConfig.from_dict(c),
+             lambda cfg: cfg.model.color_fix == "wavelet" and cfg.model.color_fix_levels == 5))
+    for what, edit in [("k as string", ("loss", "k", "seven")), ("k = inf", ("loss", "k", float("inf"))),
+                       ("k = 0", ("loss", "k", 0)), ("steps as float", ("stage1", "steps", 2.5)),
+                       ("steps null", ("stage1", "steps", None)), ("lora_rank as string", ("model", "lora_rank", "4")),
+                       ("color_fix bogus", ("model", "color_fix", "sepia")), ("scale 0", ("model", "scale", 0)),
+                       ("betas as number", ("stage1", "betas", 0.9)), ("lr negative", ("stage1", "lr", -1.0)),
+                       ("lr NaN", ("stage1", "lr", float("nan"))), ("unknown key", ("model", "colour_fix", "x")),
+                       ("grad_clip as string", ("stage1", "grad_clip", "1")), ("feature_net bogus", ("loss", "feature_net", "alex"))]:
+        c = json.loads(json.dumps(good))
+        c[edit[0]][edit[1]] = edit[2]
+        add(Case("config", what, lambda c=c: TrainConfig.from_dict(c)))
+    add(Case("config", "unknown section", lambda: TrainConfig.from_dict({**good, "extra": {}})))
+    add(Case("config", "not a dict", lambda: TrainConfig.from_dict(["model"])))
+    for what, text in [("invalid JSON file", "{ not json"), ("empty file", ""), ("JSON null", "null"),
+                       ("JSON list", "[1, 2]"), ("binary garbage", "\x00\xff")]:
+        p = tmp / f"cfg_{len(cases)}.json"
+        p.write_text(text, errors="surrogateescape") if "\xff" not in text else p.write_bytes(b"\x00\xff\xfe")
+        add(Case("config", what, lambda p=p: TrainConfig.load(p)))
+
+    # ---- checkpoints
+    for name, path in corrupt_copies(BUNDLED_CHECKPOINT, tmp / "ck").items():
+        add(Case("checkpoint", name, lambda p=path: IFCSR.load(p)))
+    nan_ck = tmp / "ck" / "NaN in adapter (re-recorded)"
+    add(Case("checkpoint", "NaN adapter loaded with verify=False", lambda: IFCSR.load(nan_ck, verify=False)))
+
+    def huge_infer():
+        return IFCSR.load(tmp / "ck" / "huge adapter values (re-recorded)").infer(t)
+    add(Case("checkpoint", "huge adapter values: infer", huge_infer,
+             lambda e: bool(torch.isfinite(e.fidelity).all())))  # finite and clamped: a valid (ugly) image
+    add(Case("checkpoint", "bundled checkpoint", lambda: IFCSR.load(), lambda m: m.backbone.is_tiny))
+
+    # ---- trainer states
+    st_dir = tmp / "states"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(tmp / 'PWNED')!r}, 'w').write('x')",))
+
+    def state_case(name, make, check=REFUSE):
+        d = st_dir / name.replace(" ", "_")
+        d.mkdir(parents=True)
+        make(d)
+        add(Case("trainer state", name, lambda d=d: load_state(d), check))
+
+    state_case("pickled code payload (.pt)", lambda d: torch.save({"stage": 1, "step": 1, "optimizer": Payload()},
+                                                                    d / LEGACY_STATE))
+    state_case("garbage .pt", lambda d: (d / LEGACY_STATE).write_bytes(b"garbage" * 10))
+    state_case("empty .pt", lambda d: (d / LEGACY_STATE).write_bytes(b""))
+    state_case("legacy .pt of plain tensors", lambda d: torch.save(
+        {"stage": 1, "step": 3, "optimizer": {"state": {}, "param_groups": []}, "torch_rng": torch.get_rng_state()},
+        d / LEGACY_STATE), lambda s: s["step"] == 3)
+    state_case("legacy .pt without step", lambda d: torch.save({"stage": 1}, d / LEGACY_STATE))
+
+    def tamper(d):
+        save_state(d, {"stage": 1, "step": 2, "objects": {"w": torch.ones(3)}})
+        b = bytearray((d / "trainer_state.safetensors").read_bytes())
+        b[-1] ^= 1
+        (d / "trainer_state.safetensors").write_bytes(bytes(b))
+    state_case("tampered tensors", tamper)
+    state_case("missing tensor file", lambda d: (save_state(d, {"stage": 1, "step": 2}),
+                                                 (d / "trainer_state.safetensors").unlink()))
+    state_case("invalid index JSON", lambda d: (save_state(d, {"stage": 1, "step": 2}),
+                                                (d / "trainer_state.json").write_text("{")))
+
+    def fmt99(d):
+        save_state(d, {"stage": 1, "step": 2})
+        doc = json.loads((d / "trainer_state.json").read_text())
+        doc["format"] = 99
+        (d / "trainer_state.json").write_text(json.dumps(doc))
+    state_case("unknown format number", fmt99)
+    state_case("valid state", lambda d: save_state(d, {"stage": 2, "step": 5, "x": (1, 2.5, None)}),
+               lambda s: s["step"] == 5 and s["x"] == (1, 2.5, None))
+
+    # ---- `ifcsr train`: refused before any training
+    out = tmp / "train"
+    for name, argv in [
+        ("--stages 3", ["--stages", "3"]), ("--stages 0,3", ["--stages", "0,3"]), ("--stages ''", ["--stages", ""]),
+        ("--stages x", ["--stages", "x"]), ("--steps 0", ["--steps", "0"]), ("--steps -1", ["--steps", "-1"]),
+        ("--k inf", ["--k", "inf"]), ("--k nan", ["--k", "nan"]), ("--k 0", ["--k", "0"]), ("--k -2", ["--k", "-2"]),
+        ("--k seven (argparse)", ["--k", "seven"]), ("--degradation bogus", ["--degradation", "bogus"]),
+        ("--degradation mixed:2", ["--degradation", "mixed:2"]), ("--degradation mixed:x", ["--degradation", "mixed:x"]),
+        ("--data missing folder", ["--data", str(tmp / "nodata")]),
+        ("--data a file", ["--data", str(files["rgb.png"])]),
+        ("--feature-net bogus (argparse)", ["--feature-net", "alex"]), ("--preset bogus (argparse)", ["--preset", "x"]),
+        ("--device tpu", ["--device", "tpu"]), ("--device cuda:7", ["--device", "cuda:7"]),
+        ("--out /dev/null/x", ["--out", "/dev/null/x"]),
+        ("--out name too long", ["--out", str(tmp / ("x" * 300))]),
+        ("--backbone missing folder", ["--backbone", str(tmp / "nobackbone"), "--stages", "1"]),
+    ]:
+        argv = ["train", "--preset", "smoke", *(["--out", str(out / name.replace(" ", "_").replace("/", "_"))]
+                                                 if "--out" not in argv else []), *argv]
+        add(Case("cli train", name, lambda a=argv: cli(*a)))
+    (tmp / "emptydata").mkdir()
+    add(Case("cli train", "--data empty folder", lambda: cli("train", "--preset", "smoke", "--out", out / "e",
+                                                             "--data", tmp / "emptydata")))
+    locked = tmp / "locked"
+    locked.mkdir()
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    (locked / ".ifcsr.lock").write_text(json.dumps({"pid": sleeper.pid, "host": os.uname().nodename}))
+    add(Case("cli train", "OUT locked by a live run", lambda: cli("train", "--preset", "smoke", "--out", locked)))
+    changed = tmp / "changed"
+    changed.mkdir()
+    (changed / "run_config.json").write_text(json.dumps(TrainConfig().to_dict()))
+    add(Case("cli train", "rerun with another config", lambda: cli("train", "--preset", "smoke", "--out", changed)))
+    payload_out = tmp / "payload"
+    shutil.copytree(BUNDLED_CHECKPOINT / "backbone", payload_out / "backbone")
+    (payload_out / "checkpoint").mkdir()
+    torch.save({"stage": 1, "step": 1, "optimizer": Payload()}, payload_out / "checkpoint" / LEGACY_STATE)
+    add(Case("cli train", "pickled payload in OUT/checkpoint",
+             lambda: cli("train", "--preset", "smoke", "--out", payload_out, "--device", "cpu")))
+
+    # ---- `ifcsr infer`
+    io_ = tmp / "infer"
+
+    def outputs(d):
+        return lambda res: res.code == 0 and len(list(Path(d).glob("*.png"))) > 0
+
+    for name in ("missing.png", "folder.png", "text.png", "truncated.png", "tiny2x2.png", "float255.tif"):
+        add(Case("cli infer", f"image {name}", lambda n=name: cli("infer", files[n], "--out", io_ / "x")))
+    for g in ("1.5", "nan", "inf", "-0.1"):
+        add(Case("cli infer", f"--gamma {g}", lambda g=g: cli("infer", files["rgb.png"], "--gamma", g, "--out", io_ / "g")))
+    add(Case("cli infer", "--gamma abc (argparse)", lambda: cli("infer", files["rgb.png"], "--gamma", "abc")))
+    d1 = io_ / "dup"
+    add(Case("cli infer", "--gamma 0.5 0.5 (duplicate)", lambda: cli("infer", files["rgb.png"], "--gamma", "0.5", "0.5",
+                                                                     "--out", d1),
+             lambda res: res.code == 0 and len(list(d1.glob("*gamma*"))) == 1))
+    d2 = io_ / "close"
+    add(Case("cli infer", "--gamma 0.121 0.124", lambda: cli("infer", files["rgb.png"], "--gamma", "0.121", "0.124",
+                                                             "--out", d2),
+             lambda res: res.code == 0 and len(list(d2.glob("*gamma*"))) == 2))
+    d3 = io_ / "stems"
+    add(Case("cli infer", "two inputs with one stem", lambda: cli("infer", files["a/x.png"], files["b/x.png"],
+                                                                  "--out", d3),
+             lambda res: res.code == 0 and len(list(d3.glob("*_fidelity.png"))) == 2))
+    d4 = io_ / "grey16"
+    add(Case("cli infer", "16-bit grey PNG", lambda: cli("infer", files["grey16.png"], "--gamma", "0", "--out", d4),
+             lambda res: res.code == 0 and 60 < np.asarray(Image.open(d4 / "grey16_fidelity.png")).mean() < 200))
+    add(Case("cli infer", "--checkpoint missing", lambda: cli("infer", files["rgb.png"], "--checkpoint", tmp / "nock")))
+    add(Case("cli infer", "--checkpoint corrupt", lambda: cli("infer", files["rgb.png"], "--checkpoint",
+                                                              tmp / "ck" / "bitflip:fidelity.safetensors")))
+    add(Case("cli infer", "--checkpoint a file", lambda: cli("infer", files["rgb.png"], "--checkpoint", files["rgb.png"])))
+    add(Case("cli infer", "--out /dev/null/x", lambda: cli("infer", files["rgb.png"], "--out", "/dev/null/x")))
+    add(Case("cli infer", "--out an existing file", lambda: cli("infer", files["rgb.png"], "--out", files["rgb.png"])))
+    add(Case("cli infer", "--tile bogus (argparse)", lambda: cli("infer", files["rgb.png"], "--tile", "maybe")))
+    add(Case("cli infer", "--device tpu", lambda: cli("infer", files["rgb.png"], "--device", "tpu")))
+    add(Case("cli infer", "--device cuda:7", lambda: cli("infer", files["rgb.png"], "--device", "cuda:7")))
+    add(Case("cli infer", "4400x4400 output without --force-large", lambda: cli("infer", files["big1100.png"],
+                                                                               "--out", io_ / "big")))
+    add(Case("cli infer", "no images (argparse)", lambda: cli("infer")))
+    d5 = io_ / "ok"
+    add(Case("cli infer", "plain RGB PNG", lambda: cli("infer", files["rgb.png"], "--out", d5), outputs(d5)))
+
+    # ---- `ifcsr demo` and the rest of the CLI
+    for name, argv in [("--photo nonsense", ["--photo", "nonsense"]), ("--step 0", ["--step", "0"]),
+                       ("--step 2", ["--step", "2"]), ("--step nan", ["--step", "nan"]),
+                       ("--image missing", ["--image", files["missing.png"]]),
+                       ("--image text file", ["--image", files["text.png"]]),
+                       ("--checkpoint missing", ["--checkpoint", tmp / "nock"]),
+                       ("--degradation bogus (argparse)", ["--degradation", "jpeg"]),
+                       ("--device tpu", ["--device", "tpu"]), ("--out /dev/null/x", ["--out", "/dev/null/x"])]:
+        add(Case("cli demo", name, lambda a=argv: cli("demo", "--out", tmp / "demo", *a) if "--out" not in a
+                 else cli("demo", *a)))
+    add(Case("cli", "unknown command (argparse)", lambda: cli("frobnicate")))
+    add(Case("cli", "no command: help", lambda: cli(), lambda res: res.code == 0 and "usage" in res.out))
+    add(Case("cli", "evaluate --gammas abc (argparse)", lambda: cli("evaluate", "--gammas", "abc")))
+    add(Case("cli", "sweep --pairs missing", lambda: cli("sweep", "--pairs", tmp / "nopairs", "--out", tmp / "sw")))
+    add(Case("cli", "fetch-weights bogus name", lambda: cli("fetch-weights", "no-such-weights")))
+    add(Case("cli", "bench --bogus (argparse)", lambda: cli("bench", "--bogus")))
+
+    # ---- data and training API
+    from ifcsr.data import ImageFolder, SampleDataset, load_sample, pairs_from_samples
+    from ifcsr.train import Trainer
+
+    (tmp / "notimages").mkdir()
+    (tmp / "notimages" / "a.txt").write_text("x")
+    for name, fn_ in [
+        ("ImageFolder missing", lambda: ImageFolder(tmp / "nodata", crop_size=32)),
+        ("ImageFolder empty", lambda: ImageFolder(tmp / "emptydata", crop_size=32)),
+        ("ImageFolder of text files", lambda: ImageFolder(tmp / "notimages", crop_size=32)),
+        ("ImageFolder crop larger than its images", lambda: ImageFolder(tmp / "files" / "a", crop_size=64)[0]),
+        ("SampleDataset names as a string", lambda: SampleDataset("chelsea")),
+        ("SampleDataset unknown name", lambda: SampleDataset(["nonsense"])),
+        ("load_sample nonsense", lambda: load_sample("nonsense")),
+        ("pairs_from_samples nonsense", lambda: pairs_from_samples(["nonsense"])),
+        ("StageConfig steps -1", lambda: StageConfig(steps=-1)),
+        ("StageConfig batch 0", lambda: StageConfig(batch_size=0)),
+        ("StageConfig lr 0", lambda: StageConfig(lr=0)),
+        ("StageConfig lr NaN", lambda: StageConfig(lr=float("nan"))),
+        ("StageConfig lr_schedule bogus", lambda: StageConfig(lr_schedule="linear")),
+        ("StageConfig init_from bogus", lambda: StageConfig(init_from="bicubic")),
+        ("ModelConfig scale 0", lambda: ModelConfig(scale=0)),
+        ("ModelConfig formulation bogus", lambda: ModelConfig(formulation="eps")),
+        ("LossConfig layers out of range", lambda: LossConfig(layers=(9,))),
+        ("LossConfig k string", lambda: LossConfig(k="7")),
+        ("train_stage(3)", lambda: Trainer(model, None, config=model.config, progress=False).train_stage(3)),
+        ("train_stage without a model", lambda: Trainer(None, None, progress=False).train_stage(1)),
+        ("Trainer device bogus", lambda: Trainer(model, None, config=model.config, progress=False, device="tpu")),
+    ]:
+        add(Case("api", name, fn_))
+    cases.append(Case("cleanup", "stop the lock holder", lambda: (sleeper.kill(), sleeper.wait())[1] is not None,
+                      lambda ok: ok))
+    return cases
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=str(RESULTS / "hostile_inputs.csv"))
+    args = p.parse_args(argv)
+    torch.set_num_threads(1)
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="ifcsr-hostile-") as tmp:
+        cases = build_cases(Path(tmp))
+        rows = []
+        for c in cases:
+            outcome, detail = classify(c)
+            if c.group == "cleanup":
+                continue
+            rows.append(dict(group=c.group, case=c.name, expected="error" if c.check is REFUSE else "accepted",
+                             outcome=outcome, detail=detail))
+        marker = Path(tmp) / "PWNED"
+        pwned = marker.exists()
+    df = pd.DataFrame(rows)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    df.to_csv(args.out, index=False)
+    table = df.pivot_table(index="group", columns="outcome", values="case", aggfunc="count", fill_value=0)
+    for col in ("named", "converted", "traceback", "silent"):
+        if col not in table:
+            table[col] = 0
+    table = table[["named", "converted", "traceback", "silent"]]
+    table.loc["total"] = table.sum()
+    print(table.to_string())
+    print(f"\n{len(df)} cases in {time.perf_counter() - t0:.0f} s; code from a checkpoint ran: {pwned}")
+    for _, r in df[df.outcome.isin(["traceback", "silent"])].iterrows():
+        print(f"  {r.outcome}: [{r.group}] {r.case}: {r.detail}")
+    print(f"-> {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

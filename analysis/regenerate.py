@@ -58,6 +58,8 @@ STEPS = (
     Step("demo_figure", ("analysis/demo_figure.py",), True, "docs/demo.png: the README's figure (`ifcsr demo`)"),
     Step("explorer_latency", ("analysis/explorer_latency.py",), True,
          "explorer_latency.csv/.json: one slider move, timed (stand-in endpoints: no checkpoint)"),
+    Step("hostile_inputs", ("analysis/hostile_inputs.py",), True,
+         "hostile_inputs.csv: bad and edge inputs through the API and the CLI, by outcome (~5 min)"),
     Step("gamma_sweep", ("analysis/gamma_sweep.py", "--crop", "192"), True,
          "gamma_sweep*.csv, gamma_curves.png, perception_distortion*.png: IFCSR and every baseline, centre 192 px "
          "(DNI re-infers per point: whole photos cost ~5x)"),

@@ -51,9 +51,18 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
+# Files derived from the others, which add nothing to a checkpoint's hash: ifcsr.checkpoint's
+# integrity record (the sha256 of every other file), rewritten whenever it is re-recorded.
+DERIVED = frozenset({"checksums.json"})
+
+
 def _folder_files(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts
                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _checkpoint_files(folder: Path) -> list[Path]:
+    return [p for p in _folder_files(folder) if p.name not in DERIVED]
 
 
 def checkpoint_sha256(path) -> str:
@@ -61,14 +70,15 @@ def checkpoint_sha256(path) -> str:
 
     Every file counts (adapters, configs, the embedded backbone, metadata, history): a rename,
     a retrained weight or an edited config all change it. Hidden files and __pycache__ do not
-    (they are not part of a checkpoint). A single file hashes as `file_sha256`.
+    (they are not part of a checkpoint), nor checksums.json (DERIVED: a digest of the others).
+    A single file hashes as `file_sha256`.
     """
     path = Path(path)
     if path.is_file():
         return file_sha256(path)
     if not path.is_dir():
         raise FileNotFoundError(f"{path}: no such checkpoint folder or file")
-    files = _folder_files(path)
+    files = _checkpoint_files(path)
     if not files:
         raise FileNotFoundError(f"{path}: empty folder, not a checkpoint")
     h = hashlib.sha256()

@@ -141,3 +141,13 @@ def test_the_driver_runs_every_analysis_script_or_says_why_not():
     assert not sorted(scripts - run - set(driver.NOT_RERUN)), "analysis scripts neither run nor listed as not rerun"
     assert [s.name for s in driver.STEPS if s.cheap][:1] == ["bundled_quality"]
     assert driver.STEPS[0].name == "ablations" and not driver.STEPS[0].cheap  # before the figures that use them
+
+
+def test_checksums_json_is_derived_and_does_not_change_the_hash(tmp_path):
+    from ifcsr.checkpoint import MANIFEST as CHECKSUMS
+    from ifcsr.checkpoint import write_manifest
+
+    root = _fake_repo(tmp_path)
+    h0 = checkpoint_sha256(root / BUNDLE)
+    write_manifest(root / BUNDLE)  # what IFCSR.save writes last
+    assert (root / BUNDLE / CHECKSUMS).is_file() and checkpoint_sha256(root / BUNDLE) == h0

@@ -406,6 +406,9 @@ def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
                  "adopted_from": str(source), "fidelity": "copied from the source checkpoint",
                  "backbone_sha256": digest})
     (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+    from .checkpoint import write_manifest
+
+    write_manifest(tmp)  # checksums.json, which IFCSR.load verifies
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
     return out

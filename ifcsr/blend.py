@@ -135,6 +135,10 @@ def _blend_torch(f, r, gamma, extrapolate, out):
     if squeeze:
         f, r = f.unsqueeze(0), r.unsqueeze(0)
     B, _, H, W = f.shape
+    want = tuple(f.shape[1:]) if squeeze else tuple(f.shape)  # the endpoints' own shape
+    if out is not None and (not isinstance(out, torch.Tensor) or tuple(out.shape) != want):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise InputError(f"out must be a tensor of the endpoints' shape {want}, got {got}")
     if isinstance(gamma, numbers.Real) and not isinstance(gamma, bool):
         _check_gamma_values(float(gamma), extrapolate)
         g = float(gamma)
@@ -175,6 +179,9 @@ def _blend_numpy(f, r, gamma, extrapolate, out):
         raise InputError(f"numpy endpoints must be uint8 or float in [0, 1], got {f.dtype}")
     H, W = f.shape[-3:-1]
     B = f.shape[0] if f.ndim == 4 else None
+    if out is not None and (not isinstance(out, np.ndarray) or out.shape != f.shape):
+        raise InputError(f"out must be an array of the endpoints' shape {f.shape}, "
+                         f"got {out.shape if isinstance(out, np.ndarray) else type(out).__name__}")
     g = np.asarray(gamma, dtype=np.float32)
     _check_gamma_values(g, extrapolate)
     if g.ndim == 0:

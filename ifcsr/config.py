@@ -97,7 +97,7 @@ class StageConfig:
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
-        if self.steps < 0 or self.batch_size < 1 or self.lr <= 0:
+        if self.steps < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise InputError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise InputError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")

@@ -334,6 +334,10 @@ def load_adapter_state_dict(unet: nn.Module, adapter: str, state: dict, *, sourc
         if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
             raise CheckpointError(f"{where}: {k} holds NaN or infinite values: the adapter is corrupt; "
                                   "copy the checkpoint again or retrain")
+        if state[k].is_floating_point() and state[k].numel() and state[k].abs().max() > 1e6:
+            # trained LoRA factors are O(1) (the bundle's largest is below 1); 1e6 is overwritten bytes
+            raise CheckpointError(f"{where}: {k} holds values up to {state[k].abs().max().item():.3g}, far beyond any "
+                                  "trained adapter: the file is corrupt; copy the checkpoint again or retrain")
     set_peft_model_state_dict(unet, state, adapter_name=adapter)
 
 

@@ -85,7 +85,7 @@ def make_degradation(name: str, scale: int = 4):
     if name == "mixed" or name.startswith("mixed:"):
         # "mixed" = half and half; "mixed:0.8" = 80 % bicubic, 20 % Real-ESRGAN
         frac = name.partition(":")[2] or "0.5"
-        bad = ValueError(f"degradation {name!r}: the bicubic fraction after 'mixed:' must be a number in [0, 1]")
+        bad = InputError(f"degradation {name!r}: the bicubic fraction after 'mixed:' must be a number in [0, 1]")
         try:
             p = float(frac)
         except ValueError:

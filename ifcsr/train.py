@@ -100,6 +100,10 @@ class Trainer:
         self.config = config or (model.config if model is not None else TrainConfig())
         self.data = data
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if device is not None:
+            from .models import check_device
+
+            device = check_device(device)
         cpu = device is not None and torch.device(device).type == "cpu"
         self.accelerator = accelerator or Accelerator(cpu=cpu or not torch.cuda.is_available())
         self.device = self.accelerator.device

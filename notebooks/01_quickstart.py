@@ -113,3 +113,18 @@ explorer
 #    `model.infer(lr)`. How many slider moves does one inference pay for?
 # 3. Use your own photo: `lr = ifcsr.images.load_image("photo.png")`, `ends = model.infer(lr)`,
 #    then `BlendExplorer(ends.fidelity, ends.realism)` (no HR, so no PSNR readout).
+#
+# Worked solutions: `notebooks/solutions/01_quickstart.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. Which two images does IFCSR infer once, and which network ($f_\theta$ or $f_\phi$) produces each?
+# 2. Write the formula for the image at a given gamma. Why does moving the slider cost no network call?
+# 3. What does `EndpointCache` remember, and how many network calls does the sweep make once it holds the endpoints?
+# 4. At which end of the slider is PSNR highest, and how does the image change as gamma grows?
+# 5. What is `lpips-hed`, and how does it differ from LPIPS?
+# 6. Is a lower or a higher NIQE better, and does NIQE need the HR image?
+# 7. What does the bundled tiny checkpoint show about IFCSR, and what does it not show?

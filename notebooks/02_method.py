@@ -153,3 +153,18 @@ print(f"range of control of this checkpoint (k={cfg.k:g}): mean |realism - fidel
 #    the per-layer table. Which output does each stage loss now prefer?
 # 3. Blend with $\gamma = 1.5$ (`ends.blend(1.5, extrapolate=True)`): what does going past
 #    the realism endpoint look like, and why does the library refuse it by default?
+#
+# Worked solutions: `notebooks/solutions/02_method.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. What does stage 1 train, and with which depth weights? What does stage 2 train, and on which output?
+# 2. Why is the realism adapter trained on the blend with a random gamma per sample, instead of on its own output?
+# 3. Give $w^{dec}$ and $w^{inc}$ for $L = 5$, $k = 7$. Which layers does each emphasise, and what is layer 0?
+# 4. Why does $k = 1$ collapse the range that gamma can span?
+# 5. On which layers should a fidelity branch beat a realism branch in the per-layer table, and on which the reverse?
+# 6. Which parts of the loss come from secondary notes on the paper, and how does the library let you change them?
+# 7. How does section 1 check that `ends.blend(gamma)` is exactly the control formula?

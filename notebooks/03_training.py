@@ -120,3 +120,18 @@ fig = endpoints_figure({"ours: fidelity": new.fidelity, "ours: realism": new.rea
 #    does the new model do better on than the bundled one?
 # 3. Interrupt the training cell half way, run it again and check in `trainer.history` that
 #    it resumed at the step where it stopped.
+#
+# Worked solutions: `notebooks/solutions/03_training.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. Which parts of the model are frozen in stages 1 and 2, and which are trained in each stage?
+# 2. What does the `gamma_mean` column of the stage-2 history record?
+# 3. Why should you not compare the stage-1 loss curve with the stage-2 one?
+# 4. Why is the stage-2 loss noisier than the stage-1 loss?
+# 5. How does the notebook change the steps, crop and batch of the checkpoint's recipe without editing it?
+# 6. Where are the checkpoints written, and what happens when you rerun an interrupted training cell?
+# 7. What does small mode demonstrate, and what can it not demonstrate?

@@ -168,3 +168,18 @@ pd.DataFrame(peaks)
 #    why a blend of two images can be closer to HR in deep features than both endpoints.
 # 3. Count the network calls in the cost table and estimate how long DNI would take for a
 #    101-point slider on a 2-megapixel photo, compared with IFCSR.
+#
+# Worked solutions: `notebooks/solutions/04_tradeoff_curves.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. How many network calls does IFCSR need to score N gammas on M images? How many does network interpolation (DNI) need for its curve?
+# 2. What does the library do with a metric that cannot run on this machine?
+# 3. In the perception-distortion plane, which direction is better, and why can no method reach the corner?
+# 4. Which baselines are placed on the plane, and what does each one stand for?
+# 5. Give the closed form of $\gamma^*$, the gamma with the best PSNR. What does $\gamma^* > 0$ mean?
+# 6. When does PSNR fall all the way from the fidelity to the realism endpoint (on a grid of step $h$)?
+# 7. How far below the fidelity endpoint does the realism endpoint sit in PSNR, in the paper and for the tiny checkpoint?

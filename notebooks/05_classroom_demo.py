@@ -194,5 +194,18 @@ result["points"].round(3)
 #    of the letters and keep them at gamma 0 while the background gets gamma 1.
 # 3. In full mode, which ablation loses more PSNR at gamma 0.5 compared with its own
 #    endpoints, and why does training on the blend prevent it?
-# 4. Run section 4 on coffee, then on a photo the model trained on (astronaut). Does the
-#    adversarial term help more where the model has seen the textures?
+#
+# Worked solutions: `notebooks/solutions/05_classroom_demo.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. What is a per-pixel gamma map, and how many network calls does blending with one cost?
+# 2. Name the three ways of making a gamma map that this notebook shows.
+# 3. On which image is the face detector run, and why on that one?
+# 4. What does the texture map measure, and why is realism on flat regions of little use?
+# 5. A gamma-map row of the sweep sits at the map's mean gamma: which single gamma should you compare it with, and why?
+# 6. What is the single-stage ablation, and what artefact should you look for at gamma 0.5?
+# 7. What does the last column of the ablation figure show, and why is it small for $k = 1$?

@@ -133,3 +133,18 @@ BlendExplorer(fid[window], real[window], name=f"{PHOTO}_window")
 #    `torch.cuda.max_memory_allocated()`.
 # 3. With SD 2.1 weights available, load the backbone in `float16` and `float32`: how do
 #    speed and memory change?
+#
+# Worked solutions: `notebooks/solutions/06_gpu_inference.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# Answers are in this notebook (fastbook style: check yourself before the exercises).
+#
+# 1. How does `model.infer(lr, tile=True)` keep memory bounded on a large image?
+# 2. Why are there no seams between the tiles?
+# 3. On a CPU, is tiling faster or slower than one untiled pass? And on a GPU with memory to spare? Why?
+# 4. What does the notebook do when the SD 2.1-base weights are missing?
+# 5. With SD 2.1 weights but untrained adapters, what do the two endpoints equal, and what does the run still show?
+# 6. Which dtype does the notebook use on a GPU, and which on a CPU?
+# 7. Why does the explorer show only a 512x512 window of the output, and how do you save the whole image at some gamma?

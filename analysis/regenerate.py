@@ -69,6 +69,9 @@ STEPS = (
                           "fidelity", "--train-photos"), False,
          "stage2_seeds.csv: stage 2 rerun for 5 seeds x 2 starts (~100 min)",
          fresh=(f"{RESULTS}/stage2_seeds.csv",)),
+    Step("risk_realsr", ("analysis/risk_realsr.py",), False,
+         "risk_realsr*.csv, autogamma_realsr*.csv, risk_realsr.png: risk-aware maps and auto-gamma on RealSR "
+         "(endpoints of 100 RealSR images: hours on a CPU)"),
     Step("benchmarks", ("analysis/benchmarks.py",), False, "benchmarks.csv: the README's performance table (~40 min)"),
     Step("notebook_walltime", ("analysis/notebook_walltime.py", "--small", "01_quickstart", "02_method", "03_training",
                                "04_tradeoff_curves", "05_classroom_demo", "06_gpu_inference"), False,

@@ -335,3 +335,30 @@ def dp_toy_figure(problem, *, gammas=None, real=None, real_label: str = "", note
         fig.text(0.01, 0.005, note, fontsize=7, color="0.35", va="bottom")
     fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
     return fig
+
+
+def risk_figure(endpoints, *, mean_gamma: float = 0.5, title: str | None = None):
+    """Where realism is risky, for one image: the scalar blend at `mean_gamma`, the ghosting-risk
+    map of the endpoints (``ifcsr.risk.ghosting_risk``), the risk-aware gamma map of the same
+    mean, and the risk-aware blend. endpoints: an ``Endpoints`` of one image."""
+    import matplotlib.pyplot as plt
+
+    from .risk import risk_aware_gamma
+
+    risk = endpoints.ghosting_risk()
+    gmap = risk_aware_gamma(risk, mean_gamma)
+    panels = [(f"scalar gamma {mean_gamma:g}", _img(endpoints.blend(mean_gamma)), None),
+              (f"ghosting risk (mean {float(risk.mean()):.3f})", risk[0, 0].numpy(), "magma"),
+              (f"risk-aware gamma map, mean {float(gmap.double().mean()):.3f}", gmap[0, 0].numpy(), "viridis"),
+              ("risk-aware blend", _img(endpoints.blend(gmap)), None)]
+    fig, axes = plt.subplots(1, 4, figsize=(13, 3.6))
+    for ax, (label, im, cmap) in zip(axes, panels):
+        shown = ax.imshow(im, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None)
+        if cmap:
+            fig.colorbar(shown, ax=ax, fraction=0.046)
+        ax.set_title(label, fontsize=8)
+        ax.axis("off")
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

@@ -2,16 +2,38 @@
 
 from __future__ import annotations
 
+import argparse
 import math
 from pathlib import Path
 
 from .errors import InputError
 
+AUTO_OBJECTIVES = ("knee", "niqe", "piqe", "psnr")
+
+
+def gamma_arg(text: str):
+    """A --gamma value: a number in [0, 1], or "auto" / "auto:OBJECTIVE" (ifcsr.autogamma)."""
+    if text == "auto" or text.startswith("auto:"):
+        objective = text.partition(":")[2] or "knee"
+        if objective not in AUTO_OBJECTIVES:
+            raise argparse.ArgumentTypeError(f"unknown auto objective {objective!r}; use one of "
+                                             f"{', '.join('auto:' + o for o in AUTO_OBJECTIVES)}")
+        return "auto:" + objective
+    try:
+        g = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"gamma must be a number in [0, 1] or auto[:objective], got {text!r}") from None
+    return g  # the range is checked by check_gammas (an InputError naming it)
+
 
 def add_arguments(p):
     p.add_argument("images", nargs="+", help="LR image files")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled tiny one)")
-    p.add_argument("--gamma", type=float, nargs="*", default=[0.0, 0.5, 1.0], help="blends to write")
+    p.add_argument("--gamma", type=gamma_arg, nargs="*", default=[0.0, 0.5, 1.0],
+                   help="blends to write: numbers in [0, 1], or auto[:knee|niqe|piqe|psnr] to let each image "
+                        "pick its gamma from its endpoints (no extra network call; psnr needs --hr)")
+    p.add_argument("--hr", nargs="*", default=None,
+                   help="HR images, one per LR image in the same order (only for --gamma auto:psnr)")
     p.add_argument("--out", default="ifcsr-out", help="output folder")
     p.add_argument("--device", default=None)
     p.add_argument("--tile", choices=["auto", "on", "off"], default="auto", help="tiled inference for large images")
@@ -34,6 +56,10 @@ def gamma_label(g: float) -> str:
 def check_gammas(gammas) -> list[float]:
     out = []
     for g in gammas:
+        if isinstance(g, str):  # "auto:OBJECTIVE", validated by gamma_arg
+            if g not in out:
+                out.append(g)
+            continue
         if not math.isfinite(g) or not 0.0 <= g <= 1.0:
             raise InputError(f"--gamma {g}: every gamma must be a number in [0, 1]")
         if g not in out:
@@ -67,6 +93,9 @@ def main(args) -> int:
     from .tiling import check_large, describe_cost
 
     gammas = check_gammas(args.gamma)
+    hrs = getattr(args, "hr", None)
+    if "auto:psnr" in gammas and (not hrs or len(hrs) != len(args.images)):
+        raise InputError("--gamma auto:psnr needs --hr with one HR image per LR image, in the same order")
     if args.force_large:
         from PIL import Image
 
@@ -79,7 +108,7 @@ def main(args) -> int:
     quiet = getattr(args, "quiet", False)
     stems = output_stems(args.images)
     pairs = list(zip(args.images, stems))
-    for f, stem in tqdm(pairs, desc="images", unit="image", disable=quiet or len(pairs) < 2):
+    for i, (f, stem) in enumerate(tqdm(pairs, desc="images", unit="image", disable=quiet or len(pairs) < 2)):
         lr = load_image(f)
         cost = check_large(model, lr.shape[:2], force=args.force_large, what=str(f), device=device)
         if cost["hr_pixels"] > 2048 * 2048:
@@ -89,6 +118,19 @@ def main(args) -> int:
         save_image(ends.fidelity, out / f"{stem}_fidelity.png")
         save_image(ends.realism, out / f"{stem}_realism.png")
         for g in gammas:
+            if isinstance(g, str):  # auto: chosen from the endpoints, no network call
+                objective = g.partition(":")[2]
+                hr = load_image(hrs[i]) if objective == "psnr" else None
+                choice = ends.auto_gamma(objective, hr=None if hr is None else _tensor(hr))
+                save_image(ends.blend(choice.gamma), out / f"{stem}_auto-{objective}_gamma{gamma_label(choice.gamma)}.png")
+                print(f"{f}: auto:{objective} chose gamma {choice.gamma:.3f} ({choice.method})")
+                continue
             save_image(ends.blend(g), out / f"{stem}_gamma{gamma_label(g)}.png")
         print(f"{f}: endpoints and {len(gammas)} blends -> {out}/{stem}_*.png")
     return 0
+
+
+def _tensor(image):
+    from .images import to_tensor
+
+    return to_tensor(image)

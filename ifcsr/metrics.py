@@ -265,6 +265,13 @@ REGISTRY: dict[str, MetricSpec] = {
             label="NIQE", weights=(_NIQE_MAT,), min_size=96,
         ),
         MetricSpec(
+            "piqe", "NR", True, "piqe", {},
+            description="PIQE (pyiqa 'piqe': block-wise distortion of mean-subtracted contrast-"
+            "normalised coefficients, 16x16 blocks). Needs no weights. Not a column of the paper; "
+            "an extra index for ifcsr.autogamma (not in the default suite).",
+            label="PIQE", min_size=16,
+        ),
+        MetricSpec(
             "musiq", "NR", False, "musiq", {},
             description="MUSIQ trained on KonIQ-10k (pyiqa 'musiq').",
             label="MUSIQ (KonIQ)",
@@ -319,7 +326,8 @@ REGISTRY: dict[str, MetricSpec] = {
 }
 
 # Per-image metrics a MetricSuite computes by default (FID is a folder-level statistic).
-DEFAULT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "dataset")
+# PIQE is no column of the paper or its peers: asked for by name only (ifcsr.autogamma).
+DEFAULT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "dataset" and name != "piqe")
 
 
 def _spec(name: str) -> MetricSpec:

@@ -414,6 +414,29 @@ class Endpoints:
     def blend(self, gamma, **kwargs) -> torch.Tensor:
         return blend(self.fidelity, self.realism, gamma, **kwargs)
 
+    def ghosting_risk(self, **kwargs) -> torch.Tensor:
+        """(B, 1, H, W) map in [0, 1] of where the endpoints disagree in structure
+        (``ifcsr.risk.ghosting_risk``); no HR, no network call."""
+        from .risk import ghosting_risk
+
+        return ghosting_risk(self.fidelity, self.realism, **kwargs)
+
+    def risk_aware_blend(self, mean_gamma: float, *, strength: float = 1.0, risk=None) -> torch.Tensor:
+        """Blend with a gamma map of mean `mean_gamma` that stays lower where the ghosting risk is
+        high (``ifcsr.risk.risk_aware_gamma``); pass `risk` to reuse a computed map."""
+        from .risk import risk_aware_gamma
+
+        risk = self.ghosting_risk() if risk is None else risk
+        return self.blend(risk_aware_gamma(risk, mean_gamma, strength=strength))
+
+    def auto_gamma(self, objective="knee", hr=None, **kwargs):
+        """Choose gamma from these endpoints alone, no network call (``ifcsr.autogamma``):
+        "psnr" (closed form, needs hr), "knee", or a no-reference index ("niqe", "piqe", a
+        callable). Returns an ``AutoGamma``; ``float()`` of it is the gamma."""
+        from .autogamma import auto_gamma
+
+        return auto_gamma(self.fidelity, self.realism, objective, hr, **kwargs)
+
 
 class IFCSR(nn.Module):
     """One frozen one-step diffusion backbone with a fidelity and a realism LoRA adapter.

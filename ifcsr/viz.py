@@ -424,6 +424,11 @@ class BlendExplorer:
     crop: (top, left) of the zoomed view; zoom: its magnification.
     image_format: "jpeg" (default, ~3 ms at 512x512) or "png" (lossless, ~60 ms).
 
+    mode "risk-aware" (``mode_buttons.value = "risk"``): the gamma map is the risk-aware map of
+    mean = the slider's gamma (``ifcsr.risk.RiskAwareGamma``), lower where the endpoints disagree
+    in structure; the "risk overlay" toggle tints those pixels red (display only). The risk map
+    depends only on the endpoints: it is computed once, on first use (``ensure_risk``).
+
     Each move calls ``update()``: blend, metrics, marker, encode. ``last_timing`` holds the
     milliseconds of each part; the explorer never calls a network.
     """
@@ -457,6 +462,7 @@ class BlendExplorer:
         self._t2 = np.empty((H, W, 3), np.uint16)
         self._gmap = np.empty((H, W), np.float32)
         self._gtmp = np.empty((H, W), np.float32)
+        self._risk = None  # the ghosting-risk map, computed once on first use (ensure_risk)
 
         self.metrics = None
         self.metrics_note = ""
@@ -488,8 +494,15 @@ class BlendExplorer:
         cont = dict(continuous_update=True, style={"description_width": "initial"})
         self.gamma_slider = widgets.FloatSlider(value=gamma, min=0, max=1, step=0.01, description="gamma",
                                                 readout_format=".2f", layout={"width": "420px"}, **cont)
-        self.mode_buttons = widgets.ToggleButtons(options=[("one gamma", "scalar"), ("gamma map", "map")],
-                                                  value="scalar", description="mode")
+        self.mode_buttons = widgets.ToggleButtons(
+            options=[("one gamma", "scalar"), ("gamma map", "map"), ("risk-aware", "risk")],
+            value="scalar", description="mode",
+            tooltips=["one gamma everywhere", "gamma in the mask, the main gamma elsewhere",
+                      "a map of mean gamma that stays lower where the endpoints disagree in structure "
+                      "(ghosting risk, ifcsr.risk)"])
+        self.risk_toggle = widgets.ToggleButton(value=False, description="risk overlay", icon="exclamation-triangle",
+                                                tooltip="tint where the endpoints disagree in structure "
+                                                        "(ghosting risk: computed once from the two endpoints)")
         self.mask_slider = widgets.FloatSlider(value=gamma_in_mask, min=0, max=1, step=0.01,
                                                description="gamma in mask", readout_format=".2f", **cont)
         self.crop_top = widgets.IntSlider(value=min(max(top, 0), H - s), min=0, max=max(H - s, 0),
@@ -516,7 +529,7 @@ class BlendExplorer:
         self.readout.add_class("ifcsr-readout")
 
         for w in (self.gamma_slider, self.mask_slider, self.crop_top, self.crop_left, self.zoom_dropdown,
-                  self.mode_buttons):
+                  self.mode_buttons, self.risk_toggle):
             w.observe(self._on_change, names="value")
         self.paint_button.on_click(lambda _: self.paint(+1))
         self.erase_button.on_click(lambda _: self.paint(-1))
@@ -533,7 +546,7 @@ class BlendExplorer:
         if self.curve is not None:
             side += [widgets.HTML("<b>perception-distortion curve</b>"), self.curve_image]
         self.widget = widgets.VBox([
-            widgets.HBox([self.gamma_slider, self.mode_buttons]),
+            widgets.HBox([self.gamma_slider, self.mode_buttons, self.risk_toggle]),
             self.readout,
             widgets.HBox([self.image, widgets.VBox(side)], layout={"align_items": "flex-start"}),
             self.map_controls,
@@ -584,8 +597,42 @@ class BlendExplorer:
     def gamma(self) -> float:
         return float(self.gamma_slider.value)
 
+    def ensure_risk(self) -> np.ndarray:
+        """The ghosting-risk map of the two endpoints (``ifcsr.risk.ghosting_risk``), (H, W) in
+        [0, 1]. It depends only on the endpoints, so it is computed once (the first time the
+        overlay or the risk-aware mode is used), with what every later move needs: the sorted
+        risk values of the risk-aware solver and the overlay's fixed-point weights."""
+        if self._risk is None:
+            from .risk import RiskAwareGamma, ghosting_risk
+
+            t0 = time.perf_counter()
+            risk = ghosting_risk(self.fid, self.real)
+            self._risk_solver = RiskAwareGamma(risk)
+            # overlay: img * (1 - a) + red * a with a = 0.7 risk, in 8-bit fixed point like blend()
+            a = np.rint(np.clip(risk, 0, 1) * 0.7 * 256).astype(np.uint16)[..., None]
+            self._risk_a = a
+            self._risk_na = (256 - a).astype(np.uint16)
+            self._risk_red = (a * np.array([255, 40, 40], np.uint16) + 128).astype(np.uint16)
+            self.risk_seconds = time.perf_counter() - t0
+            self._risk = risk
+        return self._risk
+
+    def _overlay_risk(self, img: np.ndarray) -> np.ndarray:
+        """Tint `img` (HxWx3 uint8, in place) red where the ghosting risk is high."""
+        np.multiply(img, self._risk_na, out=self._t1)
+        self._t1 += self._risk_red
+        self._t1 >>= 8
+        np.copyto(img, self._t1, casting="unsafe")
+        return img
+
     def gamma_map(self) -> np.ndarray:
-        """The per-pixel gamma of map mode: gamma in mask inside, the main gamma outside."""
+        """The per-pixel gamma of the map modes. "map": gamma in mask inside, the main gamma
+        outside. "risk": the risk-aware map whose mean is the main gamma
+        (``ifcsr.risk.RiskAwareGamma``: lower where the endpoints disagree in structure)."""
+        if self.mode == "risk":
+            self.ensure_risk()
+            np.copyto(self._gmap, self._risk_solver(self.gamma))
+            return self._gmap
         g_out, g_in = self.gamma, float(self.mask_slider.value)
         np.multiply(self.mask, g_in - g_out, out=self._gmap)
         self._gmap += g_out
@@ -654,6 +701,9 @@ class BlendExplorer:
         """Blend, score, mark and encode for the current controls; returns milliseconds per part."""
         t0 = time.perf_counter()
         img = self.blended()
+        if self.risk_toggle.value:
+            self.ensure_risk()
+            self._overlay_risk(img)  # display only: blended() recomputes the image for saving
         t1 = time.perf_counter()
         text_metrics = ""
         if self.metrics is not None:
@@ -672,7 +722,7 @@ class BlendExplorer:
         curve_bytes = None
         if self.curve is not None:
             g_curve = self.gamma if self.mode == "scalar" else float(self._gmap.mean())
-            curve_bytes = self.curve.png(g_curve, hollow=self.mode == "map")
+            curve_bytes = self.curve.png(g_curve, hollow=self.mode != "scalar")
         t4 = time.perf_counter()
         self.image.value = main_bytes
         self.crop_image.value = crop_bytes
@@ -680,6 +730,9 @@ class BlendExplorer:
             self.curve_image.value = curve_bytes
         if self.mode == "scalar":
             head = f"<b>gamma = {self.gamma:.2f}</b> (0 = fidelity, 1 = realism)"
+        elif self.mode == "risk":
+            head = (f"<b>risk-aware map</b>: mean {float(self._gmap.mean()):.2f}, from "
+                    f"{float(self._gmap.min()):.2f} (risky) to {float(self._gmap.max()):.2f}")
         else:
             head = (f"<b>gamma map</b>: {float(self.mask_slider.value):.2f} in mask, {self.gamma:.2f} "
                     f"outside, mean {float(self._gmap.mean()):.2f}")
@@ -724,7 +777,7 @@ class BlendExplorer:
 
         Image.fromarray(img).save(path)
         msg = f"saved {path}"
-        if self.mode == "map":
+        if self.mode in ("map", "risk"):
             mp = path.with_name(path.stem + "_map.png")
             Image.fromarray((np.clip(self.gamma_map(), 0, 1) * 255 + 0.5).astype(np.uint8)).save(mp)
             msg += f" and its gamma map {mp.name}"

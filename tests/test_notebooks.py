@@ -23,7 +23,7 @@ NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9][0-9]_*.py"))
 SOLUTIONS = sorted((NOTEBOOK_DIR / "solutions").glob("[0-9][0-9]_*.py"))
 EXPECTED = ["01_quickstart", "02_method", "03_training", "04_tradeoff_curves", "05_classroom_demo",
-            "06_gpu_inference", "07_theory"]
+            "06_gpu_inference", "07_theory", "08_risk_and_auto_gamma"]
 
 
 def _cells(nb):

@@ -137,6 +137,54 @@ def test_map_mode_paints_and_erases_with_the_brush():
     assert np.all(ex.gamma_map() == pytest.approx(0.5))
 
 
+def shifted_pair(h=80, w=64, shift=4):
+    """Endpoints that disagree in structure on the left half only: a vertical edge shifted by
+    `shift` px there, the same edge at another contrast on the right half."""
+    x = torch.arange(w, dtype=torch.float32)
+    fid = torch.zeros(1, 3, h, w)
+    real = torch.zeros(1, 3, h, w)
+    fid[..., : h // 2, :] = 0.25 + 0.5 * torch.sigmoid((x - 20) / 0.5)
+    real[..., : h // 2, :] = 0.25 + 0.5 * torch.sigmoid((x - 20 - shift) / 0.5)
+    fid[..., h // 2 :, :] = 0.25 + 0.5 * torch.sigmoid((x - 40) / 0.5)
+    real[..., h // 2 :, :] = 0.1 + 0.8 * torch.sigmoid((x - 40) / 0.5)
+    return fid, real
+
+
+def test_risk_aware_mode_keeps_the_mean_and_lowers_gamma_where_risky(monkeypatch):
+    import ifcsr.risk
+
+    calls = []
+    real_fn = ifcsr.risk.ghosting_risk
+    monkeypatch.setattr(ifcsr.risk, "ghosting_risk", lambda *a, **k: calls.append(1) or real_fn(*a, **k))
+    fid, real = shifted_pair()
+    ex = viz.BlendExplorer(fid, real, hr=fid)
+    ex.mode_buttons.value = "risk"
+    risk = ex.ensure_risk()
+    # fires on the shift only (the risk window, 3 rho = 9 px, blurs the border between the halves)
+    assert risk[:30].max() > 0.5 and risk[52:].max() < 1e-3
+    for g in (0.2, 0.5, 0.8):
+        ex.gamma_slider.value = g
+        gm = ex.gamma_map()
+        assert abs(float(gm.astype(np.float64).mean()) - g) < 1e-5  # bisection tol 1e-7 + float32 map
+        assert gm[risk > 0.5].max() < g < gm[risk == 0].min()
+        ref = blend(ex.fid, ex.real, gm)
+        assert np.abs(ex.blended().astype(int) - ref.astype(int)).max() <= 1  # 8-bit fixed point
+        assert "risk-aware map" in ex.readout.value
+    assert len(calls) == 1  # the risk map is computed once per image, not per move
+
+
+def test_risk_overlay_tints_the_view_only():
+    fid, real = shifted_pair()
+    ex = viz.BlendExplorer(fid, real, gamma=0.5)
+    plain = decode(ex.image.value).astype(int)
+    ex.risk_toggle.value = True
+    tinted = decode(ex.image.value).astype(int)
+    risk = ex.ensure_risk()
+    red_shift = (tinted[..., 0] - tinted[..., 1]) - (plain[..., 0] - plain[..., 1])
+    assert red_shift[risk > 0.5].mean() > 50 and abs(red_shift[risk < 1e-3].mean()) < 3  # JPEG noise only
+    np.testing.assert_array_equal(ex.blended(), blend(ex.fid, ex.real, 0.5))  # saving is untinted
+
+
 def test_curve_marker_moves_with_gamma():
     fid, real, hr = images()
     ex = viz.BlendExplorer(fid, real, hr=hr, curve=curve())

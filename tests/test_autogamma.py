@@ -1,0 +1,185 @@
+"""ifcsr.autogamma: a gamma that picks itself, from the cached endpoints, no network call."""
+
+import numpy as np
+import pytest
+import torch
+
+from ifcsr.autogamma import AutoGamma, auto_gamma, knee_point, search_gamma
+from ifcsr.metrics import psnr_y
+from ifcsr.models import Endpoints
+
+
+def images(h=48, w=48, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    hr = torch.rand(1, 3, h, w, generator=g)
+    fid = torch.nn.functional.avg_pool2d(hr, 3, 1, 1)                        # smooth "fidelity"
+    real = (hr + 0.15 * torch.randn(hr.shape, generator=g)).clamp(0, 1)     # noisy "realism"
+    return fid, real, hr
+
+
+class NoModel:
+    """Stands where a model would be: any attribute access fails the test."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"auto_gamma touched the model ({name})")
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_psnr_closed_form_equals_the_dense_grid_argmax(seed):
+    fid, real, hr = images(seed=seed)
+    res = Endpoints(fid, real).auto_gamma("psnr", hr=hr)
+    assert isinstance(res, AutoGamma) and res.method == "closed form" and 0 < res.gamma < 1
+    grid = np.linspace(0, 1, 1001)
+    n = len(grid)  # one batch: gamma per sample
+    ps = psnr_y(Endpoints(fid.expand(n, -1, -1, -1), real.expand(n, -1, -1, -1)).blend(torch.tensor(grid)),
+                hr.expand(n, -1, -1, -1)).numpy()
+    # the grid step is 1e-3: its argmax lies within half a step of the exact optimum
+    assert abs(res.gamma - grid[ps.argmax()]) <= 5e-4 + 1e-9
+    assert res.value == pytest.approx(ps.max(), abs=1e-3)  # PSNR is flat at its maximum
+    assert float(res) == res.gamma
+
+
+def test_psnr_gamma_is_clipped_to_the_unit_interval():
+    fid, real, hr = images()
+    assert Endpoints(hr.clone(), real).auto_gamma("psnr", hr=hr).gamma == 0.0     # fidelity is HR
+    assert Endpoints(fid, hr.clone()).auto_gamma("psnr", hr=hr).gamma == 1.0      # realism is HR
+    assert Endpoints(fid, 2 * fid - hr).auto_gamma("psnr", hr=hr).gamma == 0.0    # realism moves away
+    assert Endpoints(fid, fid.clone()).auto_gamma("psnr", hr=hr).gamma == 0.0     # endpoints agree
+
+
+@pytest.mark.parametrize("g0", [0.0, 0.137, 0.5, 0.82, 1.0])
+def test_search_finds_the_minimum_of_a_unimodal_objective(g0):
+    g, v, evals = search_gamma(lambda x: (x - g0) ** 2 + abs(x - g0), grid=11, tol=1e-3)
+    assert abs(g - g0) <= 1e-3  # the golden section's final bracket
+    assert len(evals) < 11 + 25  # grid + refinement, no exhaustive search
+
+
+def test_nr_search_through_endpoints_with_a_callable_objective():
+    fid, real, _ = images()
+    target = Endpoints(fid, real).blend(0.3)
+    res = Endpoints(fid, real).auto_gamma(lambda x: float(((x - target) ** 2).mean()), tol=1e-3)
+    assert res.method == "grid + golden section" and abs(res.gamma - 0.3) <= 1e-3
+
+
+def test_search_keeps_the_best_grid_point_of_a_multimodal_objective():
+    # two minima; the deeper one is in the grid cell around 0.8: the grid finds the right basin
+    f = lambda x: min((x - 0.2) ** 2 + 0.05, (x - 0.8) ** 2)  # noqa: E731
+    g, v, _ = search_gamma(f, grid=11, tol=1e-3)
+    assert abs(g - 0.8) <= 1e-3 and v <= f(0.8) + 1e-6
+
+
+def test_nr_metric_objective_runs_on_the_blends():
+    pytest.importorskip("pyiqa")
+    fid, real, _ = images(h=64, w=64)
+    res = Endpoints(fid, real).auto_gamma("piqe", grid=3, tol=0.2)
+    assert res.objective == "piqe" and 0 <= res.gamma <= 1 and np.isfinite(res.value)
+    assert res.value == min(e["piqe"] for e in res.evaluations)  # the best evaluated point
+
+
+def test_knee_point_on_synthetic_curves():
+    g = np.linspace(0, 1, 21)
+    # a convex L-shaped front: perception falls fast, then slowly; distortion rises linearly
+    D, P = g, np.exp(-8 * g)
+    k = knee_point(D, P)
+    # the max-distance-to-chord point of x + y = 1 on the normalised curve: where the slope is -1
+    y = (P - P.min()) / (P.max() - P.min())
+    assert k == int(np.argmax(1 - g - y)) and 0.1 <= g[k] <= 0.4
+    # no trade-off: gamma 0 is better in both -> that single Pareto point
+    assert knee_point(g, 1 + g) == 0
+    # a straight front: no point below the chord -> the one nearest the utopia point (the middle)
+    assert knee_point(g, 1 - g) == 10
+    # dominated points are ignored: a PSNR-like bump does not move the knee off the front
+    P2 = P.copy()
+    P2[3] += 5
+    assert knee_point(D, P2) != 3
+    with pytest.raises(ValueError, match="one length"):
+        knee_point([0, 1], [1])
+
+
+def test_knee_gamma_uses_the_grid_and_the_fidelity_endpoint_without_hr():
+    fid, real, hr = images()
+    ends = Endpoints(fid, real)
+    # a perception index that falls with gamma like exp(-8 gamma): the knee of D = gamma
+    res = ends.auto_gamma("knee", perception=lambda x: float(np.exp(-8 * _gamma_of(x, fid, real))),
+                          gammas=np.linspace(0, 1, 21))
+    assert res.method.startswith("knee") and "fidelity endpoint" in res.method
+    rmse = [e["rmse_y"] for e in res.evaluations]
+    assert rmse[0] == 0 and np.allclose(np.diff(rmse), rmse[1], rtol=1e-4)  # linear in gamma without HR
+    assert 0.1 <= res.gamma <= 0.4
+    with_hr = ends.auto_gamma("knee", hr=hr, perception=lambda x: 1.0 - _gamma_of(x, fid, real))
+    assert "hr" in with_hr.method and 0 <= with_hr.gamma <= 1
+
+
+def _gamma_of(x, fid, real):
+    """Recover gamma of a blend (for synthetic perception indices)."""
+    d = (real - fid).ravel().double()
+    return float(((x - fid).ravel().double() @ d) / (d @ d))
+
+
+def test_auto_gamma_never_touches_a_model():
+    fid, real, hr = images()
+    ends = Endpoints(fid, real)
+    ends.model = NoModel()  # a stray model reference would fail the test if used
+    auto_gamma(fid, real, "psnr", hr)
+    ends.auto_gamma("psnr", hr=hr)
+    ends.auto_gamma(lambda x: float(x.mean()), grid=3, tol=0.3)
+    assert torch.equal(ends.fidelity, fid) and torch.equal(ends.realism, real)  # endpoints untouched
+
+
+@pytest.mark.parametrize("kwargs,err,match", [
+    (dict(objective="psnr"), ValueError, "needs the HR"),
+    (dict(objective="psnr-nope"), ValueError, "not a no-reference metric"),
+    (dict(objective="ssim"), ValueError, "not a no-reference metric"),
+    (dict(objective=3), TypeError, "name or a callable"),
+])
+def test_auto_gamma_errors(kwargs, err, match):
+    fid, real, _ = images()
+    with pytest.raises(err, match=match):
+        Endpoints(fid, real).auto_gamma(**kwargs)
+
+
+def test_auto_gamma_wants_one_image():
+    fid, real, hr = images()
+    with pytest.raises(ValueError, match="batch of 2"):
+        Endpoints(torch.cat([fid, fid]), torch.cat([real, real])).auto_gamma("psnr", hr=torch.cat([hr, hr]))
+
+
+# ----------------------------------------------------------------------------- ifcsr infer --gamma auto
+
+
+def test_gamma_argument_parsing():
+    import argparse
+
+    from ifcsr.infer_cli import gamma_arg
+
+    assert gamma_arg("0.25") == 0.25 and gamma_arg("auto") == "auto:knee" and gamma_arg("auto:niqe") == "auto:niqe"
+    assert gamma_arg("1.5") == 1.5  # the range is check_gammas' (an InputError), as for any number
+    for bad, match in (("auto:lpips", "unknown auto objective"), ("half", "number")):
+        with pytest.raises(argparse.ArgumentTypeError, match=match):
+            gamma_arg(bad)
+
+
+def test_infer_cli_auto_psnr_writes_the_chosen_blend(tmp_path, capsys):
+    from PIL import Image
+
+    from ifcsr.cli import main
+    from ifcsr.images import load_image, to_tensor
+    from ifcsr.models import IFCSR
+
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (16, 16, 3), dtype=np.uint8)).save(tmp_path / "a.png")
+    Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "a_hr.png")
+    out = tmp_path / "o"
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(out), "--quiet",
+                 "--gamma", "auto:psnr", "--hr", str(tmp_path / "a_hr.png")]) == 0
+    line = [x for x in capsys.readouterr().out.splitlines() if "auto:psnr chose gamma" in x][0]
+    files = sorted(p.name for p in out.glob("a_auto-psnr_gamma*.png"))
+    from ifcsr.infer_cli import gamma_label
+
+    assert len(files) == 1
+    # the choice is the library's closed form on the saved endpoints' model outputs
+    ends = IFCSR.load().infer(to_tensor(load_image(tmp_path / "a.png")))
+    g = ends.auto_gamma("psnr", hr=to_tensor(load_image(tmp_path / "a_hr.png"))).gamma
+    assert f"gamma {g:.3f}" in line and files[0] == f"a_auto-psnr_gamma{gamma_label(g)}.png"
+    assert main(["infer", str(tmp_path / "a.png"), "--out", str(out), "--quiet", "--gamma", "auto:psnr"]) == 2
+    assert "needs --hr" in capsys.readouterr().err

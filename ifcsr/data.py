@@ -778,22 +778,30 @@ class MixedDataset(Dataset):
         return self.datasets[i][int(perm[j % len(perm)])]
 
 
-# RealSR names pairs Canon_001_LR4.png / Canon_001_HR.png; DRealSR/StableSR test sets use
-# the same name in test_LR and test_HR. Either way the key is the stem without the suffix.
+# RealSR names pairs Canon_001_LR4.png / Canon_001_HR.png; the StableSR/OSEDiff test sets use
+# the same name in test_LR and test_HR (RealSR: Canon_001_LR4.png in both; DRealSR:
+# DSC_1454_x1.png in both). Either way the key is the stem without an _LR<n>/_HR suffix.
 _LR_SUFFIX = re.compile(r"_LR\d*$", re.IGNORECASE)
 _HR_SUFFIX = re.compile(r"_HR$", re.IGNORECASE)
+_ANY_SUFFIX = re.compile(r"_(LR\d*|HR)$", re.IGNORECASE)
+
+
+def pair_key(stem: str) -> str:
+    """The name an LR, HR or output file is paired by: its stem without _LR<n> / _HR."""
+    return _ANY_SUFFIX.sub("", stem)
 
 
 class PairedFolder(Dataset):
     """LR/HR test pairs laid out as RealSR/DRealSR: ``root/lr_dir`` and ``root/hr_dir``.
 
-    Files are matched by stem after stripping ``_LR<n>``/``_HR`` suffixes; unmatched files
-    are reported with one warning. Each HR must be exactly ``scale`` times its LR.
+    Files are matched by stem after stripping ``_LR<n>``/``_HR`` suffixes (``pair_key``);
+    unmatched files are reported with one warning, or raise ``ImageError`` with strict=True
+    (a benchmark must score every image it claims to). Each HR must be exactly ``scale`` times its LR.
     Items: {"lr": (3, h, w), "hr": (3, scale*h, scale*w), "name": str}.
     """
 
     def __init__(self, root, *, scale: int = 4, lr_dir: str = "test_LR", hr_dir: str = "test_HR",
-                 extensions: Sequence[str] = IMAGE_EXTENSIONS):
+                 extensions: Sequence[str] = IMAGE_EXTENSIONS, strict: bool = False):
         self.root, self.scale = Path(root), scale
         lr_root, hr_root = self.root / lr_dir, self.root / hr_dir
         for d in (lr_root, hr_root):
@@ -806,11 +814,15 @@ class PairedFolder(Dataset):
             # One folder holding both (RealSR's own layout): the suffix says which is which.
             lr_files = [p for p in lr_files if _LR_SUFFIX.search(p.stem)]
             hr_files = [p for p in hr_files if _HR_SUFFIX.search(p.stem)]
-        lr_by_key = self._by_key(lr_files, _LR_SUFFIX)
-        hr_by_key = self._by_key(hr_files, _HR_SUFFIX)
+        lr_by_key = self._by_key(lr_files)
+        hr_by_key = self._by_key(hr_files)
         keys = sorted(lr_by_key.keys() & hr_by_key.keys())
         unmatched = [str(lr_by_key[k]) for k in sorted(lr_by_key.keys() - hr_by_key.keys())]
         unmatched += [str(hr_by_key[k]) for k in sorted(hr_by_key.keys() - lr_by_key.keys())]
+        if unmatched and strict:
+            raise ImageError(f"{self.root}: {len(unmatched)} file(s) without a partner in {lr_dir}/ and "
+                             f"{hr_dir}/ (paired by name without _LR<n>/_HR): {', '.join(unmatched[:5])}"
+                             + (", ..." if len(unmatched) > 5 else ""))
         _warn_skipped([f"{u} (no partner)" for u in unmatched], f"PairedFolder({self.root})")
         if not keys:
             raise ImageError(f"{self.root}: no LR/HR pairs matched by name in {lr_dir}/ and {hr_dir}/")
@@ -825,10 +837,10 @@ class PairedFolder(Dataset):
                 )
 
     @staticmethod
-    def _by_key(files: list[Path], suffix: re.Pattern) -> dict[str, Path]:
+    def _by_key(files: list[Path]) -> dict[str, Path]:
         by_key: dict[str, Path] = {}
         for p in files:
-            key = suffix.sub("", p.stem)
+            key = pair_key(p.stem)
             if key in by_key:
                 raise ImageError(f"two files match the name {key!r}: {by_key[key]} and {p}")
             by_key[key] = p

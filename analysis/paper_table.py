@@ -140,6 +140,12 @@ def main(argv=None) -> int:
     if model.skipped:
         lines += ["", "## Not run", ""] + [f"- {k}: {v}" for k, v in model.skipped.items()]
     (out / "paper_table.md").write_text("\n".join(lines) + "\n")
+    from ifcsr.models import BUNDLED_CHECKPOINT
+    from ifcsr.provenance import record
+
+    ablations = [p for p in (Path(__file__).resolve().parent / "checkpoints").glob("*") if p.is_dir()]
+    record([out / f for f in ("paper_table.md", "paper_table.csv", "realsr_per_image.csv", "realsr_summary.csv")],
+           inputs=[args.checkpoint or BUNDLED_CHECKPOINT, *ablations])  # analysis/results/MANIFEST.json
     print("\n".join(lines))
     print(f"\nwrote {out / 'paper_table.md'}, {out / 'paper_table.csv'}, {out / 'realsr_per_image.csv'}")
     return 0

@@ -13,13 +13,20 @@ import sys
 from pathlib import Path
 
 from ifcsr import bench
+from ifcsr.models import BUNDLED_CHECKPOINT
+from ifcsr.provenance import record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     bench.add_arguments(parser)
     parser.set_defaults(out=str(Path(__file__).resolve().parent / "results"))
-    return bench.main(parser.parse_args(argv))
+    args = parser.parse_args(argv)
+    rc = bench.main(args)
+    # Timings: expensive (tens of minutes), and only the architecture and config matter, but the
+    # bundled checkpoint is what ran.
+    record(Path(args.out) / "benchmarks.csv", inputs=[args.checkpoint or BUNDLED_CHECKPOINT], expensive=True)
+    return rc
 
 
 if __name__ == "__main__":

@@ -28,7 +28,8 @@ import torch.nn.functional as F
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.metrics import psnr_y
-from ifcsr.models import IFCSR
+from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+from ifcsr.provenance import record
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -89,6 +90,8 @@ def main(argv=None) -> pd.DataFrame:
     RESULTS.mkdir(parents=True, exist_ok=True)
     df.to_csv(RESULTS / "bundled_quality.csv", index=False)
     pd.concat(curves).to_csv(RESULTS / "bundled_psnr_vs_gamma.csv", index=False)
+    record([RESULTS / "bundled_quality.csv", RESULTS / "bundled_psnr_vs_gamma.csv"],
+           inputs=[args.checkpoint or BUNDLED_CHECKPOINT])
     bb = "tiny backbone" if model.backbone.is_tiny else model.backbone.source
     print(f"checkpoint: {args.checkpoint or 'bundled'} ({bb}, losses on {model.config.loss.feature_net}, "
           f"colour fix {model.mcfg.color_fix}); "

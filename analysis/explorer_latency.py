@@ -125,6 +125,10 @@ def main(argv=None) -> int:
         measured_at=time.strftime("%Y-%m-%d %H:%M:%S"),
     )
     (out / "explorer_latency.json").write_text(json.dumps(info, indent=2))
+    from ifcsr.provenance import record
+
+    record([out / "explorer_latency.csv", out / "explorer_latency.json"],
+           inputs=[args.checkpoint] if args.checkpoint else [])  # stand-ins: no checkpoint
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(f"explorer update at 512x512, median ms per part ({source}):")
         print(summary.to_string())

@@ -32,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 def main(argv=None) -> int:
     from ifcsr.baselines import run_baselines
     from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+    from ifcsr.provenance import record
     from ifcsr.sweep import (
         EndpointCache,
         default_cache_dir,
@@ -114,6 +115,13 @@ def main(argv=None) -> int:
     (out / "gamma_sweep_meta.json").write_text(json.dumps(dict(
         meta=meta, unavailable_metrics=unavailable, unavailable_baselines=base.unavailable, axes=[x, y],
         checkpoint=str(args.checkpoint), ablations=str(abl), total_s=time.perf_counter() - t_start), indent=2))
+
+    written = [out / f for f in ("gamma_sweep.csv", "gamma_sweep_summary.csv", "gamma_sweep_timings.csv",
+                                 "gamma_sweep_positions.csv", "gamma_sweep_meta.json")]
+    if "pd_lpips_hed" in extra:
+        written.append(out / "gamma_sweep_positions_lpips-hed.csv")
+    record([*written, *files.values(), *extra.values()],
+           inputs=[args.checkpoint, *(p for p in (abl / "single_stage", abl / "k1") if p.is_dir())])
 
     cols = [c for c in summary.columns if c not in ("method", "n_images")]
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 200, "display.max_rows", 200,

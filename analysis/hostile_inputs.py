@@ -688,6 +688,10 @@ def main(argv=None) -> int:
     df = pd.DataFrame(rows)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     df.to_csv(args.out, index=False)
+    from ifcsr.models import BUNDLED_CHECKPOINT
+    from ifcsr.provenance import record
+
+    record(args.out, inputs=[BUNDLED_CHECKPOINT])  # analysis/results/MANIFEST.json
     table = df.pivot_table(index="group", columns="outcome", values="case", aggfunc="count", fill_value=0)
     for col in ("named", "converted", "traceback", "silent"):
         if col not in table:

@@ -4,7 +4,8 @@ Rows: the held-out photos (chelsea, coffee), x4 bicubic LR. Columns: bicubic, fi
 (k = 7), realism (k = 7, the paper's w_inc), realism (k = 1: equal layer weights, the plain
 MSE + feature-distance loss), HR. Each panel is the same zoomed crop. Also prints each
 realism endpoint's mean absolute difference from its fidelity endpoint and its gradient
-energy relative to HR (sharpening shows up there).
+energy relative to HR (sharpening shows up there), and writes them to realism_crops.csv next
+to the figure.
 
     python analysis/realism_crops.py [--k7 CKPT] [--k1 CKPT] [--out analysis/results/realism_crops.png]
 
@@ -21,12 +22,14 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.images import to_uint8
-from ifcsr.models import IFCSR
+from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+from ifcsr.provenance import record
 
 HERE = Path(__file__).parent
 CROPS = {"chelsea": (120, 200, 96), "coffee": (150, 250, 96)}  # (top, left, size) in HR pixels
@@ -46,6 +49,7 @@ def main(argv=None):
     m1 = IFCSR.load(args.k1)
     cols = ["bicubic", "fidelity (k=7)", "realism (k=7, w_inc)", "realism (k=1, equal)", "HR"]
     pairs = pairs_from_samples(HELD_OUT)
+    rows = []
     fig, axes = plt.subplots(len(pairs), len(cols), figsize=(2.4 * len(cols), 2.6 * len(pairs)), squeeze=False)
     for r, pair in enumerate(pairs):
         lr, hr, name = pair["lr"][None], pair["hr"][None], pair["name"]
@@ -54,9 +58,13 @@ def main(argv=None):
         panels = [bic, e7.fidelity, e7.realism, e1.realism, hr]
         ref = grad_energy(hr)
         for label, x, e in (("k=7", e7.realism, e7), ("k=1", e1.realism, e1)):
-            print(f"{name} realism {label}: MAD vs its fidelity {float((x - e.fidelity).abs().mean()):.4f}; "
-                  f"gradient energy {grad_energy(x) / ref:.2f} x HR (fidelity {grad_energy(e.fidelity) / ref:.2f}, "
-                  f"bicubic {grad_energy(bic) / ref:.2f})")
+            rows.append(dict(image=name, realism=label, mad_vs_fidelity=float((x - e.fidelity).abs().mean()),
+                             grad_energy_realism=grad_energy(x) / ref, grad_energy_fidelity=grad_energy(e.fidelity) / ref,
+                             grad_energy_bicubic=grad_energy(bic) / ref))
+            m = rows[-1]
+            print(f"{name} realism {label}: MAD vs its fidelity {m['mad_vs_fidelity']:.4f}; gradient energy "
+                  f"{m['grad_energy_realism']:.2f} x HR (fidelity {m['grad_energy_fidelity']:.2f}, "
+                  f"bicubic {m['grad_energy_bicubic']:.2f})")
         top, left, size = CROPS.get(name, (0, 0, 96))
         for c, (label, x) in enumerate(zip(cols, panels)):
             axes[r, c].imshow(to_uint8(x)[top:top + size, left:left + size], interpolation="nearest")
@@ -70,7 +78,10 @@ def main(argv=None):
     fig.tight_layout()
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(args.out, dpi=120)
-    print(f"wrote {args.out}")
+    table = Path(args.out).with_suffix(".csv")
+    pd.DataFrame(rows).to_csv(table, index=False)
+    record([args.out, table], inputs=[args.k7 or BUNDLED_CHECKPOINT, args.k1])
+    print(f"wrote {args.out} and {table}")
 
 
 if __name__ == "__main__":

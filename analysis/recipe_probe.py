@@ -30,7 +30,7 @@ from bundled_quality import psnr_rgb, vae_reconstruction  # analysis/: the bundl
 
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.metrics import psnr_y
-from ifcsr.models import IFCSR, load_backbone
+from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
 from ifcsr.recipes import MixedDegradation, make_dataset, tiny_preset
 from ifcsr.train import Trainer
 
@@ -105,6 +105,10 @@ def main(argv=None) -> dict:
     out = Path(__file__).parent / "results" / "probes"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{name}.json").write_text(json.dumps(res))
+    from ifcsr.provenance import record
+
+    # A fresh stage 0 depends on nothing stored; otherwise the bundled backbone is the start.
+    record(out / f"{name}.json", inputs=[] if "s0" in v else [BUNDLED_CHECKPOINT / "backbone"], expensive=True)
     return res
 
 

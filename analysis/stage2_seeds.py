@@ -38,6 +38,7 @@ from ifcsr.models import (
     load_adapter_state_dict,
     load_backbone,
 )
+from ifcsr.provenance import record
 from ifcsr.recipes import make_dataset
 from ifcsr.train import Trainer
 
@@ -99,6 +100,9 @@ def main(argv=None) -> pd.DataFrame:
                       f"monotone {r['psnr_monotone']} MAD {r['mad_realism_vs_fidelity']:.4f}", flush=True)
             all_rows += rows
             pd.DataFrame(rows).to_csv(out, mode="a", header=not out.is_file(), index=False)  # kept if interrupted
+            # Stage 2 reruns on the checkpoint's backbone and fidelity adapter, with its recipe.
+            record(out, inputs=[src / "backbone", src / "fidelity.safetensors", src / "config.json"], expensive=True,
+                   note="one block of rows per run, appended")
     return pd.DataFrame(all_rows)
 
 

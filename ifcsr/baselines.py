@@ -8,6 +8,8 @@
   is what should make the intermediate gammas good (`SingleStageTrainer`).
 - k=1 (MSE+LPIPS): the same two-stage recipe with k = 1, where w_dec = w_inc and both
   stages minimise plain MSE + LPIPS (DESIGN 1).
+- no adversarial term: the base's fidelity adapter and its stage 2 rerun with the adversarial
+  realism term switched off (`LossConfig.adv_weight = 0`): what the adversarial term adds.
 - DNI (LoRA weight interpolation): network interpolation as ESRGAN / DNI (Wang et al., CVPR
   2019) do it: interpolate the weights, W + (1 - a) dW_fidelity + a dW_realism, so every
   point of the curve costs a new network pass (`LoraInterpolation`).
@@ -34,7 +36,7 @@ import torch.nn.functional as F
 
 from .errors import InputError, MissingFileError
 from .images import to_tensor
-from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, sweep
+from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
 from .train import Trainer
 
 BICUBIC = "bicubic"
@@ -42,9 +44,10 @@ FIDELITY_ONLY = "fidelity only"
 REALISM_ONLY = "realism only"
 SINGLE_STAGE = "single-stage (naive blend)"
 K1 = "k=1 (MSE+LPIPS)"
+NO_ADV = "no adversarial term"
 DNI = "DNI (LoRA weight interpolation)"
 REALESRGAN = "Real-ESRGAN x4plus"
-ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1}  # folder name -> method name
+ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1, "no_adv": NO_ADV}  # folder name -> method name
 
 
 # ------------------------------------------------------------------------------ producers
@@ -245,9 +248,9 @@ class SingleStageTrainer(Trainer):
     """The paper's single-stage ablation: stage 2 trains f_phi ALONE,
     min_phi L_s(f_phi(x_L), x_H; w_inc), on its own output instead of the blend."""
 
-    def _stage_loss(self, stage, lr, hr, g):
+    def _stage_loss(self, stage, lr, hr, gamma=None):
         if stage != 2:
-            return super()._stage_loss(stage, lr, hr, g)
+            return super()._stage_loss(stage, lr, hr, gamma)
         model = self.model
         x_up = model.prepare(lr)
         real = self._color_fixed(model.branch(x_up, "realism"), x_up)  # encode without grad, UNet + decode with
@@ -286,8 +289,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     """Train an ablation checkpoint on `base`'s tiny backbone and save it (adapters only) to `out`.
 
     kind: "single_stage" (stage 1 as usual -- by default `base`'s own fidelity adapter, which
-        IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc)
-        or "k1" (stages 1 and 2 of the two-stage recipe with k = 1).
+        IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc),
+        "k1" (stages 1 and 2 of the two-stage recipe with k = 1) or "no_adv" (`base`'s fidelity
+        adapter, then stage 2 of its recipe without the adversarial term).
     base: the checkpoint whose backbone and training recipe are reused (default: bundled).
     steps: steps per trained stage (default: base's config). work_dir: resumable training
         folder (default: a temporary one). Returns `out`.
@@ -312,10 +316,12 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=steps), stage2=replace(cfg.stage2, steps=steps))
     if kind == "k1":
         cfg = replace(cfg, loss=replace(cfg.loss, k=1.0))
+    if kind == "no_adv" and getattr(cfg.loss, "adv_weight", 0.0):
+        cfg = replace(cfg, loss=replace(cfg.loss, adv_weight=0.0))  # a recipe without one is already without
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.from_backbone(load_backbone(base / "backbone", device=device), cfg, device=device)
     stages = (1, 2)
-    if kind == "single_stage" and not retrain_fidelity:
+    if kind in ("single_stage", "no_adv") and not retrain_fidelity:
         from safetensors.torch import load_file
 
         load_adapter_state_dict(model.unet, "fidelity", load_file(base / "fidelity.safetensors"))
@@ -364,6 +370,50 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     return out
 
 
+def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
+    """Keep another checkpoint's adapters as an ablation checkpoint on `base`'s backbone (no training).
+
+    For a checkpoint trained on the very backbone that `base` holds -- e.g. the bundle before
+    the adversarial term, as "no_adv" -- its adapter files and config are copied to `out` with a
+    reference to `base`'s backbone and its sha256, as `train_ablation` saves them. Refuses a
+    source whose backbone differs from `base`'s: its adapters would mean nothing there.
+    """
+    from .models import ADAPTERS, BUNDLED_CHECKPOINT
+
+    if kind not in ABLATIONS:
+        raise ValueError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
+    source, base = Path(source), Path(base) if base is not None else BUNDLED_CHECKPOINT
+    missing = [f for f in ("config.json", *(f"{a}.safetensors" for a in ADAPTERS)) if not (source / f).is_file()]
+    if missing or not (source / "backbone").is_dir():
+        raise FileNotFoundError(f"{source}: not a checkpoint with an embedded backbone (missing "
+                                f"{', '.join(missing) or 'backbone/'})")
+    digest, theirs = backbone_digest(base / "backbone"), backbone_digest(source / "backbone")
+    if digest != theirs:
+        raise ValueError(f"{source} was trained on another backbone than {base} holds "
+                         f"(sha256 {theirs[:12]} vs {digest[:12]}); train the ablation instead")
+    out = Path(out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for a in ADAPTERS:
+        shutil.copyfile(source / f"{a}.safetensors", tmp / f"{a}.safetensors")
+    ref = _backbone_ref(base)
+    cfg = json.loads((source / "config.json").read_text())
+    cfg["model"]["backbone"] = ref
+    (tmp / "config.json").write_text(json.dumps(cfg, indent=2))
+    meta = json.loads((source / "ifcsr.json").read_text()) if (source / "ifcsr.json").is_file() else {}
+    meta.update({"backbone": ref, "ablation": kind, "method": ABLATIONS[kind], "base_checkpoint": str(base),
+                 "adopted_from": str(source), "fidelity": "copied from the source checkpoint",
+                 "backbone_sha256": digest})
+    (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
+    from .checkpoint import write_manifest
+
+    write_manifest(tmp)  # checksums.json, which IFCSR.load verifies
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return out
+
+
 def load_ablation(path, *, device="cpu"):
     """IFCSR.load for an ablation checkpoint, after checking its backbone is the one it was
     trained on (ifcsr.json's backbone_sha256)."""
@@ -384,3 +434,50 @@ def load_ablation(path, *, device="cpu"):
             raise InputError(f"{path} was trained on another backbone than {folder} holds now "
                              f"(sha256 {want[:12]} vs {have[:12]}); retrain it with analysis/train_ablations.py")
     return IFCSR.load(path, device=device)
+
+
+# ------------------------------------------------------------------------------ adversarial ablation
+
+
+def adv_label(model) -> str:
+    """How a checkpoint's realism endpoint was trained, as the figures label it."""
+    w = float(getattr(model.config.loss, "adv_weight", 0.0))
+    return f"adversarial term, weight {w:g}" if w > 0 else "no adversarial term"
+
+
+def realism_ablation(variants: dict, pair: dict, *, gammas=(0.0, 0.25, 0.5, 0.75, 1.0),
+                     metrics=("psnr", "niqe")) -> dict:
+    """The realism endpoint with and without the adversarial term, on one image (notebook 05).
+
+    variants: {label: IFCSR model or checkpoint folder}, e.g. the bundled checkpoint and
+    analysis/checkpoints/no_adv (same backbone and fidelity adapter, stage 2 without the term).
+    pair: {"lr", "hr", "name"}. Returns {"endpoints": {label: Endpoints}, "bicubic", "hr",
+    "points"}: points is one row per (method, gamma) with each metric as a column -- every
+    variant's blend curve (inferred once, then pixel blends), bicubic and HR itself (for the
+    no-reference metrics: how natural the real photo scores).
+    """
+    if not variants:
+        raise ValueError("realism_ablation needs at least one variant")
+    lr, hr = pair["lr"], pair["hr"]
+    lr, hr = (lr[None] if lr.dim() == 3 else lr), (hr[None] if hr.dim() == 3 else hr)
+    models = {label: as_model(m) for label, m in variants.items()}
+    scale = {m.scale for m in models.values()}
+    if len(scale) != 1:
+        raise ValueError(f"the variants have different scales {sorted(scale)}")
+    suite = make_suite(list(metrics), min_side=min(hr.shape[-2:]))
+    if suite.unavailable:
+        raise ValueError("metrics unavailable here: " + "; ".join(f"{k}: {v}" for k, v in suite.unavailable.items()))
+    endpoints = {label: m.infer(lr) for label, m in models.items()}
+    bic = bicubic_upscale(lr, scale.pop())
+    frames = [_score(suite, bic, hr, image=pair["name"], gamma=float("nan"), method=BICUBIC)]
+    from .metrics import REGISTRY
+
+    nr = [m for m in metrics if REGISTRY[m].kind == "NR"]
+    if nr:
+        frames.append(_score(make_suite(nr), hr, hr, image=pair["name"], gamma=float("nan"), method="HR"))
+    for label, ends in endpoints.items():
+        for g in gammas:
+            frames.append(_score(suite, ends.blend(float(g)), hr, image=pair["name"], gamma=float(g), method=label))
+    points = pd.DataFrame([{"method": f["method"].iloc[0], "gamma": f["gamma"].iloc[0],
+                            **dict(zip(f["metric"], f["value"]))} for f in frames])
+    return {"endpoints": endpoints, "bicubic": bic, "hr": hr, "points": points}

@@ -1,4 +1,4 @@
-"""`ifcsr` command line: demo | train | infer | sweep | evaluate | bench | fetch-weights.
+"""`ifcsr` command line: demo | train | infer | sweep | evaluate | bench | fetch-weights | fetch-data.
 
 Each subcommand's options live next to its code: a module with `add_arguments(parser)` and
 `main(args) -> int`. Only the module of the command being run is imported (and none for
@@ -21,6 +21,7 @@ COMMANDS = {
     "evaluate": ("ifcsr.sweep", "the paper's table (PSNR, SSIM, LPIPS, ... FID) for a list of gammas"),
     "bench": ("ifcsr.bench", "benchmarks: cost of control, inference, training, tiling"),
     "fetch-weights": ("ifcsr.weights", "fetch offline weights: vgg-hed, realesrgan, or pyiqa metric names"),
+    "fetch-data": ("ifcsr.datasets", "download the RealSR / DRealSR test sets (sha256-checked) into the cache"),
 }
 
 

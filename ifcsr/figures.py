@@ -288,6 +288,34 @@ def perception_distortion_figure(summary, x: str, y: str, *, curve: str = "IFCSR
     return fig
 
 
+def best_gamma_figure(best, *, bins=None, title: str | None = None, note: str | None = None):
+    """Histogram of the best gamma per image, one panel per metric, from
+    `ifcsr.benchmark.best_gamma_per_image` (columns image, metric, best_gamma)."""
+    import matplotlib
+
+    matplotlib.use(matplotlib.get_backend())
+    import matplotlib.pyplot as plt
+
+    metrics = list(dict.fromkeys(best["metric"]))
+    if not metrics:
+        raise ValueError("no rows to plot")
+    bins = np.linspace(-0.025, 1.025, 22) if bins is None else bins  # one bin per 0.05 step
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 3.6), squeeze=False)
+    for ax, m in zip(axes[0], metrics):
+        g = best[best["metric"] == m]["best_gamma"].to_numpy(float)
+        ax.hist(g, bins=bins, color="tab:blue", edgecolor="black", lw=0.5)
+        ax.set_xlabel(f"best γ per image for {_metric_label(m).splitlines()[0]}", fontsize=8.5)
+        ax.set_ylabel("images")
+        ax.set_title(f"{m}: {len(g)} images, median γ {np.median(g):.2f}", fontsize=9)
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    if note:
+        fig.text(0.01, 0.005, note, fontsize=7, color="dimgray", va="bottom", wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, 1))
+    return fig
+
+
 def dp_toy_figure(problem, *, gammas=None, real=None, real_label: str = "", note: str | None = None):
     """Notebook 07: the Gaussian toy's distortion-perception plane (ifcsr.theory), and, with
     `real` (a frame with columns gamma, distortion, perception), a real model's curve beside it

@@ -213,14 +213,10 @@ class EndpointCache:
             return None
         return self.folder / self.fingerprint[:16] / f"{_safe(name)}-{image_fingerprint(lr)[:12]}.pt"
 
-    def endpoints(self, name: str, lr):
-        """Endpoints of one LR image (tensor (3, h, w) / (1, 3, h, w), numpy or PIL)."""
-        from .images import save_image, to_tensor
+    def _lookup(self, name: str, lr: torch.Tensor):
+        """Cached endpoints of one LR image (1, 3, h, w) from memory or disk, else None."""
         from .models import Endpoints
 
-        lr = to_tensor(lr, name=f"lr of {name!r}")
-        if lr.shape[0] != 1:
-            raise ImageError(f"EndpointCache takes one image at a time, got a batch of {lr.shape[0]}")
         key = f"{name}-{image_fingerprint(lr)}"
         if key in self._memory:
             self.memory_hits += 1
@@ -232,20 +228,21 @@ class EndpointCache:
                 d = torch.load(path, map_location="cpu", weights_only=True)
                 ends = Endpoints(d["fidelity"], d["realism"])
             except Exception as err:  # noqa: BLE001 - a broken cache file is re-inferred, loudly
-                warnings.warn(f"endpoint cache {path} unreadable ({err}); inferring again", stacklevel=2)
+                warnings.warn(f"endpoint cache {path} unreadable ({err}); inferring again", stacklevel=3)
             else:
                 self.load_s += time.perf_counter() - t0
                 self.disk_hits += 1
                 self._memory[key] = ends
                 return ends
-        t0 = time.perf_counter()
-        ends = self.model.infer(lr)
-        if ends.fidelity.is_cuda:
-            torch.cuda.synchronize()
-        self.infer_s += time.perf_counter() - t0
-        self.calls += 1
+        return None
+
+    def _store(self, name: str, lr: torch.Tensor, ends):
+        from .images import save_image
+        from .models import Endpoints
+
         ends = Endpoints(ends.fidelity.float().cpu(), ends.realism.float().cpu())
-        self._memory[key] = ends
+        self._memory[f"{name}-{image_fingerprint(lr)}"] = ends
+        path = self.path(name, lr)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
@@ -256,6 +253,54 @@ class EndpointCache:
                 save_image(ends.fidelity, path.with_suffix(".fidelity.png"))
                 save_image(ends.realism, path.with_suffix(".realism.png"))
         return ends
+
+    def _infer(self, lr: torch.Tensor):
+        t0 = time.perf_counter()
+        ends = self.model.infer(lr)
+        if ends.fidelity.is_cuda:
+            torch.cuda.synchronize()
+        self.infer_s += time.perf_counter() - t0
+        self.calls += 1
+        return ends
+
+    def endpoints(self, name: str, lr):
+        """Endpoints of one LR image (tensor (3, h, w) / (1, 3, h, w), numpy or PIL)."""
+        from .images import to_tensor
+
+        lr = to_tensor(lr, name=f"lr of {name!r}")
+        if lr.shape[0] != 1:
+            raise ImageError(f"EndpointCache takes one image at a time, got a batch of {lr.shape[0]}")
+        ends = self._lookup(name, lr)
+        if ends is None:
+            ends = self._store(name, lr, self._infer(lr))
+        return ends
+
+    def fill(self, pairs, *, batch_size: int = 4, progress: bool = True) -> int:
+        """Infer the endpoints of every pair not cached yet, `batch_size` same-sized LR images
+        per network call (one endpoint pair per image; both adapters in one UNet pass).
+        pairs: dicts with "name" and "lr". Returns the number of images inferred."""
+        from tqdm.auto import tqdm
+
+        from .images import to_tensor
+        from .models import Endpoints
+
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        todo: dict[tuple, list] = {}  # LR shape -> [(name, lr)], so a batch stacks
+        for p in pairs:
+            lr = to_tensor(p["lr"], name=f"lr of {p['name']!r}")
+            if self._lookup(p["name"], lr) is None:
+                todo.setdefault(tuple(lr.shape), []).append((p["name"], lr))
+        n = sum(len(v) for v in todo.values())
+        with tqdm(total=n, desc="endpoints", unit="img", disable=not progress or n == 0) as bar:
+            for group in todo.values():
+                for i in range(0, len(group), batch_size):
+                    chunk = group[i:i + batch_size]
+                    ends = self._infer(torch.cat([lr for _, lr in chunk]))
+                    for j, (name, lr) in enumerate(chunk):
+                        self._store(name, lr, Endpoints(ends.fidelity[j:j + 1], ends.realism[j:j + 1]))
+                    bar.update(len(chunk))
+        return n
 
 
 # ------------------------------------------------------------------------------ gamma maps
@@ -419,7 +464,7 @@ class SweepResult:
 
 def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=None, cache=None,
           method: str = "IFCSR", device=None, suite=None, progress: bool = True, crop: int | None = None,
-          log=None) -> SweepResult:
+          log=None, quantize: bool = False) -> SweepResult:
     """Score the blend of cached endpoints for every gamma (and gamma map) on every pair.
 
     model: an IFCSR, a checkpoint folder, or None (the bundled checkpoint).
@@ -429,6 +474,8 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
     cache: an EndpointCache, a folder, "default" (default_cache_dir()) or None (memory).
     The network runs once per image (both endpoints in one pass); `timings` separates the
     inference time from the blending time and the metric time.
+    quantize: score each blend rounded to 8 bits, as a saved PNG (the benchmark protocol,
+    where peers' outputs are PNG files); default False scores the float blend.
     """
     t_start = time.perf_counter()
     model = as_model(model, device)
@@ -441,6 +488,8 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
     else:
         cache = EndpointCache(model, default_cache_dir() if cache == "default" else cache)
     suite = suite or make_suite(metrics, device=model.device, min_side=min_side(pair_list))
+    from .data import quantize as quantize_8bit
+
     calls0, infer0, load0 = cache.calls, cache.infer_s, cache.load_s
     frames, blend_s, metrics_s, n_blends = [], 0.0, 0.0, 0
     from tqdm.auto import tqdm
@@ -457,6 +506,8 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
         for g, g_label, map_name in jobs:
             t0 = time.perf_counter()
             x = ends.blend(g)  # pixel blend only: no network call
+            if quantize:
+                x = quantize_8bit(x)
             blend_s += time.perf_counter() - t0
             n_blends += 1
             if g_label is None:
@@ -832,16 +883,28 @@ def main_sweep(args) -> int:
 def add_evaluate_arguments(p):
     _common_arguments(p)
     p.set_defaults(out="ifcsr-evaluate")
-    p.add_argument("--gamma", type=float, nargs="+", default=list(PAPER_GAMMAS),
-                   help="gammas, one row each (default 0 0.2 0.4 0.6 0.8 1, the paper's)")
+    p.add_argument("--gamma", type=float, nargs="+", default=None,
+                   help="gammas, one row each (default 0 0.2 0.4 0.6 0.8 1; with --dataset: added to the "
+                   "paper's 0 0.2 0.6 1)")
     p.add_argument("--metrics", nargs="+", default=list(PAPER_METRICS),
                    help="columns (default the paper's: psnr ssim lpips dists niqe musiq maniqa-pipal clipiqa fid)")
     p.add_argument("--paper", action="store_true",
                    help="also print the paper's RealSR numbers (SD 2.1-base; a different backbone and data)")
+    from .benchmark import add_dataset_arguments
+
+    add_dataset_arguments(p)
 
 
 def main_evaluate(args) -> int:
-    res = paper_table(args.checkpoint, args.pairs, gammas=args.gamma, metrics=args.metrics,
+    if args.dataset is not None:  # a real-world test set: ifcsr.benchmark
+        from .benchmark import main_evaluate_dataset
+
+        return main_evaluate_dataset(args)
+    dataset_only = [o for o, v in (("--gammas", args.gammas), ("--compare", args.compare),
+                                   ("--no-model", args.no_model)) if v]
+    if dataset_only:
+        raise InputError(f"{', '.join(dataset_only)} need --dataset (realsr, drealsr or a folder)")
+    res = paper_table(args.checkpoint, args.pairs, gammas=args.gamma or list(PAPER_GAMMAS), metrics=args.metrics,
                       cache=_cache_arg(args.cache), device=args.device, out=args.out, crop=args.crop)
     print(f"IFCSR, {res['meta']['model']}; {res['meta']['pairs']}")
     print(res["text"])

@@ -964,3 +964,60 @@ def ablation_figure(endpoints: dict, gammas=(0.0, 0.5, 1.0), *, crop=None, title
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
+
+
+def realism_ablation_figure(result: dict, *, crop=None, x: str = "psnr", y: str = "niqe", title: str | None = None):
+    """The realism endpoint with and without the adversarial term (`ifcsr.baselines.realism_ablation`).
+
+    Left: the same zoomed crop of bicubic, the fidelity endpoint, each variant's realism
+    endpoint and HR (nearest-neighbour zoom: every pixel visible). Right: the
+    perception-distortion plane (x: a distortion, y: a no-reference index), each variant's
+    blend curve from gamma 0 (small marker) to 1 (large marker), bicubic, and HR's own score
+    on y as a dashed line: the value a natural photo gets."""
+    from .figures import default_crop
+    from .images import to_uint8
+
+    plt = _plt()
+    ends, pts = result["endpoints"], result["points"]
+    labels = list(ends)
+    first = ends[labels[0]]
+    H, W = first.fidelity.shape[-2:]
+    top, left, size = crop or default_crop(H, W, max(24, min(H, W) // 5))
+    panels = {"bicubic": result["bicubic"], f"fidelity ({labels[0]})": first.fidelity}
+    panels.update({f"realism: {label}": e.realism for label, e in ends.items()})
+    panels["HR"] = result["hr"]
+    n = len(panels)
+    fig = plt.figure(figsize=(2.3 * n + 4.6, 3.2))
+    grid = fig.add_gridspec(1, n + 2, width_ratios=[1] * n + [0.15, 2.0])
+    for i, (label, img) in enumerate(panels.items()):
+        ax = fig.add_subplot(grid[0, i])
+        ax.imshow(to_uint8(img)[top:top + size, left:left + size], interpolation="nearest")
+        ax.set_title(label.replace(": ", ":\n"), fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    ax = fig.add_subplot(grid[0, n + 1])
+    colors = iter(("tab:red", "black", "tab:purple", "tab:cyan", "tab:olive"))
+    for label in labels:
+        c = pts[pts["method"] == label].sort_values("gamma")
+        color = next(colors)
+        ax.plot(c[x], c[y], "-", color=color, lw=1.5, label=label)
+        ax.scatter(c[x], c[y], s=8 + 40 * c["gamma"].to_numpy(float), color=color, zorder=3)
+        ax.annotate("gamma 1", (c[x].iloc[-1], c[y].iloc[-1]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    bic = pts[pts["method"] == "bicubic"]
+    ax.scatter(bic[x], bic[y], marker="s", color="tab:gray", label="bicubic", zorder=3)
+    hr = pts[pts["method"] == "HR"]
+    if len(hr) and y in hr and hr[y].notna().all():
+        ax.axhline(float(hr[y].iloc[0]), color="tab:green", ls="--", lw=1, label=f"HR's {y}")
+    ax.set_xlabel(_metric_label(x), fontsize=8)
+    ax.set_ylabel(_metric_label(y), fontsize=8)
+    if not _lower_better(x):  # better to the left, as in Blau & Michaeli's plane
+        ax.invert_xaxis()
+    if not _lower_better(y):
+        ax.invert_yaxis()
+    ax.tick_params(labelsize=7)
+    ax.legend(fontsize=7)
+    ax.set_title("perception-distortion plane (better: down, left)", fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

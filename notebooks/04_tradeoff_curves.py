@@ -19,7 +19,9 @@
 # - how to read the perception-distortion plane (Blau & Michaeli, CVPR 2018) with the
 #   baselines on it: bicubic, each endpoint alone, a naive blend of independently trained
 #   networks, $k = 1$, DNI and Real-ESRGAN;
-# - how to move along the curve with a slider and see the image at that gamma.
+# - how to move along the curve with a slider and see the image at that gamma;
+# - where IFCSR, Real-ESRGAN and OSEDiff sit on real camera photos (RealSR), and which gamma
+#   each image prefers.
 
 # %%
 import os
@@ -158,6 +160,47 @@ for p in load_pairs(PAIRS, scale=model.scale, crop=CROP):
                   "best PSNR on the grid at gamma": float(curve["gamma"].iloc[curve["value"].argmax()]),
                   "realism - fidelity MAD": round(float((e.realism - e.fidelity).abs().mean()), 4)})
 pd.DataFrame(peaks)
+
+# %% [markdown]
+# ## On real photos: the RealSR test set
+#
+# Everything above used two photos with a synthetic (bicubic) degradation. The field reports
+# on RealSR: 100 crops of real camera pairs, LR 128 px taken with a short focal length and HR
+# 512 px with a long one (the StableSR/OSEDiff test crops). `python analysis/paper_table.py`
+# scores bicubic, Real-ESRGAN, OSEDiff's published outputs and IFCSR's curve on it with one
+# protocol (PSNR/SSIM on the Y channel of studio-range YCbCr, whole image, no border crop:
+# the peers' pyiqa settings, checked against OSEDiff's own log by
+# `tests/test_realsr_calibration.py`). Here we load what it saved; the table says on which
+# images each row was measured and which checkpoint made the IFCSR rows.
+
+# %%
+from ifcsr.benchmark import best_gamma_per_image, load_results
+from ifcsr.figures import best_gamma_figure
+
+realsr = load_results()  # analysis/results/paper_table.csv, realsr_summary.csv, realsr_per_image.csv
+realsr["table"]
+
+# %% [markdown]
+# The perception-distortion plane on RealSR: IFCSR's curve (one inference per image, every
+# gamma a blend), OSEDiff's point (its own published outputs, scored here) and Real-ESRGAN's.
+# Where the tiny backbone's curve sits relative to the diffusion peer says what a generative
+# prior buys; the *shape* (PSNR falling as gamma grows) is the method's.
+
+# %%
+rs = realsr["summary"]
+fig = perception_distortion_figure(rs, "psnr", "niqe", note="RealSR x4; " + str(rs["n_images"].max())
+                                   + " images; IFCSR: the bundled tiny checkpoint (not SD 2.1)",
+                                   title="RealSR: PSNR-Y vs NIQE")
+
+# %% [markdown]
+# One gamma for the whole set hides how much images differ. For each image, which gamma gives
+# the best PSNR and which the best NIQE? If the two histograms sit at opposite ends, the
+# trade-off is real on that image; a per-image (or per-pixel, notebook 05) gamma is the answer.
+
+# %%
+best = best_gamma_per_image(realsr["per_image"], ["psnr", "niqe"])
+fig = best_gamma_figure(best, title="RealSR: best gamma per image")
+best.pivot(index="image", columns="metric", values="best_gamma")
 
 # %% [markdown]
 # ## Exercises

@@ -127,4 +127,6 @@ ex
 # 2. Try `strength=3` in `RiskAwareGamma`: does the PSNR-Y / NIQE pair at mean 0.5 move
 #    towards or away from the scalar curve? Explain with the ghost-edge energy.
 # 3. NIQE is not unimodal in gamma in general. Build an objective with two minima (a callable
-#    passed to `auto_gamma`) whose deeper minimum the coarse grid misses with `grid=3`.
+#    passed to `auto_gamma`) whose deeper minimum a coarse grid (`grid=5`) misses.
+#
+# Worked solutions: `notebooks/solutions/08_risk_and_auto_gamma.py`.

@@ -334,7 +334,7 @@ def test_single_stage_trainer_ignores_the_fidelity_branch(checkpoint):
     assert b1.item() != b2.item()
 
 
-@pytest.mark.parametrize("kind", ["single_stage", "k1"])
+@pytest.mark.parametrize("kind", ["single_stage", "k1", "no_adv"])
 def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpoint, tmp_path, kind):
     from safetensors.torch import load_file
 
@@ -350,7 +350,7 @@ def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpo
     base_fid = load_file(checkpoint / "fidelity.safetensors")
     fid = load_file(out / "fidelity.safetensors")
     same = all(torch.equal(base_fid[k], fid[k]) for k in base_fid)
-    assert same == (kind == "single_stage")  # single-stage keeps stage 1; k = 1 retrains it
+    assert same == (kind != "k1")  # single-stage and no-adversarial keep stage 1; k = 1 retrains it
     base_real = load_file(checkpoint / "realism.safetensors")
     real = load_file(out / "realism.safetensors")
     assert not all(torch.equal(base_real[k], real[k]) for k in base_real)
@@ -426,3 +426,57 @@ def test_sweep_cli_writes_outputs(checkpoint, pairs_dir, tmp_path, capsys):
     assert "2 network calls" in text and "blending" in text
     summary = pd.read_csv(out / "summary.csv")
     assert len(summary) == 5 + 2
+
+
+def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversarial_weight(checkpoint):
+    from dataclasses import replace
+
+    from ifcsr.baselines import adv_label, realism_ablation
+    from ifcsr.data import BicubicDegradation
+
+    model = IFCSR.load(checkpoint)
+    hr = torch.rand(3, 32, 32)
+    pair = {"lr": BicubicDegradation(4)(hr), "hr": hr, "name": "noise"}
+    res = realism_ablation({"a": model, "b": checkpoint}, pair, gammas=(0.0, 1.0), metrics=("psnr",))
+    pts = res["points"]
+    assert list(pts["method"]) == ["bicubic", "a", "a", "b", "b"]  # no NR metric: no HR row
+    a1 = pts[(pts["method"] == "a") & (pts["gamma"] == 1.0)]["psnr"].item()
+    assert a1 == pytest.approx(float(psnr_y(res["endpoints"]["a"].realism, hr[None])), abs=1e-6)
+    with pytest.raises(ValueError, match="niqe"):  # 32 px: below NIQE's 96 px blocks
+        realism_ablation({"a": model}, pair, metrics=("psnr", "niqe"))
+    assert adv_label(model) == "no adversarial term"
+    if hasattr(model.config.loss, "adv_weight"):
+        model.config = replace(model.config, loss=replace(model.config.loss, adv_weight=0.01))
+        assert adv_label(model) == "adversarial term, weight 0.01"
+
+
+def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpoint, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from ifcsr.baselines import adopt_ablation
+    from ifcsr.models import adapter_state_dict
+
+    source = tmp_path / "source"  # the same backbone files, another realism adapter
+    shutil.copytree(checkpoint, source)
+    other = IFCSR.load(checkpoint)
+    _perturb(other, "realism", 3, 0.5)
+    save_file(adapter_state_dict(other.unet, "realism"), source / "realism.safetensors")
+    out = adopt_ablation("no_adv", source, tmp_path / "no_adv", base=checkpoint)
+    assert "backbone" not in {p.name for p in out.iterdir()}
+    for name in ("fidelity", "realism"):
+        want, have = load_file(source / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
+        assert want.keys() == have.keys() and all(torch.equal(want[k], have[k]) for k in want)
+    meta = json.loads((out / "ifcsr.json").read_text())
+    assert meta["ablation"] == "no_adv" and Path(meta["backbone"]) == (checkpoint / "backbone").resolve()
+    lr = torch.rand(1, 3, 8, 8)
+    assert torch.allclose(load_ablation(out).infer(lr).realism, other.infer(lr).realism, atol=1e-6)  # same weights
+    stranger = tmp_path / "stranger"
+    shutil.copytree(source, stranger)
+    vae_file = stranger / "backbone" / "vae" / "diffusion_pytorch_model.safetensors"
+    state = load_file(vae_file)
+    k = next(iter(state))
+    save_file({**state, k: state[k] + 1.0}, vae_file)  # the same adapters on another backbone
+    with pytest.raises(ValueError, match="another backbone"):
+        adopt_ablation("no_adv", stranger, tmp_path / "no_adv2", base=checkpoint)

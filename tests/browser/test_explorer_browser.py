@@ -2,8 +2,9 @@
 
 Voila serves the quickstart on localhost (small mode); Debian's headless Chromium, driven
 by Playwright with the system browser, drags the gamma slider and checks that the gamma
-readout and the displayed image change. A screenshot of the explorer goes to
-analysis/results/explorer_screenshot.png.
+readout and the displayed image change. A screenshot of the explorer goes to $IFCSR_SCREENSHOT
+(analysis/explorer_screenshot.py sets it to analysis/results/explorer_screenshot.png and records
+its provenance), else to the test's temporary folder: a test run never rewrites a results file.
 
 Selected with `-m browser` (or IFCSR_RUN_BROWSER=1); `.ci/browser.sh` installs Chromium,
 Playwright and Voila and runs it. When selected, a missing browser or package is a failure,
@@ -26,7 +27,6 @@ pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parents[2]
 NOTEBOOK = ROOT / "notebooks" / "01_quickstart.ipynb"
-SCREENSHOT = ROOT / "analysis" / "results" / "explorer_screenshot.png"
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps calling home, which this closed
 # network refuses many times a second.
@@ -89,7 +89,8 @@ def voila_url(request, tmp_path_factory):
                 os.killpg(proc.pid, signal.SIGKILL)
 
 
-def test_dragging_the_slider_changes_image_and_gamma_readout(voila_url):
+def test_dragging_the_slider_changes_image_and_gamma_readout(voila_url, tmp_path):
+    screenshot = Path(os.environ.get("IFCSR_SCREENSHOT") or tmp_path / "explorer_screenshot.png")
     import numpy as np
     from PIL import Image
     from playwright.sync_api import sync_playwright
@@ -132,10 +133,10 @@ def test_dragging_the_slider_changes_image_and_gamma_readout(voila_url):
             assert g1 > g0 and g1 == pytest.approx(slider_readout, abs=0.011)
             assert image.get_attribute("src") != src0
             assert pixels1.shape == pixels0.shape and np.abs(pixels1 - pixels0).sum() > 0
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.locator(".ifcsr-explorer").screenshot(path=str(SCREENSHOT))
+            screenshot.parent.mkdir(parents=True, exist_ok=True)
+            page.locator(".ifcsr-explorer").screenshot(path=str(screenshot))
             widget_errors = [e for e in errors if "widget" in e.lower() or "ifcsr" in e.lower()]
             assert not widget_errors, f"JavaScript errors from the widgets: {widget_errors[:3]}"
         finally:
             browser.close()
-    print(f"gamma {g0:.2f} -> {g1:.2f}; screenshot {SCREENSHOT}")
+    print(f"gamma {g0:.2f} -> {g1:.2f}; screenshot {screenshot}")

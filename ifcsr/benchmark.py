@@ -1,0 +1,671 @@
+"""Real-world benchmark tables: IFCSR, bicubic, baselines and peers' output folders on RealSR/DRealSR.
+
+May import ifcsr.sweep, ifcsr.baselines, ifcsr.metrics, ifcsr.datasets (never matplotlib).
+
+    res = evaluate_benchmark("realsr", compare={"osediff": "results_osediff/"})
+    print(res.text)                  # the table, then the protocol card
+    res.save("out/")                 # table.md/.csv, summary.csv, per_image.csv, provenance.json
+
+One protocol for every row (OSEDiff's `test_metrics.py`, which calls pyiqa): each output is an
+8-bit image (peers' PNG files as they are; our blends and baselines rounded to 8 bits, as a
+saved PNG), scored whole against its HR with the metrics of `ifcsr.metrics`: PSNR and SSIM on
+the Y channel of studio-range BT.601 YCbCr, no border crop. IFCSR's endpoints are inferred once
+per image (cached on disk by `EndpointCache`) and every gamma is a pixel blend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import sys
+import tempfile
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .errors import InputError, MissingFileError
+from .images import ImageError, load_image, to_tensor
+from .sweep import (
+    PAPER_HEADERS,
+    TIDY_COLUMNS,
+    EndpointCache,
+    _safe,
+    _score,
+    as_model,
+    default_cache_dir,
+    describe_model,
+    make_suite,
+    summarize,
+    sweep,
+)
+
+PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
+BASELINE_NAMES = ("realesrgan", "single-stage", "k1", "dni")
+_DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
+             "clipiqa": 3, "fid": 2, "lpips-hed": 4}
+# pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.metrics names
+LOG_METRICS = {"PSNR": "psnr", "SSIM": "ssim", "LPIPS": "lpips", "DISTS": "dists", "CLIPIQA": "clipiqa",
+               "NIQE": "niqe", "MUSIQ": "musiq", "MANIQA": "maniqa-pipal", "FID": "fid"}
+
+
+# ------------------------------------------------------------------------------ the images
+
+
+@dataclass
+class BenchmarkSet:
+    """The pairs scored: dicts {"lr", "hr", "name", "hr_path"}, and where they came from."""
+
+    name: str           # "realsr", "drealsr" or the folder's name
+    root: Path
+    pairs: list
+    total: int          # pairs in the whole set
+    selection: str      # "all 100", "every 10th by name (10 of 100)", ...
+
+    @property
+    def names(self) -> list[str]:
+        return [p["name"] for p in self.pairs]
+
+    def describe(self) -> str:
+        shown = ", ".join(self.names[:6]) + (", ..." if len(self.names) > 6 else "")
+        lr, hr = tuple(self.pairs[0]["lr"].shape[-2:]), tuple(self.pairs[0]["hr"].shape[-2:])
+        return (f"{self.name} ({self.root}): {self.selection}; LR {lr[0]}x{lr[1]} -> HR {hr[0]}x{hr[1]} "
+                f"for the first pair; images: {shown}")
+
+
+def load_benchmark(dataset, *, scale: int = 4, every: int = 1, limit: int | None = None,
+                   names=None) -> BenchmarkSet:
+    """The LR/HR pairs of a test set ("realsr", "drealsr") or of a folder with test_LR/ and
+    test_HR/, paired by file name (without _LR<n>/_HR); an unpaired file or an HR that is not
+    `scale` x its LR is an error. every: keep every k-th pair by name (0, k, 2k, ...);
+    limit: then keep the first `limit`; names: exactly these pairs (by pair name). The
+    selection is said in `selection`."""
+    from .data import PairedFolder
+    from .datasets import DATASETS, resolve_dataset
+
+    if every < 1 or (limit is not None and limit < 1):
+        raise InputError(f"every and limit must be >= 1, got every={every}, limit={limit}")
+    root = resolve_dataset(dataset)
+    ds = PairedFolder(root, scale=scale, strict=True)
+    idx = list(range(0, len(ds), every))[:limit]
+    if names is not None:
+        have = [n for n, _, _ in ds.pairs]
+        unknown = [n for n in names if n not in have]
+        if unknown:
+            raise InputError(f"{root}: no pair named {', '.join(unknown[:5])} (names are file stems "
+                             f"without _LR<n>/_HR, e.g. {have[0]})")
+        idx = [i for i in idx if have[i] in set(names)]
+    pairs = []
+    for i in idx:
+        item = ds[i]
+        item["hr_path"] = ds.pairs[i][2]
+        pairs.append(item)
+    total = len(ds)
+    if len(idx) == total:
+        selection = f"all {total} pairs"
+    else:
+        how = [f"every {every}th pair by name"] if every > 1 else []
+        how += [f"the first {limit}"] if limit is not None else []
+        how += [f"the pairs named {', '.join(ds.pairs[i][0] for i in idx)}"] if names is not None else []
+        selection = ", ".join(how) + f" ({len(idx)} of {total})"
+    name = str(dataset).lower() if str(dataset).lower() in DATASETS else root.name
+    return BenchmarkSet(name, root, pairs, total, selection)
+
+
+def load_outputs(folder, bset: BenchmarkSet, *, label: str = "") -> list[torch.Tensor]:
+    """Another method's outputs for the pairs of `bset`, (1, 3, H, W) each, in pair order.
+
+    Files are matched to pairs by name without _LR<n>/_HR (OSEDiff writes Canon_001_LR4.png
+    for the pair Canon_001). A pair without an output, two outputs for one pair, or an output
+    whose size differs from its HR is an error; outputs of images outside `bset` are ignored
+    when a subset is scored, and warned about otherwise.
+    """
+    from .data import IMAGE_EXTENSIONS, pair_key
+
+    folder = Path(folder)
+    what = f"--compare {label}={folder}" if label else str(folder)
+    if not folder.is_dir():
+        raise MissingFileError(f"{what}: not a folder")
+    by_key: dict[str, Path] = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and p.suffix.lower().lstrip(".") in IMAGE_EXTENSIONS:
+            key = pair_key(p.stem)
+            if key in by_key:
+                raise ImageError(f"{what}: two outputs for {key!r}: {by_key[key].name} and {p.name}")
+            by_key[key] = p
+    missing = [n for n in bset.names if n not in by_key]
+    if missing:
+        raise ImageError(f"{what}: no output for {len(missing)} of {len(bset.names)} pairs "
+                         f"({', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}); "
+                         "outputs are matched by name without _LR<n>/_HR")
+    extra = sorted(set(by_key) - set(bset.names))
+    if extra and len(bset.pairs) == bset.total:
+        warnings.warn(f"{what}: {len(extra)} output(s) match no pair and are ignored: {', '.join(extra[:5])}",
+                      stacklevel=2)
+    outs = []
+    for p in bset.pairs:
+        x = to_tensor(load_image(by_key[p["name"]]))
+        if x.shape[-2:] != p["hr"].shape[-2:]:
+            raise ImageError(f"{what}: {by_key[p['name']].name} is {x.shape[-2]}x{x.shape[-1]} but its HR is "
+                             f"{p['hr'].shape[-2]}x{p['hr'].shape[-1]}")
+        outs.append(x)
+    return outs
+
+
+def parse_compare(items) -> dict[str, Path]:
+    """["osediff=DIR", ...] -> {"osediff": Path(DIR)}; names must be unique."""
+    out: dict[str, Path] = {}
+    for item in items or []:
+        name, sep, folder = str(item).partition("=")
+        if not sep or not name or not folder:
+            raise InputError(f"--compare {item!r}: expected NAME=DIR")
+        if name in out:
+            raise InputError(f"--compare: {name!r} given twice")
+        out[name] = Path(folder)
+    return out
+
+
+def parse_gammas(values) -> list[float]:
+    """Gammas from numbers and START:STOP:STEP ranges ("0:1:0.05" is 21 values)."""
+    out: list[float] = []
+    for v in values or []:
+        s = str(v)
+        if ":" in s:
+            try:
+                a, b, step = (float(t) for t in s.split(":"))
+            except ValueError:
+                raise InputError(f"gamma range {s!r}: expected START:STOP:STEP") from None
+            if step <= 0 or b < a:
+                raise InputError(f"gamma range {s!r}: needs STOP >= START and STEP > 0")
+            n = round((b - a) / step)
+            if abs(a + n * step - b) > 1e-6:
+                raise InputError(f"gamma range {s!r}: STEP does not divide STOP - START")
+            out += [round(a + i * step, 6) for i in range(n + 1)]
+        else:
+            out.append(float(s))
+    bad = [g for g in out if not (math.isfinite(g) and 0 <= g <= 1)]
+    if bad:
+        raise InputError(f"gamma values must be in [0, 1], got {bad}")
+    return sorted(set(out))
+
+
+# ------------------------------------------------------------------------------ OSEDiff's pyiqa log
+
+
+def read_pyiqa_log(path) -> tuple[pd.DataFrame, dict]:
+    """OSEDiff's `test_metrics.py` log -> (per-image values: image, metric, value; the logged
+    means: metric -> value). Image names are pair names (Canon_001_LR4.png -> Canon_001)."""
+    from .data import pair_key
+
+    text = Path(path).read_text()
+    rows = []
+    for m in re.finditer(r"(\S+\.(?:png|jpg|jpeg|bmp|tif|tiff|webp)) \| ([^|]+)\|", text, flags=re.IGNORECASE):
+        image = pair_key(Path(m.group(1)).stem)
+        for name, value in re.findall(r"([A-Z]+): ([-+0-9.eE]+)", m.group(2)):
+            if name in LOG_METRICS:
+                rows.append(dict(image=image, metric=LOG_METRICS[name], value=float(value)))
+    avg = text.split("Average Metrics", 1)
+    means = {}
+    if len(avg) == 2:
+        for name, value in re.findall(r"([A-Z]+): ([-+0-9.eE]+)", avg[1]):
+            if name in LOG_METRICS:
+                means[LOG_METRICS[name]] = float(value)
+    if not rows:
+        raise InputError(f"{path}: no per-image lines found (expected OSEDiff's test_metrics.py log)")
+    return pd.DataFrame(rows, columns=["image", "metric", "value"]), means
+
+
+# ------------------------------------------------------------------------------ output cache
+
+
+class OutputCache:
+    """8-bit outputs of a method that is not inference-free (Real-ESRGAN, DNI), one PNG per
+    (image, point) under ``folder/<method key>/``: a rerun reads them instead of re-running
+    the network. key: what decides the output (weights digest, alpha). folder=None: no cache."""
+
+    def __init__(self, folder, key: str):
+        self.folder = Path(folder) / key[:24] if folder is not None else None
+        self.hits = 0
+        self.calls = 0
+
+    def get(self, name: str, lr: torch.Tensor, point: str, produce) -> torch.Tensor:
+        from .data import quantize
+        from .images import save_image
+        from .sweep import image_fingerprint
+
+        path = None
+        if self.folder is not None:
+            path = self.folder / f"{_safe(name)}-{image_fingerprint(lr)[:12]}-{point}.png"
+            if path.is_file():
+                self.hits += 1
+                return to_tensor(load_image(path))
+        self.calls += 1
+        x = quantize(produce().float().cpu())
+        if path is not None:
+            save_image(x, path)
+        return x
+
+
+# ------------------------------------------------------------------------------ provenance
+
+
+def checkpoint_sha256(folder) -> str:
+    """sha256 over a checkpoint folder's files (names and bytes, sorted), backbone included."""
+    folder = Path(folder)
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    if not files:
+        raise MissingFileError(f"{folder}: empty or missing checkpoint folder")
+    h = hashlib.sha256()
+    for f in files:
+        h.update(str(f.relative_to(folder)).encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()
+
+
+def _versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("ifcsr", "pyiqa", "torch", "numpy", "scipy"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def protocol_card(bset: BenchmarkSet, metrics, unavailable: dict, *, quantized: bool = True) -> str:
+    """The conventions every number of the table was computed with, as markdown bullets."""
+    v = _versions()
+    lines = [
+        f"- Images: {bset.describe()}.",
+        "- Whole images, no border crop (crop_border 0); every output is an 8-bit image: peers' PNG files "
+        "as they are" + ("; IFCSR's blends and the baselines rounded to 8 bits, as a saved PNG." if quantized
+                         else "; IFCSR's blends scored as floats (not quantised)."),
+        "- PSNR, SSIM: Y channel of studio-range BT.601 YCbCr, Y = 16 + (65.481 R + 128.553 G + 24.966 B) "
+        "for RGB in [0, 1], divided by 255 (MATLAB rgb2ycbcr, pyiqa `psnr`/`ssim` with test_y_channel=True, "
+        "color_space='ycbcr', as OSEDiff's and PiSA-SR's evaluation). PSNR: data range 1, no rounding. SSIM: "
+        "Y rounded to 0..255 integers, 11x11 Gaussian window sigma 1.5, no downsampling.",
+    ]
+    if "niqe" in metrics:
+        lines.append("- NIQE: pyiqa `niqe` (Y of YIQ, 96x96 blocks), with the NIQE pristine model shipped in "
+                     "ifcsr/assets when pyiqa's file is not cached; lower is better.")
+    lines.append(f"- Metric code: ifcsr.metrics; pyiqa {v['pyiqa']}, torch {v['torch']}, numpy {v['numpy']}, "
+                 f"scipy {v['scipy']}. Means over the images listed; `n` gives their number per row.")
+    for m, why in unavailable.items():
+        lines.append(f"- {PAPER_HEADERS.get(m, m)} unavailable here: {why}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------------ evaluation
+
+
+@dataclass
+class BenchmarkResult:
+    tidy: pd.DataFrame              # TIDY_COLUMNS, one row per method/image/gamma/metric
+    table: pd.DataFrame             # one row per method (and gamma), one column per metric, plus n
+    unavailable: dict               # metric -> reason
+    skipped: dict                   # method -> reason it did not run
+    card: str                       # the protocol card (markdown)
+    timings: dict = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        return summarize(self.tidy)
+
+    @property
+    def text(self) -> str:
+        lines = [table_cells(self.table, self.unavailable).to_string(), "", "Protocol:", self.card]
+        if self.skipped:
+            lines += ["", "Not run:"] + [f"- {k}: {v}" for k, v in self.skipped.items()]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        cells = table_cells(self.table, self.unavailable)
+        head = "| method | " + " | ".join(cells.columns) + " |"
+        sep = "|---|" + "---|" * len(cells.columns)
+        rows = [f"| {i} | " + " | ".join(r) + " |" for i, r in zip(cells.index, cells.to_numpy())]
+        out = [head, sep, *rows, "", "Protocol:", "", self.card]
+        if self.skipped:
+            out += ["", "Not run:", ""] + [f"- {k}: {v}" for k, v in self.skipped.items()]
+        return "\n".join(out)
+
+    def save(self, out) -> dict:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        files = {"table_md": out / "table.md", "table_csv": out / "table.csv", "summary": out / "summary.csv",
+                 "per_image": out / "per_image.csv", "provenance": out / "provenance.json"}
+        files["table_md"].write_text(self.markdown() + "\n")
+        self.table.to_csv(files["table_csv"])
+        self.summary.to_csv(files["summary"], index=False)
+        self.tidy.to_csv(files["per_image"], index=False)
+        files["provenance"].write_text(json.dumps(dict(meta=self.meta, timings=self.timings,
+                                                       unavailable=self.unavailable, skipped=self.skipped),
+                                                  indent=2, default=str) + "\n")
+        return files
+
+
+def row_label(method: str, gamma) -> str:
+    """"IFCSR gamma=0.2" for a point of a curve, the method's name for a single point (gamma NaN)."""
+    return f"{method} gamma={gamma:g}" if gamma == gamma else method
+
+
+def benchmark_table(tidy: pd.DataFrame, metrics, *, table_gammas=None) -> pd.DataFrame:
+    """Mean per row (method, and gamma for the curves): columns n + metrics. table_gammas:
+    the gammas of the curves to show (default all that were scored)."""
+    summ = summarize(tidy)
+    if table_gammas is not None:
+        keep = summ["gamma"].isna() | summ["gamma"].round(6).isin([round(g, 6) for g in table_gammas])
+        summ = summ[keep]
+    rows = []
+    for r in summ.to_dict("records"):
+        rows.append(dict(method=row_label(r["method"], r["gamma"]), n=int(r["n_images"]),
+                         **{m: r.get(m, np.nan) for m in metrics}))
+    return pd.DataFrame(rows, columns=["method", "n", *metrics]).set_index("method")
+
+
+def table_cells(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
+    """Strings with the paper's decimals; "unavailable" where a metric could not run here."""
+    cells = pd.DataFrame(index=table.index)
+    cells["n"] = [str(int(v)) for v in table["n"]]
+    for m in table.columns:
+        if m == "n":
+            continue
+        head = PAPER_HEADERS.get(m, m)
+        if m in unavailable:
+            cells[head] = "unavailable"
+        else:
+            d = _DECIMALS.get(m, 4)
+            cells[head] = [f"{v:.{d}f}" if pd.notna(v) else "n/a" for v in table[m]]
+    return cells
+
+
+def _frame(suite, x, hr, *, name, gamma, method):
+    return _score(suite, x, hr, image=name, gamma=gamma, method=method)
+
+
+def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_GAMMAS, table_gammas=None,
+                       metrics=None, compare=None, no_model: bool = False, baselines=BASELINE_NAMES,
+                       ablations=None, every: int = 1, limit: int | None = None, names=None, cache="default",
+                       batch_size: int = 4, device=None, progress: bool = True, log=print) -> BenchmarkResult:
+    """Score bicubic, the `compare` folders and (unless no_model) IFCSR at `gammas` plus the
+    `baselines` on a test set, all with one MetricSuite and one protocol (module docstring).
+
+    checkpoint: IFCSR checkpoint folder or model (None: the bundled tiny one). metrics: per-image
+    names (default the paper's; FID is a folder statistic and is scored when its weights are
+    here). compare: {name: folder of outputs}. baselines: any of "realesrgan", "single-stage",
+    "k1", "dni"; ablations: folder holding single_stage/ and k1/ (default analysis/checkpoints
+    next to the package). cache: endpoint and output cache folder ("default", a folder, None).
+    """
+    from .metrics import REGISTRY
+    from .sweep import PAPER_METRICS
+
+    t_start = time.perf_counter()
+    metrics = list(PAPER_METRICS if metrics is None else metrics)
+    for m in metrics:
+        if m not in REGISTRY:
+            raise InputError(f"unknown metric {m!r}; known: {', '.join(REGISTRY)}")
+    unknown = [b for b in baselines if b not in BASELINE_NAMES]
+    if unknown:
+        raise InputError(f"unknown baseline(s) {unknown}; known: {', '.join(BASELINE_NAMES)}")
+    gammas = parse_gammas(gammas)
+    compare = {k: Path(v) for k, v in (compare or {}).items()}
+    for name, folder in compare.items():
+        if not folder.is_dir():  # before any model loads or image is scored
+            raise MissingFileError(f"--compare {name}={folder}: not a folder")
+    bset = load_benchmark(dataset, every=every, limit=limit, names=names)
+    per_image = [m for m in metrics if REGISTRY[m].kind != "dataset"]
+    cache_dir = default_cache_dir() if cache == "default" else cache
+    suite = make_suite(per_image, device=device or "cpu",
+                       min_side=min(min(p["hr"].shape[-2:]) for p in bset.pairs))
+    frames, timings, skipped = [], {}, {}
+    fid_outputs: dict[str, dict] = {}  # row label -> {name: 8-bit tensor}, only when FID runs
+    want_fid = "fid" in metrics
+    unavailable = dict(suite.unavailable)
+    if want_fid:
+        from .metrics import available_metrics
+
+        ok = available_metrics(["fid"]).iloc[0]
+        if not ok["available"]:
+            unavailable["fid"] = ok["reason"]
+            want_fid = False
+        elif len(bset.pairs) < 2:
+            unavailable["fid"] = "needs at least 2 images"
+            want_fid = False
+
+    def score_outputs(method, outs, gamma=float("nan")):
+        t0 = time.perf_counter()
+        for p, x in zip(bset.pairs, outs):
+            frames.append(_frame(suite, x, p["hr"][None], name=p["name"], gamma=gamma, method=method))
+            if want_fid:
+                fid_outputs.setdefault(row_label(method, gamma), {})[p["name"]] = x
+        timings[f"{row_label(method, gamma)} metrics_s"] = time.perf_counter() - t0
+
+    from .baselines import BICUBIC, bicubic_upscale
+    from .data import quantize
+
+    score_outputs(BICUBIC, [quantize(bicubic_upscale(p["lr"][None], 4)) for p in bset.pairs])
+    for name, folder in compare.items():
+        score_outputs(name, load_outputs(folder, bset, label=name))
+
+    meta = dict(dataset=bset.name, root=str(bset.root), selection=bset.selection, images=bset.names,
+                gammas=gammas, metrics=metrics, compare={k: str(v) for k, v in compare.items()},
+                command=" ".join(sys.argv), date=time.strftime("%Y-%m-%d %H:%M:%S %Z"), versions=_versions())
+    if not no_model:
+        model = as_model(checkpoint, device)
+        if model.scale != 4:
+            raise InputError(f"the checkpoint is x{model.scale}; the test sets are x4")
+        ck = checkpoint if isinstance(checkpoint, (str, Path)) else None
+        if ck is None:
+            from .models import BUNDLED_CHECKPOINT
+
+            ck = BUNDLED_CHECKPOINT if checkpoint is None else None
+        meta.update(model=describe_model(model), tiny=model.backbone.is_tiny,
+                    checkpoint=str(ck) if ck else "in-memory model",
+                    checkpoint_sha256=checkpoint_sha256(ck) if ck else None)
+        ends_cache = EndpointCache(model, cache_dir)
+        meta["model_fingerprint"] = ends_cache.fingerprint
+        t0 = time.perf_counter()
+        inferred = ends_cache.fill(bset.pairs, batch_size=batch_size, progress=progress)
+        timings["IFCSR endpoints_s"] = time.perf_counter() - t0
+        timings["IFCSR images_inferred"] = inferred
+        res = sweep(model, bset.pairs, gammas=gammas, suite=suite, cache=ends_cache, progress=progress,
+                    quantize=True)
+        frames.append(res.tidy)
+        timings["IFCSR sweep"] = res.timings
+        if want_fid:
+            for g in gammas:
+                fid_outputs[row_label("IFCSR", g)] = {
+                    p["name"]: quantize(ends_cache.endpoints(p["name"], p["lr"]).blend(g)) for p in bset.pairs}
+        _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, batch_size, progress,
+                       frames, timings, skipped, fid_outputs if want_fid else None, log)
+    tidy = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=TIDY_COLUMNS)
+    table = benchmark_table(tidy, [m for m in metrics], table_gammas=table_gammas)
+    if want_fid:
+        _fid_column(table, fid_outputs, bset, unavailable)
+    timings["total_s"] = time.perf_counter() - t_start
+    card = protocol_card(bset, metrics, unavailable)
+    return BenchmarkResult(tidy, table, unavailable, skipped, card, timings, meta)
+
+
+def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, batch_size, progress,
+                   frames, timings, skipped, fid_outputs, log):
+    from .baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, load_ablation
+
+    def keep(method, gamma, outs):
+        if fid_outputs is not None:
+            fid_outputs[row_label(method, gamma)] = dict(zip(bset.names, outs))
+
+    if "realesrgan" in baselines:
+        from .realesrgan import SHA256, RealESRGANWeightsError, load_realesrgan, upscale
+
+        try:
+            net = load_realesrgan(device=model.device)
+        except (RealESRGANWeightsError, OSError) as err:
+            skipped[REALESRGAN] = str(err)
+            log(f"{REALESRGAN}: not run ({err})")
+        else:
+            oc = OutputCache(None if cache_dir is None else Path(cache_dir) / "outputs",
+                             "realesrgan-" + hashlib.sha256(json.dumps(SHA256, sort_keys=True).encode()).hexdigest())
+            t0 = time.perf_counter()
+            outs = [oc.get(p["name"], p["lr"][None], "x4", lambda p=p: upscale(net, p["lr"][None]))
+                    for p in _bar(bset.pairs, REALESRGAN, progress)]
+            timings[f"{REALESRGAN} s"] = time.perf_counter() - t0
+            timings[f"{REALESRGAN} network_calls"] = oc.calls
+            for p, x in zip(bset.pairs, outs):
+                frames.append(_frame(suite, x, p["hr"][None], name=p["name"], gamma=float("nan"), method=REALESRGAN))
+            keep(REALESRGAN, float("nan"), outs)
+            del net
+    folder = Path(ablations) if ablations is not None else Path(__file__).resolve().parents[1] / "analysis" / "checkpoints"
+    for key, sub, method in (("single-stage", "single_stage", SINGLE_STAGE), ("k1", "k1", K1)):
+        if key not in baselines:
+            continue
+        try:
+            other = load_ablation(folder / sub, device=model.device)
+        except (FileNotFoundError, ValueError) as err:
+            skipped[method] = str(err)
+            log(f"{method}: not run ({err})")
+            continue
+        oc = EndpointCache(other, cache_dir)
+        t0 = time.perf_counter()
+        oc.fill(bset.pairs, batch_size=batch_size, progress=progress)
+        res = sweep(other, bset.pairs, gammas=gammas, suite=suite, cache=oc, method=method, progress=progress,
+                    quantize=True)
+        timings[f"{method} s"] = time.perf_counter() - t0
+        frames.append(res.tidy)
+        if fid_outputs is not None:
+            from .data import quantize
+
+            for g in gammas:
+                keep(method, g, [quantize(oc.endpoints(p["name"], p["lr"]).blend(g)) for p in bset.pairs])
+    if "dni" in baselines:
+        from .sweep import model_fingerprint
+
+        fp = model_fingerprint(model)
+        t0 = time.perf_counter()
+        with LoraInterpolation(model) as dni:
+            for g in gammas:
+                oc = OutputCache(None if cache_dir is None else Path(cache_dir) / "outputs", f"dni-{fp}")
+                outs = [oc.get(p["name"], p["lr"][None], f"a{g:.4f}",
+                               lambda p=p, g=g: dni.infer(p["lr"][None], [g])[0])
+                        for p in _bar(bset.pairs, f"DNI gamma={g:g}", progress)]
+                for p, x in zip(bset.pairs, outs):
+                    frames.append(_frame(suite, x, p["hr"][None], name=p["name"], gamma=g, method=DNI))
+                keep(DNI, g, outs)
+        timings[f"{DNI} s"] = time.perf_counter() - t0
+
+
+def _bar(items, desc, progress):
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc=desc, disable=not progress)
+
+
+def _fid_column(table, fid_outputs, bset, unavailable):
+    from .images import save_image
+    from .metrics import MetricUnavailableError, fid_between
+
+    with tempfile.TemporaryDirectory(prefix="ifcsr-fid-") as tmp:
+        hr_dir = Path(tmp) / "hr"
+        for p in bset.pairs:
+            save_image(p["hr"], hr_dir / f"{_safe(p['name'])}.png")
+        try:
+            for i, (label, outs) in enumerate(fid_outputs.items()):
+                if label not in table.index:
+                    continue
+                d = Path(tmp) / f"row{i}"
+                for name, x in outs.items():
+                    save_image(x, d / f"{_safe(name)}.png")
+                table.loc[label, "fid"] = fid_between(d, hr_dir)
+        except MetricUnavailableError as err:
+            unavailable["fid"] = str(err)
+            table["fid"] = np.nan
+
+
+# ------------------------------------------------------------------------------ command line
+
+
+def add_dataset_arguments(p):
+    """Options of `ifcsr evaluate` that apply with --dataset (added to its parser)."""
+    g = p.add_argument_group("real-world test sets (with --dataset)")
+    g.add_argument("--dataset", default=None,
+                   help="realsr, drealsr, or a folder with test_LR/ and test_HR/ (paired by name)")
+    g.add_argument("--gammas", nargs="+", default=None, metavar="G",
+                   help="IFCSR gammas on top of the paper's 0 0.2 0.6 1: numbers or START:STOP:STEP (0:1:0.05)")
+    g.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
+                   help="a folder of another method's outputs, scored the same way (repeatable)")
+    g.add_argument("--no-model", action="store_true", help="only bicubic and the --compare folders: no network")
+    g.add_argument("--baselines", nargs="*", default=list(BASELINE_NAMES), choices=BASELINE_NAMES,
+                   help="baselines to run (default all; single-stage and k1 need their checkpoints)")
+    g.add_argument("--ablations", default=None, help="folder with single_stage/ and k1/ (default analysis/checkpoints)")
+    g.add_argument("--every", type=int, default=1, help="score every k-th pair by name (default 1: all)")
+    g.add_argument("--limit", type=int, default=None, help="score at most this many pairs")
+    g.add_argument("--images", nargs="+", default=None, metavar="NAME", help="score only these pairs (by name)")
+    g.add_argument("--batch-size", type=int, default=4, help="LR images per network call (default 4)")
+
+
+def main_evaluate_dataset(args) -> int:
+    from .sweep import PAPER_METRICS
+
+    explicit_gamma = args.gamma is not None
+    gammas = list(PAPER_TABLE_GAMMAS) + parse_gammas(args.gammas or []) + (list(args.gamma) if explicit_gamma else [])
+    t0 = time.perf_counter()
+    res = evaluate_benchmark(args.dataset, checkpoint=args.checkpoint, gammas=gammas,
+                             metrics=args.metrics or list(PAPER_METRICS), compare=parse_compare(args.compare),
+                             no_model=args.no_model, baselines=args.baselines, ablations=args.ablations,
+                             every=args.every, limit=args.limit, names=args.images, cache=None if str(args.cache).lower() == "none"
+                             else args.cache, batch_size=args.batch_size, device=args.device)
+    wall = time.perf_counter() - t0
+    res.timings["wall_s"] = wall
+    title = res.meta.get("model", "no model (--no-model)")
+    print(f"{res.meta['dataset']}: {res.meta['selection']}; IFCSR: {title}")
+    print(res.text)
+    files = res.save(args.out)
+    print(f"wall time {wall:.1f} s; wrote " + ", ".join(str(f) for f in files.values()))
+    return 0
+
+
+# ------------------------------------------------------------------------------ reading saved results
+
+
+def load_results(folder=None) -> dict:
+    """The RealSR results written by analysis/paper_table.py: {"summary", "per_image", "table"}
+    DataFrames (and "markdown", the table's text). folder: default analysis/results next to
+    the package."""
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "analysis" / "results"
+    files = {"summary": folder / "realsr_summary.csv", "per_image": folder / "realsr_per_image.csv",
+             "table": folder / "paper_table.csv", "markdown": folder / "paper_table.md"}
+    missing = [str(f) for f in files.values() if not f.is_file()]
+    if missing:
+        raise MissingFileError(f"no RealSR results: {', '.join(missing)} missing; run analysis/paper_table.py")
+    out = {k: pd.read_csv(files[k]) for k in ("summary", "per_image", "table")}
+    out["summary"]["gamma_map"] = out["summary"]["gamma_map"].fillna("")
+    out["markdown"] = files["markdown"].read_text()
+    return out
+
+
+def best_gamma_per_image(tidy: pd.DataFrame, metrics=("psnr", "niqe"), *, method: str = "IFCSR") -> pd.DataFrame:
+    """For each image and metric, the gamma of `method`'s curve with the best value (the lowest
+    for lower-is-better metrics): columns image, metric, best_gamma, best, at_0, at_1.
+    Ties go to the smallest gamma."""
+    from .metrics import REGISTRY
+
+    t = tidy[(tidy["method"] == method) & tidy["gamma_map"].fillna("").eq("") & tidy["metric"].isin(metrics)]
+    if t.empty:
+        raise InputError(f"no {method!r} values for {list(metrics)} in the table")
+    rows = []
+    for (image, metric), g in t.groupby(["image", "metric"], sort=True):
+        g = g.sort_values("gamma")
+        vals = g["value"].to_numpy(float)
+        i = int(np.argmin(vals) if REGISTRY[metric].lower_better else np.argmax(vals))
+        gam = g["gamma"].to_numpy(float)
+        rows.append(dict(image=image, metric=metric, best_gamma=gam[i], best=vals[i],
+                         at_0=vals[np.argmin(np.abs(gam))], at_1=vals[np.argmin(np.abs(gam - 1))]))
+    return pd.DataFrame(rows, columns=["image", "metric", "best_gamma", "best", "at_0", "at_1"])

@@ -35,6 +35,10 @@ def _requested_command(argv) -> str | None:
     return None
 
 
+# Commands whose module needs torch take their options from this light module instead.
+OPTIONS = {"sweep": "ifcsr.options", "evaluate": "ifcsr.options", "bench": "ifcsr.options"}
+
+
 def build_parser(argv=None) -> argparse.ArgumentParser:
     """The parser. With argv, only that command's options are built (and its module imported);
     without, every command's (slow: imports every command module)."""
@@ -52,7 +56,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         p.set_defaults(_module=module, _command=name)
         if argv is not None and name != wanted:
             continue  # its options are built only when it is the command being run
-        mod = importlib.import_module(module)
+        mod = importlib.import_module(OPTIONS.get(name, module))
         adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
         adder(p)
         p.set_defaults(_module=module, _command=name)

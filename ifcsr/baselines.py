@@ -248,9 +248,9 @@ class SingleStageTrainer(Trainer):
     """The paper's single-stage ablation: stage 2 trains f_phi ALONE,
     min_phi L_s(f_phi(x_L), x_H; w_inc), on its own output instead of the blend."""
 
-    def _stage_loss(self, stage, lr, hr, g):
+    def _stage_loss(self, stage, lr, hr, gamma=None):
         if stage != 2:
-            return super()._stage_loss(stage, lr, hr, g)
+            return super()._stage_loss(stage, lr, hr, gamma)
         model = self.model
         x_up = model.prepare(lr)
         real = self._color_fixed(model.branch(x_up, "realism"), x_up)  # encode without grad, UNet + decode with

@@ -10,8 +10,11 @@ Parts (each a list of rows in one table and one CSV):
      single-branch inference.
   c  a training step of stage 1 and stage 2 (tiny backbone, CPU): time and peak memory.
   d  large images: time and peak RSS with and without tiling, each in a fresh subprocess.
-  e  on a GPU: a backbone with SD 2.1-base's exact configuration (random weights, no
-     download), fp16, 512x512: endpoint inference time, peak GPU memory, the blend.
+  e  (`--parts sd`) on a GPU: a backbone with SD 2.1-base's exact configuration (random
+     weights, no download): at 512x512 fp16, one branch vs both endpoints batched and
+     sequential, the blend, the peers' control; a training step of stages 1 and 2 at batch 4,
+     512 px crops, bf16 autocast, with and without gradient checkpointing: time and peak GPU
+     memory. Without a GPU it prints what it would measure (`sd_plan`) and that none is present.
 
 Every time is the median of `repeats` runs after a warm-up; the machine, the thread count
 and the load average at the start are recorded in every row. Parts a-d run on the CPU.
@@ -74,6 +77,10 @@ class BenchConfig:
     threads: int | None = None               # torch threads (None: leave as is)
     checkpoint: str | None = None            # None: bundled checkpoint if present, else random weights
     gpu_size: int = 512                      # part e output side
+    train_batch_gpu: int = 4                 # part e training step: the paper's batch 4 ...
+    train_crop_gpu: int = 512                # ... of 512 px HR crops
+    train_steps_gpu: int = 6                 # part e: steps per stage and setting (the first warms up)
+    train_precision_gpu: str = "bf16"        # part e: autocast of the training steps (the paper preset's)
     quick: bool = False
     progress: bool = False
     extra: dict = field(default_factory=dict)
@@ -545,65 +552,170 @@ def sd21_base_model(device="cuda", dtype=torch.float16, seed: int = 0):
     return model.eval()
 
 
-@torch.no_grad()
-def part_e(bc: BenchConfig, log=print) -> list[dict]:
-    if not torch.cuda.is_available():
-        return [_row("e", "GPU: SD 2.1-base-sized endpoints, fp16", bc.gpu_size, None, note="skipped: no GPU")]
+def sd_plan(bc: BenchConfig) -> list[str]:
+    """What part e (`--parts sd`) measures on a GPU, in words (printed when there is none)."""
+    S, B, C = bc.gpu_size, bc.train_batch_gpu, bc.train_crop_gpu
+    return [
+        f"one branch (single adapter) at {S} px, fp16: time and peak GPU memory",
+        f"both endpoints at {S} px, fp16, batched (one UNet pass over both adapters, one decode) and "
+        "sequential (two passes, two decodes), each against one branch",
+        f"the IFCSR blend of the cached endpoints at {S} px against a plain copy; PiSA-SR-style latent "
+        "control and DNI weight interpolation per change of the control",
+        f"a training step of stage 1 and of stage 2 at batch {B}, {C} px HR crops, bf16 autocast with float32 "
+        "LoRA weights, without and with gradient checkpointing: median time and peak GPU memory",
+        "both endpoints at " + ", ".join(f"{L} px" for L in bc.extra.get("gpu_large", (2048,))) +
+        ", tiled and untiled",
+    ]
+
+
+class RandomPairs(torch.utils.data.Dataset):
+    """HR/LR pairs of random pixels, seeded by index: the GPU's training step without the cost of
+    the Real-ESRGAN degradations (those run in DataLoader workers, on the CPU)."""
+
+    def __init__(self, n: int, crop: int, scale: int = 4):
+        self.n, self.crop, self.scale = n, crop, scale
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        g = torch.Generator().manual_seed(i)
+        hr = torch.rand(1, 3, self.crop, self.crop, generator=g)
+        lr = torch.nn.functional.interpolate(hr, scale_factor=1 / self.scale, mode="bicubic", antialias=True)
+        return {"hr": hr[0], "lr": lr[0].clamp(0, 1)}
+
+
+def _peak_mb(device) -> float | None:
+    return torch.cuda.max_memory_allocated() / 2**20 if torch.device(device).type == "cuda" else None
+
+
+def _reset_peak(device) -> None:
+    if torch.device(device).type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def sd_training_rows(model, *, device, batch: int, crop: int, steps: int, mixed_precision: str, note: str,
+                     log=print) -> list[dict]:
+    """Training step time and peak memory of stages 1 and 2, without and with gradient checkpointing.
+
+    The frozen backbone runs in the autocast dtype and the LoRA parameters in float32 (the paper
+    preset's setting); the time is the median of `steps - 1` steps after a warm-up step."""
+    from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
+
+    from .losses import FeatureNetworkError, build_feature_net, needs_feature_net
+    from .train import Trainer
+
+    if not needs_feature_net(model.config.loss):
+        fnet, fname = None, "none (pixel MSE only)"
+    else:
+        try:  # the paper's LPIPS-VGG; a random VGG16 has the same cost where its weights are absent
+            fnet, fname = build_feature_net("vgg"), "vgg (LPIPS, ImageNet VGG16)"
+        except (FeatureNetworkError, OSError):
+            fnet, fname = build_feature_net("vgg-random"), "vgg-random (same cost as LPIPS-VGG; ImageNet weights absent)"
+    # One process, this bench's own precision: a fresh accelerate state (it is process-wide).
+    AcceleratorState._reset_state(True)
+    acc = Accelerator(cpu=torch.device(device).type == "cpu", mixed_precision=mixed_precision)
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mixed_precision, torch.float32)
+    model.to(device, dtype)
+    data = RandomPairs(batch * (steps + 1), crop, model.scale)
+    rows = []
+    for ckpt in (False, True):
+        for stage in (1, 2):
+            sc = replace(model.config.stage1, steps=steps, batch_size=batch, crop_size=crop, checkpoint_every=0,
+                         grad_accum=1)
+            cfg = replace(model.config, stage1=sc, stage2=sc, mixed_precision=mixed_precision,
+                          gradient_checkpointing=ckpt, num_workers=0)
+            trainer = Trainer(model, data, config=cfg, feature_net=fnet, progress=False, accelerator=acc)
+            _reset_peak(device)
+            hist = trainer.train_stage(stage, steps=steps)
+            secs = [r["seconds"] for r in hist[1:]] or [hist[0]["seconds"]]  # the first step warms up
+            what = "fidelity LoRA" if stage == 1 else "realism LoRA on the blend"
+            rows.append(_row("e", f"training step, stage {stage} ({what}), gradient checkpointing "
+                                  f"{'on' if ckpt else 'off'}", crop, statistics.median(secs), repeats=len(secs),
+                             peak_mb=_peak_mb(device),
+                             note=f"{note}; batch {batch}; {mixed_precision} autocast, float32 LoRA; loss "
+                                  f"features {fname}; random pixels (no degradation cost)"))
+            log(f"e: stage {stage}, checkpointing {'on' if ckpt else 'off'}: {rows[-1]['seconds']:.3f} s/step, "
+                f"peak {rows[-1]['peak_mb'] or float('nan'):.0f} MB")
+        model.unet.disable_gradient_checkpointing()
+        model.vae.disable_gradient_checkpointing()
+    model.history = []
+    return rows
+
+
+def measure_sd(model, bc: BenchConfig, *, device, log=print, note: str = "") -> list[dict]:
+    """Part e's measurements on `model` (SD 2.1-base-shaped on a GPU; any IFCSR for a CPU check)."""
     from .blend import blend
 
-    dev = "cuda"
-    name = torch.cuda.get_device_name()
-    t0 = time.perf_counter()
-    model = sd21_base_model(dev)
-    log(f"e: SD 2.1-base-sized model built in {time.perf_counter() - t0:.0f} s on {name}")
     rows = []
     S = bc.gpu_size
-    lr = photo_lr(S // model.scale).to(dev)
-    reps = max(bc.repeats, 10)
-    for measure, fn in (("single branch", lambda: model.infer_branch(lr, "fidelity")),
-                        ("both endpoints, batched", lambda: model.infer(lr, batched=True)),
-                        ("both endpoints, sequential", lambda: model.infer(lr, batched=False))):
-        fn()
-        torch.cuda.reset_peak_memory_stats()
-        t = median_time(fn, reps, warmup=2, device=dev)
-        peak = torch.cuda.max_memory_allocated() / 2**20
-        rows.append(_row("e", f"GPU {measure}, SD 2.1-base config fp16", S, t, repeats=reps, peak_mb=peak,
-                         note=f"{name}; peak_mb = GPU memory"))
-    t_single = rows[0]["seconds"]
-    for r in rows[1:]:
-        r.update(ratio=r["seconds"] / t_single, ratio_of="/ single branch", target="<= 1.6",
-                 met=_met(r["seconds"] <= 1.6 * t_single))
-    ends = model.infer(lr)
-    f, r_ = ends.fidelity, ends.realism
-    buf = torch.empty_like(f)
-    gammas = itertools.cycle(np.linspace(0.05, 0.95, 19).tolist())
-    n = max(bc.blend_repeats, 100)
-    t_copy = median_time(lambda: buf.copy_(f), n, warmup=10, device=dev)
-    t_blend = median_time(lambda: blend(f, r_, next(gammas), out=buf), n, warmup=10, device=dev)
-    rows.append(_row("e", "GPU copy of the output, float32", S, t_copy, repeats=n, note=name))
-    rows.append(_row("e", "GPU IFCSR blend, float32 (out=)", S, t_blend, repeats=n, ratio=t_blend / t_copy,
-                     ratio_of="blend / float32 copy", note=f"{name}; includes a synchronise per change"))
-    z_L = _encode(model, lr, None)
-    t_pisa = median_time(lambda: latent_control(model, z_L, next(gammas)), reps, warmup=2, device=dev)
-    with WeightInterpolation(model) as dni:
-        t_dni = median_time(lambda: dni.change(z_L, next(gammas)), reps, warmup=2, device=dev)
-    rows.append(_row("e", "GPU latent control (PiSA-SR): 2 UNet + decode", S, t_pisa, repeats=reps,
-                     ratio=t_pisa / t_blend, ratio_of="x IFCSR GPU blend", note=name))
-    rows.append(_row("e", "GPU weight interp. (DNI): merge + UNet + decode", S, t_dni, repeats=reps,
-                     ratio=t_dni / t_blend, ratio_of="x IFCSR GPU blend", note=name))
-    for L in bc.extra.get("gpu_large", (2048,)):
-        lr_l = photo_lr(L // model.scale).to(dev)
-        for tile in (True, False):
-            fn = lambda: model.infer(lr_l, tile=tile)
+    lr = photo_lr(S // model.scale).to(device)
+    gpu = torch.device(device).type == "cuda"
+    reps, warm = (max(bc.repeats, 10), 2) if gpu else (bc.repeats, 1)  # CPU: a check of the code, not a figure
+    with torch.no_grad():
+        for measure, fn in (("single branch", lambda: model.infer_branch(lr, "fidelity")),
+                            ("both endpoints, batched", lambda: model.infer(lr, batched=True)),
+                            ("both endpoints, sequential", lambda: model.infer(lr, batched=False))):
             fn()
-            torch.cuda.reset_peak_memory_stats()
-            t = median_time(fn, 2, warmup=0, device=dev)
-            rows.append(_row("e", f"GPU both endpoints, {'tiled' if tile else 'untiled'}, SD 2.1-base config fp16",
-                             L, t, repeats=2, peak_mb=torch.cuda.max_memory_allocated() / 2**20,
-                             note=f"{name}; peak_mb = GPU memory"))
+            _reset_peak(device)
+            t = median_time(fn, reps, warmup=warm, device=device)
+            rows.append(_row("e", f"GPU {measure}, SD 2.1-base config fp16", S, t, repeats=reps,
+                             peak_mb=_peak_mb(device), note=f"{note}; peak_mb = GPU memory"))
+        t_single = rows[0]["seconds"]
+        for r in rows[1:]:
+            r.update(ratio=r["seconds"] / t_single, ratio_of="/ single branch", target="<= 1.6",
+                     met=_met(r["seconds"] <= 1.6 * t_single))
+        ends = model.infer(lr)
+        f, r_ = ends.fidelity, ends.realism
+        buf = torch.empty_like(f)
+        gammas = itertools.cycle(np.linspace(0.05, 0.95, 19).tolist())
+        n = max(bc.blend_repeats, 100) if gpu else bc.blend_repeats
+        t_copy = median_time(lambda: buf.copy_(f), n, warmup=10, device=device)
+        t_blend = median_time(lambda: blend(f, r_, next(gammas), out=buf), n, warmup=10, device=device)
+        rows.append(_row("e", "GPU copy of the output, float32", S, t_copy, repeats=n, note=note))
+        rows.append(_row("e", "GPU IFCSR blend, float32 (out=)", S, t_blend, repeats=n, ratio=t_blend / t_copy,
+                         ratio_of="blend / float32 copy", note=f"{note}; includes a synchronise per change"))
+        z_L = _encode(model, lr, None)
+        t_pisa = median_time(lambda: latent_control(model, z_L, next(gammas)), reps, warmup=warm, device=device)
+        with WeightInterpolation(model) as dni:
+            t_dni = median_time(lambda: dni.change(z_L, next(gammas)), reps, warmup=warm, device=device)
+        rows.append(_row("e", "GPU latent control (PiSA-SR): 2 UNet + decode", S, t_pisa, repeats=reps,
+                         ratio=t_pisa / t_blend, ratio_of="x IFCSR GPU blend", note=note))
+        rows.append(_row("e", "GPU weight interp. (DNI): merge + UNet + decode", S, t_dni, repeats=reps,
+                         ratio=t_dni / t_blend, ratio_of="x IFCSR GPU blend", note=note))
+        for L in bc.extra.get("gpu_large", (2048,)):
+            lr_l = photo_lr(L // model.scale).to(device)
+            for tile in (True, False):
+                fn = lambda: model.infer(lr_l, tile=tile)
+                fn()
+                _reset_peak(device)
+                t = median_time(fn, 2, warmup=0, device=device)
+                rows.append(_row("e", f"GPU both endpoints, {'tiled' if tile else 'untiled'}, SD 2.1-base config fp16",
+                                 L, t, repeats=2, peak_mb=_peak_mb(device), note=f"{note}; peak_mb = GPU memory"))
     log(f"e: single {t_single * 1e3:.1f} ms, batched {rows[1]['seconds'] * 1e3:.1f} ms, "
         f"blend {t_blend * 1e6:.0f} us")
+    rows += sd_training_rows(model, device=device, batch=bc.train_batch_gpu, crop=bc.train_crop_gpu,
+                             steps=bc.train_steps_gpu, mixed_precision=bc.train_precision_gpu, note=note, log=log)
     return rows
+
+
+def part_e(bc: BenchConfig, log=print) -> list[dict]:
+    """SD 2.1-base-shaped model (random weights, no download) on the GPU: see `sd_plan`."""
+    if not torch.cuda.is_available():
+        log("e (--parts sd): no GPU present (torch.cuda.is_available() is False), nothing measured. "
+            "On a GPU this part builds SD 2.1-base's exact UNet and VAE with random weights and measures:")
+        for line in sd_plan(bc):
+            log(f"  - {line}")
+        return [_row("e", "GPU: SD 2.1-base-sized endpoints and training steps", bc.gpu_size, None,
+                     note="skipped: no GPU")]
+    name = torch.cuda.get_device_name()
+    t0 = time.perf_counter()
+    model = sd21_base_model("cuda")
+    log(f"e: SD 2.1-base-sized model built in {time.perf_counter() - t0:.0f} s on {name}")
+    return measure_sd(model, bc, device="cuda", log=log, note=name)
 
 
 # --------------------------------------------------------------------------- run, table, CLI
@@ -615,10 +727,10 @@ def run(bc: BenchConfig, log=print, csv_path=None) -> list[dict]:
     if bc.threads:
         torch.set_num_threads(bc.threads)
     info = machine_info()
-    parts = set(bc.parts)
+    parts = {"e" if p == "sd" else p for p in bc.parts}  # "sd": the SD 2.1-base-sized GPU part
     unknown = parts - set("abcde")
     if unknown:
-        raise InputError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e")
+        raise InputError(f"unknown parts {sorted(unknown)}; choose from a, b, c, d, e (sd = e)")
     model = weights = None
     if parts & {"a", "b", "c", "d"}:
         model, weights = load_model(bc.checkpoint)
@@ -694,7 +806,9 @@ def _sizes(text: str) -> tuple[int, ...]:
 
 def add_arguments(p) -> None:
     p.add_argument("--quick", action="store_true", help="CI-sized run: small images, few repeats (about a minute)")
-    p.add_argument("--parts", default="a,b,c,d,e", help="comma-separated subset of a,b,c,d,e")
+    p.add_argument("--parts", default="a,b,c,d,e",
+                   help="comma-separated subset of a,b,c,d,e; sd = e (SD 2.1-base-sized, GPU: endpoints, blend, "
+                        "training steps and peak memory)")
     p.add_argument("--out", default="bench-results", help="folder for benchmarks.csv")
     p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: bundled, else random weights)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

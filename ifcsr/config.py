@@ -94,11 +94,17 @@ class StageConfig:
     lr_schedule: str = "constant"   # "constant" (paper) or "cosine": half a cosine from lr down to lr_min
     lr_min_ratio: float = 0.05      # cosine only: lr_min = lr_min_ratio * lr, reached at the last step
     init_from: str | None = None    # start this stage's adapter as a copy of another (stage 2: "fidelity")
+    # Micro-batches per optimiser step. batch_size is per process (as in diffusers' scripts), so one
+    # step sees batch_size * processes * grad_accum samples: the paper's 4 is batch 4 on one GPU,
+    # batch 1 on four, or batch 2 with grad_accum 2 on one card that only fits 2.
+    grad_accum: int = 1
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
         if self.steps < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise InputError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
+        if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
+            raise InputError(f"grad_accum must be an integer >= 1, got {self.grad_accum!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise InputError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if not 0.0 <= self.lr_min_ratio <= 1.0:
@@ -140,7 +146,45 @@ class TrainConfig:
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
     degradation: str = "realesrgan"  # "realesrgan" (second-order, OSEDiff params) or "bicubic"
-    data: str = "samples"            # "samples" (scikit-image training photos) or a folder of images
+    # "samples" (scikit-image training photos), a folder of images, or several folders mixed
+    # (the paper: LSDIR and the first 10k FFHQ). None: no default, a folder must be given.
+    data: str | tuple[str, ...] | None = "samples"
+    data_ratio: tuple[float, ...] | None = None  # share of each folder (None: by image count, as concatenating them)
+    data_limit: tuple[int, ...] | None = None    # first N images (sorted names) of each folder, 0 = all
+    # Runtime of stages 1-2 (accelerate): "no", "bf16" or "fp16" autocast; the LoRA parameters
+    # stay float32 (diffusers' cast_training_params) and the frozen backbone is loaded in the
+    # autocast dtype by train_recipe.
+    mixed_precision: str = "no"
+    gradient_checkpointing: bool = False  # recompute UNet and VAE-decoder activations in backward
+    num_workers: int = 0             # DataLoader worker processes (crops and degradations)
+
+    def __post_init__(self):
+        if isinstance(self.data, (list, tuple)):
+            object.__setattr__(self, "data", tuple(str(d) for d in self.data))
+            if not self.data:
+                raise InputError("data: an empty list of folders")
+        for name in ("data_ratio", "data_limit"):
+            v = getattr(self, name)
+            if v is not None:
+                object.__setattr__(self, name, tuple(v))
+        n = len(self.data) if isinstance(self.data, tuple) else 1
+        if self.data_ratio is not None and (len(self.data_ratio) != n or any(r < 0 for r in self.data_ratio)
+                                            or sum(self.data_ratio) <= 0):
+            raise InputError(f"data_ratio must give one non-negative share per data folder ({n}), "
+                             f"not all zero; got {self.data_ratio}")
+        if self.data_limit is not None and (len(self.data_limit) != n or any(int(k) < 0 for k in self.data_limit)):
+            raise InputError(f"data_limit must give one count >= 0 per data folder ({n}); got {self.data_limit}")
+        if self.mixed_precision not in ("no", "bf16", "fp16"):
+            raise InputError(f"mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}")
+        if self.num_workers < 0:
+            raise InputError(f"num_workers must be >= 0, got {self.num_workers}")
+
+    @property
+    def data_folders(self) -> tuple[str, ...]:
+        """The training folders (empty for the sample photos or when none is set)."""
+        if self.data is None or self.data == "samples":
+            return ()
+        return self.data if isinstance(self.data, tuple) else (self.data,)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -153,9 +197,9 @@ class TrainConfig:
         if not isinstance(d, dict):
             raise ConfigError(f"{source}: expected a JSON object with sections {list(SECTIONS)}, "
                               f"got {type(d).__name__}")
-        unknown = sorted(set(d) - set(SECTIONS) - {"degradation", "data"})
+        unknown = sorted(set(d) - set(SECTIONS) - set(TOP_KEYS))
         if unknown:
-            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {list(SECTIONS) + ['degradation', 'data']}")
+            raise ConfigError(f"{source}: unknown key(s) {unknown}; known: {list(SECTIONS) + list(TOP_KEYS)}")
         parts = {}
         for name, klass in SECTIONS.items():
             if name not in d:
@@ -164,10 +208,13 @@ class TrainConfig:
                 raise ConfigError(f"{source}: the {name!r} section is missing; the checkpoint is incomplete "
                                   "(copy it again, or restore the section from the config it was trained with)")
             parts[name] = _section(klass, d[name], f"{source}: {name}")
-        top = {k: d[k] for k in ("degradation", "data") if k in d}
+        top = {k: d[k] for k in TOP_KEYS if k in d}
+        missing = [k for k in TOP_KEYS if k not in d and k not in OPTIONAL_KEYS["TrainConfig"]]
+        if missing:
+            raise ConfigError(f"{source}: missing key(s) {missing}; the config is incomplete")
+        fields = {f.name: f for f in dataclasses.fields(cls)}
         for k, v in top.items():
-            if not isinstance(v, str):
-                raise ConfigError(f"{source}: {k} must be a string, got {v!r}")
+            check_type(v, fields[k].type, f"{source}: {k}")
         try:
             return cls(**parts, **top)
         except (TypeError, ValueError) as err:
@@ -201,9 +248,12 @@ def config_diff(have: dict, want: dict, *, ignore=("model.backbone",)) -> list[s
         return out
 
     a, b = flat(json.loads(json.dumps(have))), flat(json.loads(json.dumps(want)))
-    keys = sorted((set(a) | set(b)) - set(ignore))
+    keys = sorted((set(a) | set(b)) - set(ignore) - set(RUNTIME_KEYS))
     return [f"{k}: {a.get(k, '(absent)')!r} -> {b.get(k, '(absent)')!r}" for k in keys if a.get(k) != b.get(k)]
 
+
+# How a run executes, not what it computes: a resumed run may change them (more workers, another card).
+RUNTIME_KEYS = ("num_workers", "gradient_checkpointing", "stage1.checkpoint_every", "stage2.checkpoint_every")
 
 SECTIONS = {"model": ModelConfig, "loss": LossConfig, "stage0": Stage0Config,
             "stage1": StageConfig, "stage2": StageConfig}
@@ -211,11 +261,16 @@ SECTIONS = {"model": ModelConfig, "loss": LossConfig, "stage0": Stage0Config,
 # Keys a saved config may omit (README, "When something goes wrong"). Each came after the
 # first checkpoints, and its default reproduces what those checkpoints did. Everything else is
 # required: a missing `color_fix` would silently switch the colour fix off.
+TOP_KEYS = ("degradation", "data", "data_ratio", "data_limit", "mixed_precision", "gradient_checkpointing",
+            "num_workers")
+
 OPTIONAL_KEYS = {
-    "TrainConfig": ("stage0", "degradation", "data"),  # stage 0 exists only for the tiny backbone
+    # stage 0 exists only for the tiny backbone; the data mix and the runtime keys came with issue 15
+    "TrainConfig": ("stage0", "degradation", "data", "data_ratio", "data_limit", "mixed_precision",
+                    "gradient_checkpointing", "num_workers"),
     "ModelConfig": ("color_fix_levels", "revision", "variant"),
     "LossConfig": ("random_seed", "color_fix_levels"),
-    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from"),
+    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum"),
     "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
 }
 

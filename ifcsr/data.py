@@ -591,7 +591,10 @@ class ImageFolder(Dataset):
     """Random HR crops from every image under ``root`` (recursive) and their degraded LR.
 
     Items: {"hr": (3, crop, crop), "lr": (3, crop/scale, crop/scale), "name": path
-    relative to root}. Crops and flips are deterministic for (seed, index).
+    relative to root}. Crop, flips and degradation are drawn from (seed, epoch, index):
+    `set_epoch(e)` gives every file a fresh crop and degradation each epoch, as Real-ESRGAN
+    training does, and a resumed run that sets the same epoch sees the same items.
+    ``limit`` keeps the first N files in sorted order (the paper: the first 10k of FFHQ).
 
     Unreadable, truncated, non-image and too-small files are skipped with one warning at
     init (``strict=True`` raises instead). ``verify=False`` reads headers only, which is
@@ -603,7 +606,7 @@ class ImageFolder(Dataset):
     def __init__(self, root, *, crop_size: int = 128, scale: int = 4, degradation=None,
                  min_size: int | None = None, strict: bool = False, seed: int = 0,
                  extensions: Sequence[str] = IMAGE_EXTENSIONS, length: int | None = None,
-                 vflip: bool = False, verify: bool = True):
+                 vflip: bool = False, verify: bool = True, limit: int | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
             raise MissingFileError(f"{self.root}: no such folder")
@@ -614,9 +617,11 @@ class ImageFolder(Dataset):
         if self.min_size < crop_size:
             raise InputError(f"min_size {self.min_size} is below crop_size {crop_size}: crops would not fit")
 
+        if limit is not None and limit < 1:
+            raise ValueError(f"limit must be positive (or None for every file), got {limit}")
         self.files: list[Path] = []
         skipped = []
-        for path in _list_images(self.root, extensions):
+        for path in _list_images(self.root, extensions)[:limit]:
             try:
                 h, w = _image_size(path, decode=verify)
                 if min(h, w) < self.min_size:
@@ -636,7 +641,13 @@ class ImageFolder(Dataset):
         if length is not None and length < 1:
             raise InputError(f"length must be positive, got {length}")
         self.length = len(self.files) if length is None else int(length)
+        self.epoch = 0
         self._bad: set[Path] = set()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw crops and degradations of epoch `epoch` (DataLoader workers copy the dataset when
+        an epoch's iterator starts, so set it before iterating)."""
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.length
@@ -644,7 +655,7 @@ class ImageFolder(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for ImageFolder of length {self.length}")
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         n = len(self.files)
         start = index % n
         # On failure, try every other file once, in an order fixed by (seed, index).
@@ -671,7 +682,7 @@ class ImageFolder(Dataset):
 class SampleDataset(Dataset):
     """Random crops of the bundled scikit-image photos (held in memory); items as ImageFolder.
 
-    ``length`` defaults to 64 crops per photo.
+    ``length`` defaults to 64 crops per photo; `set_epoch` as ImageFolder.
     """
 
     def __init__(self, names: Sequence[str] = TRAIN_NAMES, *, crop_size: int = 128, scale: int = 4,
@@ -692,6 +703,10 @@ class SampleDataset(Dataset):
         self.length = 64 * len(self.names) if length is None else int(length)
         if self.length < 1:
             raise InputError(f"length must be positive, got {length}")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.length
@@ -699,10 +714,68 @@ class SampleDataset(Dataset):
     def __getitem__(self, index: int) -> dict:
         if not 0 <= index < self.length:
             raise IndexError(f"index {index} out of range for SampleDataset of length {self.length}")
-        rng = np.random.default_rng([self.seed, index])
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         i = index % len(self.names)
         return _crop_item(self.images[i], rng, crop_size=self.crop_size, degradation=self.degradation,
                           name=self.names[i], vflip=self.vflip)
+
+
+class MixedDataset(Dataset):
+    """Several datasets mixed by a ratio, one epoch at a time: the paper's LSDIR + FFHQ layout.
+
+    ``ratios=None`` gives each dataset its own length's share, which is what concatenating the
+    folders does (OSEDiff and PiSA-SR list LSDIR and the first 10k FFHQ faces in one file).
+    With ratios, an epoch of ``length`` items (default: the sum of the lengths) holds
+    round(ratio_i * length) items of dataset i, largest remainders first; within dataset i
+    they are the first ones of a permutation drawn from (seed, epoch, i), cycled when the
+    share exceeds its size. `set_epoch` reaches every part, so crops, degradations and the
+    choice of files are fresh each epoch and the same for the same epoch.
+    """
+
+    def __init__(self, datasets: Sequence[Dataset], ratios: Sequence[float] | None = None, *,
+                 length: int | None = None, seed: int = 0):
+        self.datasets = list(datasets)
+        if not self.datasets:
+            raise ValueError("MixedDataset needs at least one dataset")
+        sizes = [len(d) for d in self.datasets]
+        if min(sizes) < 1:
+            raise ValueError(f"MixedDataset: a dataset is empty (sizes {sizes})")
+        weights = np.asarray(sizes if ratios is None else list(ratios), dtype=np.float64)
+        if len(weights) != len(self.datasets) or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(f"ratios must give one non-negative share per dataset ({len(self.datasets)}), "
+                             f"not all zero; got {None if ratios is None else list(ratios)}")
+        self.length = sum(sizes) if length is None else int(length)
+        if self.length < 1:
+            raise ValueError(f"length must be positive, got {length}")
+        share = weights / weights.sum() * self.length
+        counts = np.floor(share).astype(int)
+        for i in np.argsort(-(share - counts), kind="stable")[: self.length - counts.sum()]:
+            counts[i] += 1  # largest remainders
+        self.counts = [int(c) for c in counts]
+        self.offsets = np.cumsum([0] + self.counts)
+        self.seed, self.epoch = seed, 0
+        self._perms: dict[tuple[int, int], np.ndarray] = {}
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        for d in self.datasets:
+            if hasattr(d, "set_epoch"):
+                d.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for MixedDataset of length {self.length}")
+        i = int(np.searchsorted(self.offsets, index, side="right")) - 1
+        j = index - int(self.offsets[i])
+        key = (self.epoch, i)
+        if key not in self._perms:
+            self._perms = {k: v for k, v in self._perms.items() if k[0] == self.epoch}
+            self._perms[key] = np.random.default_rng([self.seed, self.epoch, i]).permutation(len(self.datasets[i]))
+        perm = self._perms[key]
+        return self.datasets[i][int(perm[j % len(perm)])]
 
 
 # RealSR names pairs Canon_001_LR4.png / Canon_001_HR.png; the StableSR/OSEDiff test sets use

@@ -129,7 +129,10 @@ class DepthWeightedLoss(nn.Module):
             raise InputError(f"loss inputs differ in shape: {tuple(x.shape)} vs {tuple(y.shape)}")
         mse = ((x - y) ** 2).flatten(1).mean(1)
         cols = [mse]
-        if len(self.weights) > 1:
+        if len(self.weights) > 1 and self.feature_net is None:
+            # Only layer 0 selected (LossConfig.layers=(0,)): the feature layers weigh 0, no network runs.
+            cols += [torch.zeros_like(mse)] * (len(self.weights) - 1)
+        elif len(self.weights) > 1:
             feats = self.feature_net(x, y)
             if len(feats) < len(self.weights) - 1:
                 raise InputError(f"feature network gives {len(feats)} layers, loss needs {len(self.weights) - 1}")
@@ -140,10 +143,15 @@ class DepthWeightedLoss(nn.Module):
         return (self.per_layer(x, y) * self.weights.to(x.dtype)).sum(1).mean()
 
 
+def needs_feature_net(cfg: LossConfig) -> bool:
+    """False when the loss keeps layer 0 (pixel MSE) only: no feature network is built or run."""
+    return cfg.layers is None or any(layer > 0 for layer in cfg.layers)
+
+
 def build_loss(schedule: str, cfg: LossConfig, feature_net: nn.Module | None = None) -> DepthWeightedLoss:
     """The stage loss: schedule "dec" (L_1st, fidelity) or "inc" (L_2nd, realism)."""
     weights = depth_weights(schedule, cfg.k, cfg.num_layers)
-    if feature_net is None:
+    if feature_net is None and needs_feature_net(cfg):
         feature_net = build_feature_net(cfg.feature_net, seed=cfg.random_seed)
     return DepthWeightedLoss(weights, feature_net, cfg.layers)
 

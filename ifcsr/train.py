@@ -4,20 +4,35 @@
     Stage 2:  min_phi    E_{gamma ~ U(0,1)} L_s((1 - gamma) f_theta(x_L) + gamma f_phi(x_L), x_H; w_inc)
               with theta frozen and gamma drawn per sample.
 
-Built on `accelerate`: the same code runs on one CPU, one GPU or several (`accelerate launch`).
-History is a list of dicts (`pandas.DataFrame(trainer.history)`). Checkpoints are written
-atomically (temporary folder, then rename) and `resume=True` continues from the last one.
+Built on `accelerate` as its authors intend: the same code runs on one CPU, one GPU or several
+(`accelerate launch -m ifcsr.train_cli ...`). Per stage, `accelerator.prepare` gets
+  - the trainable module, `StageModule`: it holds the IFCSR model and its forward IS the stage
+    loss, so the adapter switches inside IFCSR happen inside one (DDP-)forward and DDP reduces
+    the LoRA gradients in its buckets (as diffusers' train_*_lora scripts prepare the UNet);
+  - the AdamW optimiser over the stage's LoRA parameters, kept in float32
+    (diffusers' `cast_training_params`) under bf16/fp16 autocast;
+  - a DataLoader (workers, one batch per process per micro-step, sharded by accelerate).
+Samples, crops, degradations and gamma are drawn from (seed, epoch, index), so a step sees the
+same samples on 1 process with gradient accumulation as on several, and a resumed run sees
+what the interrupted one would have seen. A non-finite loss on any process stops every process
+with the same error. Only the main process writes checkpoints (atomically: temporary folder,
+then rename), between two `wait_for_everyone`. History is a list of dicts
+(`pandas.DataFrame(trainer.history)`), the same on every process; `resume=True` continues
+from the last checkpoint.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from . import tiling
 from .checkpoint import (
@@ -32,7 +47,7 @@ from .checkpoint import (
 )
 from .config import Stage0Config, StageConfig, TrainConfig, config_diff
 from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
-from .losses import build_feature_net, build_loss
+from .losses import build_feature_net, build_loss, needs_feature_net
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
 
@@ -51,7 +66,7 @@ def _batch(data, idx, device):
 
 
 def _draw_indices(n: int, batch: int, seed: int, step: int):
-    # Indices and gammas depend only on (seed, step): a resumed run sees the same batches.
+    # Stage 0 (tiny backbone, one process): indices depend only on (seed, step).
     g = torch.Generator().manual_seed(seed * 1_000_003 + step)
     return torch.randint(0, n, (batch,), generator=g), g
 
@@ -66,6 +81,81 @@ def _color_augment(hr: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return (out * gain).clamp(0, 1)
 
 
+class EpochSampler(torch.utils.data.Sampler):
+    """Indices of one epoch: a permutation of range(n) drawn from (seed, epoch), cut to a multiple
+    of `multiple` (the samples of one optimiser step over all processes and micro-batches), from
+    position `skip` on (a run resumed in the middle of an epoch). A dataset smaller than one step
+    is repeated (fresh permutations) to fill one step.
+
+    accelerate shards the batches of this order across processes (batch j to process j mod P), so
+    step k of an epoch takes positions [k * multiple, (k + 1) * multiple) whatever P is.
+    """
+
+    def __init__(self, n: int, *, seed: int, multiple: int):
+        if n < 1:
+            raise InputError("the training set is empty")
+        self.n, self.seed, self.multiple = int(n), int(seed), int(multiple)
+        self.used = max(self.n // self.multiple, 1) * self.multiple
+        self.epoch, self.skip = 0, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __iter__(self):
+        reps = -(-self.used // self.n)
+        perm = np.concatenate([np.random.default_rng([self.seed, self.epoch, r]).permutation(self.n)
+                               for r in range(reps)])[: self.used]
+        return iter(perm[self.skip:].tolist())
+
+    def __len__(self) -> int:
+        return self.used - self.skip
+
+
+class StageData(torch.utils.data.Dataset):
+    """A stage's training items: the dataset's "hr" and "lr" plus stage 2's per-sample gamma ~ U(0, 1).
+
+    gamma is drawn from (seed, epoch, index), like the crops of `ImageFolder`: a sample keeps its
+    gamma whichever batch, micro-batch or process it lands in. `set_epoch` reaches the dataset.
+    """
+
+    def __init__(self, data, *, seed: int):
+        self.data, self.seed, self.epoch = data, int(seed), 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.data, "set_epoch"):
+            self.data.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.data[index]
+        gamma = np.random.default_rng([self.seed, self.epoch, int(index), 2]).uniform()
+        return {"hr": item["hr"], "lr": item["lr"], "gamma": torch.tensor(gamma, dtype=torch.float32)}
+
+
+class StageModule(nn.Module):
+    """What `accelerator.prepare` wraps (DDP under several processes): the IFCSR model, whose
+    forward is the stage loss.
+
+    The adapters are switched inside IFCSR (`set_adapter`), which a DDP wrapper around the bare
+    UNet could not follow; with the whole loss inside one forward, DDP sees this stage's LoRA
+    parameters (the only ones requiring grad when it is built) and all-reduces their gradients
+    in buckets during backward. Autocast (mixed precision) wraps this forward too.
+    """
+
+    def __init__(self, trainer: "Trainer", stage: int):
+        super().__init__()
+        self.model = trainer.model
+        self.stage = stage
+        self._trainer = trainer  # not a module: the losses live on the trainer
+
+    def forward(self, lr: torch.Tensor, hr: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
+        loss, _ = self._trainer._stage_loss(self.stage, lr, hr, gamma)
+        return loss
+
+
 def check_finite_everywhere(value: torch.Tensor, what: str, accelerator=None) -> None:
     """Raise NonFiniteError on EVERY process when `value` is NaN/inf on ANY of them.
 
@@ -76,8 +166,9 @@ def check_finite_everywhere(value: torch.Tensor, what: str, accelerator=None) ->
     if accelerator is not None and getattr(accelerator, "num_processes", 1) > 1:
         bad = accelerator.reduce(bad, reduction="sum")
     if bad.item() > 0:
-        here = "" if bool(torch.isfinite(value).all()) else f" here ({value.detach().float().flatten()[0].item()})"
-        raise NonFiniteError(f"{what} is NaN or infinite on {int(bad.item())} process(es){here}; stopping every "
+        # The same words on every process (no per-process value): each log shows one error.
+        n = getattr(accelerator, "num_processes", 1) if accelerator is not None else 1
+        raise NonFiniteError(f"{what} is NaN or infinite on {int(bad.item())} process(es) of {n}; stopping every "
                              "process. Lower the learning rate or check the data; resume from the last checkpoint")
 
 
@@ -105,7 +196,8 @@ class Trainer:
 
             device = check_device(device)
         cpu = device is not None and torch.device(device).type == "cpu"
-        self.accelerator = accelerator or Accelerator(cpu=cpu or not torch.cuda.is_available())
+        self.accelerator = accelerator or Accelerator(cpu=cpu or not torch.cuda.is_available(),
+                                                      mixed_precision=self.config.mixed_precision)
         self.device = self.accelerator.device
         self.model = model.to(self.device) if model is not None else None
         if self.model is not None:
@@ -120,6 +212,8 @@ class Trainer:
     # ------------------------------------------------------------------ helpers
     @property
     def feature_net(self):
+        if self._feature_net is None and not needs_feature_net(self.config.loss):
+            return None  # pixel MSE only (LossConfig.layers=(0,))
         if self._feature_net is None:
             self._feature_net = build_feature_net(self.config.loss.feature_net, seed=self.config.loss.random_seed)
         return self._feature_net.to(self.device)
@@ -243,8 +337,8 @@ class Trainer:
         fix = self.model.mcfg.color_fix
         return x if fix is None else tiling.color_fix(x, x_up, fix, self.config.loss.color_fix_levels)
 
-    def _stage_loss(self, stage: int, lr, hr, g):
-        """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma."""
+    def _stage_loss(self, stage: int, lr, hr, gamma=None):
+        """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma, shape (B,)."""
         model = self.model
         x_up = model.prepare(lr)
         xp, (H, W) = model._pad(x_up)
@@ -259,9 +353,57 @@ class Trainer:
         with torch.no_grad():  # theta is frozen in stage 2
             fid = out_of("fidelity")
         real = out_of("realism")
-        gamma = torch.rand(hr.shape[0], generator=g).to(self.device).view(-1, 1, 1, 1)
+        if gamma is None or gamma.shape != (hr.shape[0],):
+            raise InputError(f"stage 2 needs one gamma per sample, shape ({hr.shape[0]},), got "
+                             f"{None if gamma is None else tuple(gamma.shape)}")
+        gamma = gamma.to(real.device, real.dtype).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
         return self._loss_inc(x_hat, hr), gamma.flatten()
+
+    def _loader(self, stage: int, sc: StageConfig):
+        """The stage's DataLoader (prepared: sharded across processes), its sampler and StageData."""
+        acc = self.accelerator
+        data = StageData(self.data, seed=sc.seed + 7919 * stage)
+        group = sc.batch_size * acc.num_processes * sc.grad_accum  # samples per optimiser step
+        sampler = EpochSampler(len(data), seed=sc.seed + 7919 * stage, multiple=group)
+        workers = self.config.num_workers
+        loader = torch.utils.data.DataLoader(
+            data, batch_sampler=torch.utils.data.BatchSampler(sampler, sc.batch_size, drop_last=True),
+            num_workers=workers, pin_memory=acc.device.type == "cuda",
+            # Workers copy the dataset when an epoch's iterator starts: set_epoch must come first.
+            persistent_workers=False)
+        return acc.prepare(loader), sampler, data
+
+    def _train_step(self, stage: int, step: int, module, opt, batches, params, sc: StageConfig) -> dict:
+        """One optimiser step over sc.grad_accum micro-batches of this process."""
+        acc = self.accelerator
+        t0 = time.perf_counter()
+        lr_now = sc.lr_at(step)
+        for group in opt.param_groups:
+            group["lr"] = lr_now
+        opt.zero_grad(set_to_none=True)
+        losses, gammas = [], []
+        for micro in range(sc.grad_accum):
+            batch = next(batches)
+            # DDP all-reduces the gradients in the backward of the last micro-batch only.
+            sync = micro == sc.grad_accum - 1
+            with contextlib.nullcontext() if sync else acc.no_sync(module):
+                loss = module(batch["lr"], batch["hr"], batch["gamma"])
+                # Every process learns of a non-finite loss on any of them before any backward: all
+                # stop here with the same error instead of waiting in the gradient all-reduce.
+                check_finite_everywhere(loss.detach().float(), f"stage {stage} step {step}: the loss", acc)
+                acc.backward(loss / sc.grad_accum)
+            losses.append(acc.reduce(loss.detach().float(), reduction="mean").item())  # same history everywhere
+            if stage == 2:
+                gammas.append(acc.gather(batch["gamma"].float()).mean().item())
+        if sc.grad_clip:
+            acc.clip_grad_norm_(params, sc.grad_clip)
+        opt.step()
+        row = dict(step=step, stage=stage, loss=float(np.mean(losses)), lr=lr_now,
+                   seconds=time.perf_counter() - t0)
+        if gammas:
+            row["gamma_mean"] = float(np.mean(gammas))
+        return row
 
     def train_stage(self, stage: int, *, steps: int | None = None, resume: bool = False) -> list[dict]:
         """Run stage 1 or 2 for `steps` (default: the stage config's). Returns its history rows.
@@ -278,6 +420,9 @@ class Trainer:
             raise InputError(f"stage must be 1 or 2 (stage 0 is train_stage0), got {stage}")
         if self.model is None:
             raise InputError("stages 1 and 2 need a model (IFCSR) on a backbone")
+        from diffusers.training_utils import cast_training_params
+
+        acc = self.accelerator
         sc = self._stage_cfg(stage)
         steps = sc.steps if steps is None else steps
         cfg = self.config.loss
@@ -286,52 +431,53 @@ class Trainer:
         else:
             self._loss_inc = build_loss("inc", cfg, self.feature_net).to(self.device)
         params = self._set_trainable(stage)
+        # fp32 master weights for the LoRA parameters whatever the backbone's dtype: a bf16 LoRA
+        # weight does not move under an lr-5e-5 AdamW step (its update is below bf16's resolution).
+        cast_training_params(self.model.unet, dtype=torch.float32)
+        if self.config.gradient_checkpointing:
+            self.model.unet.enable_gradient_checkpointing()
+            self.model.vae.enable_gradient_checkpointing()  # the decoder runs with grad
         opt = torch.optim.AdamW(params, lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
         start = 0
         if resume:
             start = self._resume(stage, opt)
         if start == 0 and sc.init_from is not None:
             self._init_adapter(stage, sc.init_from)
-        opt = self.accelerator.prepare(opt)
+        loader, sampler, data = self._loader(stage, sc)
+        module, opt = acc.prepare(StageModule(self, stage), opt)
+        per_epoch = sampler.used // (sc.batch_size * acc.num_processes * sc.grad_accum)
         rows = []
-        bar = _tqdm(range(start, steps), desc=f"stage {stage}", disable=not self.progress,
-                    initial=start, total=steps)
+        bar = _tqdm(desc=f"stage {stage}", disable=not self.progress, initial=start, total=steps)
+        step = start
         try:
-            for step in bar:
-                t0 = time.perf_counter()
-                lr_now = sc.lr_at(step)
-                for group in opt.param_groups:
-                    group["lr"] = lr_now
-                seed = sc.seed + 7919 * stage + 104729 * self.accelerator.process_index
-                idx, g = _draw_indices(len(self.data), sc.batch_size, seed, step)
-                lr, hr = _batch(self.data, idx, self.device)
-                loss, gamma = self._stage_loss(stage, lr, hr, g)
-                check_finite_everywhere(loss, f"stage {stage} step {step}: the loss", self.accelerator)
-                opt.zero_grad(set_to_none=True)
-                self.accelerator.backward(loss)
-                if self.accelerator.num_processes > 1:
-                    # Adapters are switched inside IFCSR, so the module is not DDP-wrapped:
-                    # average the LoRA gradients across processes ourselves.
-                    for p in params:
-                        if p.grad is not None:
-                            p.grad = self.accelerator.reduce(p.grad, reduction="mean")
-                if sc.grad_clip:
-                    self.accelerator.clip_grad_norm_(params, sc.grad_clip)
-                opt.step()
-                row = dict(step=step, stage=stage, loss=loss.item(), lr=lr_now, seconds=time.perf_counter() - t0)
-                if gamma is not None:
-                    row["gamma_mean"] = gamma.mean().item()
-                self._log(**row)
-                rows.append(row)
-                bar.set_postfix(loss=f"{loss.item():.4f}")
-                if (self.out_dir is not None and sc.checkpoint_every
-                        and (step + 1) % sc.checkpoint_every == 0 and step + 1 < steps):
-                    self.save_checkpoint(stage, step + 1, opt)
+            while step < steps:
+                epoch, within = divmod(step, per_epoch)
+                sampler.skip = within * sampler.multiple  # resume in the middle of an epoch
+                data.set_epoch(epoch)
+                loader.set_epoch(epoch)
+                batches = iter(loader)
+                for _ in range(within, per_epoch):
+                    if step >= steps:
+                        break
+                    row = self._train_step(stage, step, module, opt, batches, params, sc)
+                    step += 1
+                    self._log(**row)
+                    rows.append(row)
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{row['loss']:.4f}")
+                    if (self.out_dir is not None and sc.checkpoint_every
+                            and step % sc.checkpoint_every == 0 and step < steps):
+                        self.save_checkpoint(stage, step, opt)
+                del batches  # stops the workers of a partly read epoch
         except KeyboardInterrupt:
-            # Interrupted: keep what was learned so far, resumable with resume=True.
-            if self.out_dir is not None and rows:
+            # Interrupted: keep what was learned so far, resumable with resume=True. Under several
+            # processes the others may be gone: the last periodic checkpoint is the resume point.
+            if self.out_dir is not None and rows and acc.num_processes == 1:
                 self.save_checkpoint(stage, rows[-1]["step"] + 1, opt)
             raise
+        finally:
+            bar.close()
+            sampler.skip = 0
         self.model.unet.requires_grad_(False)
         if self.out_dir is not None:
             self.save_checkpoint(stage, steps, opt)
@@ -354,18 +500,27 @@ class Trainer:
     def save_checkpoint(self, stage: int, step: int, opt=None) -> Path:
         """Adapters, config, history and the trainer state, written together into a temporary
         folder that then replaces the checkpoint (IFCSR.save). The trainer state is tensors in
-        safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read."""
+        safetensors plus a JSON index (ifcsr.checkpoint): nothing in it can run code when read.
+
+        Called by every process; only the main one writes, after all have finished the step
+        (their weights and optimiser states are equal: DDP averaged the same gradients), and
+        none goes on before the checkpoint is in place."""
         if self.out_dir is None:
             raise InputError("save_checkpoint needs out_dir")
-        objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
-        if opt is not None:
-            objects["optimizer"] = opt.state_dict()
-        rng = {"torch": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            rng["cuda"] = list(torch.cuda.get_rng_state_all())
-        tree = {"stage": stage, "step": step, "rng": rng, "objects": objects}
-        return self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step},
-                               write_extra=lambda folder: save_state(folder, tree))
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if acc.is_main_process:
+            objects = {name: obj.state_dict() for name, obj in self.extra_state.items()}
+            if opt is not None:
+                objects["optimizer"] = opt.state_dict()
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available() and torch.cuda.is_initialized():
+                rng["cuda"] = list(torch.cuda.get_rng_state_all())
+            tree = {"stage": stage, "step": step, "rng": rng, "objects": objects}
+            self.model.save(self.checkpoint_dir, history=self.history, extra={"stage": stage, "step": step},
+                            write_extra=lambda folder: save_state(folder, tree))
+        acc.wait_for_everyone()
+        return self.checkpoint_dir
 
     def _read_state(self):
         """The last trainer state, after settling what an interrupted save left behind

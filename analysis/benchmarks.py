@@ -13,13 +13,14 @@ import sys
 from pathlib import Path
 
 from ifcsr import bench
+from ifcsr.options import add_bench_arguments
 from ifcsr.models import BUNDLED_CHECKPOINT
 from ifcsr.provenance import record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    bench.add_arguments(parser)
+    add_bench_arguments(parser)
     parser.set_defaults(out=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     rc = bench.main(args)

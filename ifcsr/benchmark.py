@@ -47,7 +47,7 @@ from .sweep import (
 )
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
-BASELINE_NAMES = ("realesrgan", "single-stage", "k1", "dni")
+from .options import BASELINE_NAMES  # noqa: E402
 _DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
              "clipiqa": 3, "fid": 2, "lpips-hed": 4}
 # pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.metrics names
@@ -590,25 +590,6 @@ def _fid_column(table, fid_outputs, bset, unavailable):
 
 
 # ------------------------------------------------------------------------------ command line
-
-
-def add_dataset_arguments(p):
-    """Options of `ifcsr evaluate` that apply with --dataset (added to its parser)."""
-    g = p.add_argument_group("real-world test sets (with --dataset)")
-    g.add_argument("--dataset", default=None,
-                   help="realsr, drealsr, or a folder with test_LR/ and test_HR/ (paired by name)")
-    g.add_argument("--gammas", nargs="+", default=None, metavar="G",
-                   help="IFCSR gammas on top of the paper's 0 0.2 0.6 1: numbers or START:STOP:STEP (0:1:0.05)")
-    g.add_argument("--compare", action="append", default=[], metavar="NAME=DIR",
-                   help="a folder of another method's outputs, scored the same way (repeatable)")
-    g.add_argument("--no-model", action="store_true", help="only bicubic and the --compare folders: no network")
-    g.add_argument("--baselines", nargs="*", default=list(BASELINE_NAMES), choices=BASELINE_NAMES,
-                   help="baselines to run (default all; single-stage and k1 need their checkpoints)")
-    g.add_argument("--ablations", default=None, help="folder with single_stage/ and k1/ (default analysis/checkpoints)")
-    g.add_argument("--every", type=int, default=1, help="score every k-th pair by name (default 1: all)")
-    g.add_argument("--limit", type=int, default=None, help="score at most this many pairs")
-    g.add_argument("--images", nargs="+", default=None, metavar="NAME", help="score only these pairs (by name)")
-    g.add_argument("--batch-size", type=int, default=4, help="LR images per network call (default 4)")
 
 
 def main_evaluate_dataset(args) -> int:

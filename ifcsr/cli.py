@@ -1,7 +1,9 @@
 """`ifcsr` command line: demo | train | infer | sweep | evaluate | bench | fetch-weights | fetch-data.
 
 Each subcommand's options live next to its code: a module with `add_arguments(parser)` and
-`main(args) -> int`. The modules are imported only when their command runs.
+`main(args) -> int`. Only the module of the command being run is imported (and none for
+`ifcsr --help`), so help answers and bad arguments are rejected before torch or a model loads;
+the modules named here import torch only inside their functions (a test checks it).
 """
 
 from __future__ import annotations
@@ -23,9 +25,27 @@ COMMANDS = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested_command(argv) -> str | None:
+    """The subcommand named on the command line, if any (the first word that is one)."""
+    for word in argv:
+        if word in COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None
+    return None
+
+
+# Commands whose module needs torch take their options from this light module instead.
+OPTIONS = {"sweep": "ifcsr.options", "evaluate": "ifcsr.options", "bench": "ifcsr.options"}
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    """The parser. With argv, only that command's options are built (and its module imported);
+    without, every command's (slow: imports every command module)."""
     parser = argparse.ArgumentParser(prog="ifcsr", description=__doc__.splitlines()[0])
     from . import __version__
+
+    wanted = None if argv is None else _requested_command(argv)
 
     parser.add_argument("--version", action="version", version=f"ifcsr {__version__}")
     parser.add_argument("--debug", action="store_true",
@@ -33,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, help_) in COMMANDS.items():
         p = sub.add_parser(name, help=help_, description=help_)
-        mod = importlib.import_module(module)
+        p.set_defaults(_module=module, _command=name)
+        if argv is not None and name != wanted:
+            continue  # its options are built only when it is the command being run
+        mod = importlib.import_module(OPTIONS.get(name, module))
         adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
         adder(p)
         p.set_defaults(_module=module, _command=name)
@@ -41,7 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
         parser.print_help()

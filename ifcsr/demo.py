@@ -13,8 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from .errors import InputError
 
 DEMO_GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -41,10 +39,12 @@ def add_arguments(p):
                    help="proceed with an --image whose output exceeds 4096x4096 pixels (estimate printed first)")
 
 
-def gamma_grid(step: float = 0.05) -> np.ndarray:
+def gamma_grid(step: float = 0.05) -> "np.ndarray":
     if not 0 < step <= 1:
         raise InputError(f"gamma step must be in (0, 1], got {step}")
     n = int(round(1 / step))
+    import numpy as np
+
     return np.round(np.linspace(0, 1, n + 1), 6)
 
 

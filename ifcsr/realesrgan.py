@@ -25,7 +25,6 @@ that .param (see DESIGN.md section 6):
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import os
 import shutil
@@ -40,6 +39,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .provenance import file_sha256
 
 from ifcsr.errors import IFCSRError, InputError
 from ifcsr.images import to_tensor
@@ -337,16 +338,10 @@ def realesrgan_cache_dir() -> Path:
     return Path(torch.hub.get_dir()) / "ifcsr" / "realesrgan"
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _cached_ok(cache: Path) -> bool:
-    return all((cache / name).is_file() and _sha256(cache / name) == SHA256[name] for name in SHA256)
+    return all((cache / name).is_file() and file_sha256(cache / name) == SHA256[name] for name in SHA256)
 
 
 def _install_file(src, name: str, cache: Path, origin: str) -> None:
@@ -356,7 +351,7 @@ def _install_file(src, name: str, cache: Path, origin: str) -> None:
     try:
         with os.fdopen(fd, "wb") as dst:
             shutil.copyfileobj(src, dst)
-        digest = _sha256(Path(tmp))
+        digest = file_sha256(Path(tmp))
         if digest != SHA256[name]:
             raise RealESRGANWeightsError(
                 f"{origin}: {name} has sha256 {digest}, expected {SHA256[name]} "

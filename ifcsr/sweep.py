@@ -45,12 +45,12 @@ import torch
 
 from .errors import InputError, MissingFileError
 from .images import ImageError
+from .options import BUILTIN_MAPS, PAPER_METRICS  # the names the command line offers
 
 # ------------------------------------------------------------------------------ constants
 
 TIDY_COLUMNS = ["method", "image", "gamma", "gamma_map", "metric", "value", "lower_better"]
 # The paper's table, in its column order (MANIQA is pyiqa's maniqa-pipal, as OSEDiff reports).
-from .options import BUILTIN_MAPS, PAPER_METRICS  # noqa: E402  (the names the command line offers)
 PAPER_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "dists": "DISTS", "niqe": "NIQE",
                  "musiq": "MUSIQ", "maniqa-pipal": "MANIQA", "clipiqa": "CLIPIQA", "fid": "FID",
                  "lpips-hed": "lpips-hed*"}

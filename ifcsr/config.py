@@ -78,11 +78,36 @@ class LossConfig:
     adv_augment: tuple[str, ...] = ("color", "translation", "cutout")  # DiffAugment policy, () = none
     adv_r1: float = 0.0             # R1 penalty weight on real images (0 = off)
     adv_warmup: int = 0             # generator steps before the adversarial term switches on (D trains)
+    # Optional texture term (stage 2 only; NOT in the paper): EnhanceNet's patch-wise Gram-matrix
+    # loss (Sajjadi et al., ICCV 2017) on the feature network's maps of the realism endpoint f_phi(x_L)
+    # against HR. It asks for HR's local texture statistics, not its exact pixels, so it invents
+    # texture where the depth-weighted loss only sharpens (ifcsr.losses.texture_loss). 0 = off (paper).
+    texture_weight: float = 0.0
+    texture_taps: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3")  # VGG layers whose Gram matrices match
+    texture_patch: int = 32         # Gram matrices per patch of this many image pixels (EnhanceNet: 16 at 4x)
+    # Optional overshoot penalty (stage 2 only; NOT in the paper): mean amount by which f_phi(x_L)
+    # leaves HR's local [min, max] over overshoot_window px (ifcsr.losses.overshoot_loss): ringing
+    # and halos at edges. 0 = off.
+    overshoot_weight: float = 0.0
+    overshoot_window: int = 5
 
     def __post_init__(self):
         object.__setattr__(self, "adv_taps", tuple(self.adv_taps))
         object.__setattr__(self, "adv_betas", tuple(self.adv_betas))
         object.__setattr__(self, "adv_augment", tuple(self.adv_augment))
+        object.__setattr__(self, "texture_taps", tuple(self.texture_taps))
+        if not (0 <= self.texture_weight < math.inf and 0 <= self.overshoot_weight < math.inf):
+            raise ValueError(f"texture_weight and overshoot_weight must be finite and >= 0, got "
+                             f"{self.texture_weight}, {self.overshoot_weight}")
+        if not self.texture_taps or any(t not in VGG_LAYER_NAMES for t in self.texture_taps):
+            raise ValueError(f"texture_taps must be a non-empty subset of {VGG_LAYER_NAMES}, got {self.texture_taps}")
+        # the deepest tap sees the image at 1 / 2^index of its size: at least 2x2 positions per patch
+        min_patch = 2 * 2 ** max(VGG_LAYER_NAMES.index(t) for t in self.texture_taps)
+        if not isinstance(self.texture_patch, int) or self.texture_patch < min_patch:
+            raise ValueError(f"texture_patch must be an integer >= {min_patch} for taps {self.texture_taps}, "
+                             f"got {self.texture_patch!r}")
+        if not isinstance(self.overshoot_window, int) or self.overshoot_window < 1 or self.overshoot_window % 2 == 0:
+            raise ValueError(f"overshoot_window must be an odd positive integer, got {self.overshoot_window!r}")
         if self.adv_weight < 0 or self.adv_r1 < 0 or self.adv_lr <= 0:
             raise ValueError(f"adv_weight and adv_r1 must be >= 0 and adv_lr > 0, got {self.adv_weight}, "
                              f"{self.adv_r1}, {self.adv_lr}")
@@ -295,9 +320,11 @@ OPTIONAL_KEYS = {
     "TrainConfig": ("stage0", "degradation", "data", "data_ratio", "data_limit", "mixed_precision",
                     "gradient_checkpointing", "num_workers"),
     "ModelConfig": ("color_fix_levels", "revision", "variant"),
-    # adv_*: the optional adversarial term (issue 13); a checkpoint without them trained without it
-    "LossConfig": ("random_seed", "color_fix_levels", *(f.name for f in dataclasses.fields(LossConfig)
-                                                        if f.name.startswith("adv_"))),
+    # adv_*, texture_*, overshoot_*: the optional stage-2 terms (issue 13); a checkpoint without
+    # them trained without them
+    "LossConfig": ("random_seed", "color_fix_levels",
+                   *(f.name for f in dataclasses.fields(LossConfig)
+                     if f.name.startswith(("adv_", "texture_", "overshoot_")))),
     "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum"),
     "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
 }

@@ -26,6 +26,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .config import LossConfig
@@ -76,6 +77,10 @@ class LpipsLayers(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> list[torch.Tensor]:
         _, per_layer = self.lpips(x, y, retPerLayer=True, normalize=True)  # normalize: [0,1] -> [-1,1]
         return [d.flatten() for d in per_layer]
+
+    def taps(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The raw VGG maps relu1_2..relu5_3 of x in [0, 1], as lpips computes them."""
+        return list(self.lpips.net(self.lpips.scaling_layer(2 * x - 1)))
 
 
 def build_feature_net(name: str, *, seed: int = 0) -> nn.Module:
@@ -144,8 +149,9 @@ class DepthWeightedLoss(nn.Module):
 
 
 def needs_feature_net(cfg: LossConfig) -> bool:
-    """False when the loss keeps layer 0 (pixel MSE) only: no feature network is built or run."""
-    return cfg.layers is None or any(layer > 0 for layer in cfg.layers)
+    """False when the loss keeps layer 0 (pixel MSE) only and has no texture term: no feature
+    network is built or run."""
+    return cfg.layers is None or any(layer > 0 for layer in cfg.layers) or cfg.texture_weight > 0
 
 
 def build_loss(schedule: str, cfg: LossConfig, feature_net: nn.Module | None = None) -> DepthWeightedLoss:
@@ -154,6 +160,53 @@ def build_loss(schedule: str, cfg: LossConfig, feature_net: nn.Module | None = N
     if feature_net is None and needs_feature_net(cfg):
         feature_net = build_feature_net(cfg.feature_net, seed=cfg.random_seed)
     return DepthWeightedLoss(weights, feature_net, cfg.layers)
+
+
+def feature_maps(feature_net: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
+    """The raw maps relu1_2..relu5_3 of x in [0, 1] from a network of `build_feature_net`."""
+    taps = getattr(feature_net, "taps", None) or getattr(feature_net, "_taps", None)  # LpipsLayers / HedPerceptual
+    if taps is None:
+        raise InputError(f"{type(feature_net).__name__} gives no feature maps (needs a taps(x) method)")
+    return list(taps(x))
+
+
+def patch_gram(f: torch.Tensor, patch: int) -> torch.Tensor:
+    """Gram matrices of non-overlapping patch x patch windows of f (B, C, H, W): (B, n, C, C).
+
+    G[c, d] = mean over the window of f_c * f_d. Rows and columns that do not fill a whole
+    window are dropped; a map smaller than `patch` is one window."""
+    B, C, H, W = f.shape
+    ph, pw = min(patch, H), min(patch, W)
+    f = f[:, :, : H // ph * ph, : W // pw * pw].unfold(2, ph, ph).unfold(3, pw, pw)  # B C nh nw ph pw
+    f = f.permute(0, 2, 3, 1, 4, 5).reshape(B, -1, C, ph * pw)
+    return f @ f.transpose(-1, -2) / (ph * pw)
+
+
+def texture_loss(fx: list[torch.Tensor], fy: list[torch.Tensor], taps, patch: int) -> torch.Tensor:
+    """EnhanceNet's texture loss (Sajjadi et al., ICCV 2017), relative: scalar.
+
+    For each chosen layer l (indices into relu1_2..relu5_3), the Gram matrices of x's and y's
+    maps over windows of `patch` image pixels (patch / 2^l map positions) are compared:
+    sum ||G_x - G_y||^2 / sum ||G_y||^2 over the batch's windows, then averaged over layers. A
+    blurred x lacks y's high-frequency co-activations and scores high; any x with y's local
+    texture statistics scores 0, whatever the exact positions of its strokes and grains."""
+    total = 0.0
+    for layer in taps:
+        gx, gy = patch_gram(fx[layer], max(1, patch >> layer)), patch_gram(fy[layer], max(1, patch >> layer))
+        total = total + (gx - gy).pow(2).sum() / gy.pow(2).sum().clamp_min(1e-12)
+    return total / len(taps)
+
+
+def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5) -> torch.Tensor:
+    """Mean amount (per pixel and channel, in [0, 1] units) by which x leaves y's local range.
+
+    y's range is its max / min over window x window px; inside it x may do anything (invent
+    grain in a textured region, shift an edge by a pixel), outside it x rings or halos. The
+    training-time form of `ifcsr.artefacts.halo_score`, which measures the same on luma near
+    HR's edges."""
+    hi = F.max_pool2d(y, window, 1, window // 2)
+    lo = -F.max_pool2d(-y, window, 1, window // 2)
+    return (F.relu(x - hi) + F.relu(lo - x)).mean()
 
 
 # Registry by name, for notebooks and the CLI: name -> (schedule, k).

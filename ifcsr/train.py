@@ -45,9 +45,9 @@ from .checkpoint import (
     save_state,
     verify_manifest,
 )
-from .config import Stage0Config, StageConfig, TrainConfig, config_diff
+from .config import VGG_LAYER_NAMES, Stage0Config, StageConfig, TrainConfig, config_diff
 from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
-from .losses import build_feature_net, build_loss, needs_feature_net
+from .losses import build_feature_net, build_loss, feature_maps, needs_feature_net, overshoot_loss, texture_loss
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
 # Trainer.extra_state names of the adversarial term's state (stage 2, LossConfig.adv_weight > 0):
@@ -364,7 +364,28 @@ class Trainer:
         self._realism_out = real  # the adversarial term (_train_step) reads the realism endpoint
         gamma = gamma.to(real.device, real.dtype).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
-        return self._loss_inc(x_hat, hr), gamma.flatten()
+        return self._loss_inc(x_hat, hr) + self._realism_terms(real, hr), gamma.flatten()
+
+    def _realism_terms(self, real: torch.Tensor, hr: torch.Tensor) -> torch.Tensor | float:
+        """The optional stage-2 terms on the realism endpoint f_phi(x_L) itself (not the blend: they
+        ask the realism end to carry HR's texture without ringing; the blend then moves towards it
+        with gamma): texture_weight * texture_loss + overshoot_weight * overshoot_loss. Their
+        values go into the history row (`texture`, `overshoot`)."""
+        c = self.config.loss
+        terms, self._terms_log = 0.0, {}
+        if c.texture_weight > 0:
+            taps = [VGG_LAYER_NAMES.index(t) for t in c.texture_taps]
+            fx = feature_maps(self.feature_net, real.clamp(0, 1))
+            with torch.no_grad():
+                fy = feature_maps(self.feature_net, hr)
+            tex = texture_loss(fx, fy, taps, c.texture_patch)
+            self._terms_log["texture"] = tex.detach()
+            terms = terms + c.texture_weight * tex
+        if c.overshoot_weight > 0:
+            over = overshoot_loss(real, hr, c.overshoot_window)
+            self._terms_log["overshoot"] = over.detach()
+            terms = terms + c.overshoot_weight * over
+        return terms
 
     def _loader(self, stage: int, sc: StageConfig):
         """The stage's DataLoader (prepared: sharded across processes), its sampler and StageData."""
@@ -388,7 +409,8 @@ class Trainer:
         for group in opt.param_groups:
             group["lr"] = lr_now
         opt.zero_grad(set_to_none=True)
-        losses, gammas, adv = [], [], {}
+        losses, gammas, adv, terms = [], [], {}, {}
+        self._terms_log = {}
         # The adversarial term's augmentations depend only on (seed, step, process): resumable.
         g = torch.Generator().manual_seed(sc.seed * 1_000_003 + step * 101 + acc.process_index)
         for micro in range(sc.grad_accum):
@@ -407,6 +429,8 @@ class Trainer:
                 check_finite_everywhere(loss.detach().float(), f"stage {stage} step {step}: the loss", acc)
                 acc.backward(loss / sc.grad_accum)
             losses.append(acc.reduce(loss.detach().float(), reduction="mean").item())  # same history everywhere
+            for name, value in getattr(self, "_terms_log", {}).items():
+                terms.setdefault(name, []).append(acc.reduce(value.float(), reduction="mean").item())
             if stage == 2:
                 gammas.append(acc.gather(batch["gamma"].float()).mean().item())
         if sc.grad_clip:
@@ -416,6 +440,7 @@ class Trainer:
             adv.update(self._discriminator_step(batch["hr"].to(self.device), g))
         row = dict(step=step, stage=stage, loss=float(np.mean(losses)), lr=lr_now,
                    seconds=time.perf_counter() - t0, **adv)
+        row.update({name: float(np.mean(values)) for name, values in terms.items()})
         if gammas:
             row["gamma_mean"] = float(np.mean(gammas))
         return row

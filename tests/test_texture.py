@@ -1,0 +1,107 @@
+"""The optional stage-2 texture and overshoot terms (ifcsr.losses, LossConfig.texture_* / overshoot_*)."""
+
+from dataclasses import replace
+
+import pytest
+import torch
+
+from ifcsr.config import LossConfig, TrainConfig
+from ifcsr.losses import build_feature_net, feature_maps, overshoot_loss, patch_gram, texture_loss
+from ifcsr.models import lora_parameters
+from ifcsr.train import Trainer, quick_config
+from tests.test_artefacts import _blur, _photo
+from tests.test_core import FixedData, make_model
+from tests.test_hed import hed_weights, perceptual  # noqa: F401  (fixtures)
+
+
+def test_off_by_default_validated_and_optional_in_saved_configs():
+    c = LossConfig()
+    assert c.texture_weight == 0.0 and c.overshoot_weight == 0.0  # the paper has neither
+    for bad in (dict(texture_weight=-1), dict(overshoot_weight=float("inf")), dict(texture_taps=("relu9",)),
+                dict(texture_taps=()), dict(texture_patch=4),  # relu3_3 sees 1x1 of a 4-px patch
+                dict(overshoot_window=4)):
+        with pytest.raises(ValueError):
+            LossConfig(**bad)
+    cfg = TrainConfig(loss=LossConfig(texture_weight=2.0, texture_taps=["relu1_2"], overshoot_weight=5.0))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    old = cfg.to_dict()  # a checkpoint from before these terms: trained without them
+    for key in [k for k in old["loss"] if k.startswith(("texture_", "overshoot_"))]:
+        del old["loss"][key]
+    assert TrainConfig.from_dict(old).loss.texture_weight == 0.0
+
+
+def test_patch_gram_values_and_shape():
+    f = torch.zeros(2, 3, 8, 12)
+    f[:, 0] = 2.0
+    f[:, 1, :, :6] = 1.0  # channel 1 lives only in the left windows
+    g = patch_gram(f, 4)
+    assert g.shape == (2, 6, 3, 3)  # 2 x 3 windows of 4 x 4 per image
+    assert torch.allclose(g[0, 0], torch.tensor([[4.0, 2, 0], [2, 1, 0], [0, 0, 0]]))
+    assert torch.allclose(g[0, 1, 1, 1], torch.tensor(0.5))  # window (0, 1): columns 4-7, half in channel 1
+    assert torch.allclose(g[0, 2, 1, 1], torch.tensor(0.0))  # window (0, 2): columns 8-11, none
+    assert patch_gram(f, 32).shape == (2, 1, 3, 3)  # a map smaller than the patch is one window
+
+
+@pytest.mark.parametrize("name", ["gravel", "grass"])
+def test_texture_loss_wants_statistics_not_positions(perceptual, name):  # noqa: F811
+    """On a stationary texture (scikit-image's gravel and grass photos), the statistics survive a
+    shift of a few pixels but not a blur: the texture loss of a shifted copy stays well below that
+    of a blurred one, while pixel MSE says the opposite. That is what lets the term ask for
+    grain without asking for its exact position."""
+    import skimage.data
+
+    grey = torch.from_numpy(getattr(skimage.data, name)()[:128, :128].copy()).float() / 255
+    hr = grey.expand(1, 3, 128, 128).contiguous()
+    shifted, blurred = torch.roll(hr, shifts=(3, 3), dims=(2, 3)), _blur(hr, 1.5)
+    fy = feature_maps(perceptual, hr)
+
+    def tex(x):
+        return float(texture_loss(feature_maps(perceptual, x), fy, [0, 1, 2], 32))
+
+    assert tex(hr) == 0.0
+    assert ((shifted - hr) ** 2).mean() > 3 * ((blurred - hr) ** 2).mean()
+    # measured (HED VGG16): shift 0.058 / 0.046, blur 0.60 / 0.68 (gravel / grass). The 3x margin
+    # leaves room for any float32 build of the same network.
+    assert 3 * tex(shifted) < tex(blurred)
+
+
+def test_feature_maps_of_the_lpips_network_and_errors():
+    net = build_feature_net("vgg-random", seed=0)
+    maps = feature_maps(net, torch.rand(1, 3, 32, 32))
+    assert [m.shape[1] for m in maps] == [64, 128, 256, 512, 512] and maps[1].shape[-1] == 16
+    with pytest.raises(Exception, match="no feature maps"):
+        feature_maps(torch.nn.Identity(), torch.rand(1, 3, 32, 32))
+
+
+def test_overshoot_loss_is_zero_inside_the_local_range_and_catches_halos():
+    hr = _photo("coffee", 96)
+    assert overshoot_loss(hr, hr) == 0
+    # a one-pixel shift stays inside the 5x5 envelope; a strong unsharp mask rings past it
+    moved = torch.cat([hr[..., :1], hr[..., :-1]], dim=3)  # x[j] = hr[j - 1] (x[0] = hr[0])
+    assert overshoot_loss(moved, hr) == 0
+    sharp = (hr + 2.0 * (hr - _blur(hr, 2.0))).clamp(0, 1)
+    assert overshoot_loss(sharp, hr) > 20 * overshoot_loss(_blur(hr, 1.0), hr)
+
+
+def _cfg(model, **loss_kw):
+    base = quick_config(steps=2, crop_size=32, batch_size=2, feature_net="vgg-random")
+    return replace(base, model=model.mcfg, loss=replace(base.loss, **loss_kw))
+
+
+def test_stage2_terms_reach_the_realism_adapter_and_stage1_ignores_them(tiny_backbone_dir):
+    net = build_feature_net("vgg-random", seed=0)
+    states = {}
+    for kw in (dict(), dict(texture_weight=5.0, texture_patch=16, overshoot_weight=100.0)):
+        model = make_model(tiny_backbone_dir)
+        tr = Trainer(model, FixedData(), config=_cfg(model, **kw), feature_net=net, progress=False)
+        tr.train_stage(1)
+        fid = {k: v.clone() for k, v in lora_parameters(model.unet, "fidelity").items()}
+        tr.train_stage(2)
+        rows = [r for r in tr.history if r["stage"] == 2]
+        assert all(("texture" in r) == bool(kw) and ("overshoot" in r) == bool(kw) for r in rows)
+        assert not any("texture" in r for r in tr.history if r["stage"] == 1)
+        real = {k: v.clone() for k, v in lora_parameters(model.unet, "realism").items()}
+        states[bool(kw)] = fid, real
+    (fid0, real0), (fid1, real1) = states[False], states[True]
+    assert all(torch.equal(fid0[k], fid1[k]) for k in fid0)  # stage 1 trains exactly as without the terms
+    assert any(not torch.equal(real0[k], real1[k]) for k in real0)  # the terms reach f_phi

@@ -48,7 +48,7 @@ class Step:
 
 STEPS = (
     Step("ablations", ("analysis/train_ablations.py", "--work", "{work}/ablations"), False,
-         "analysis/checkpoints/{single_stage,k1,no_adv}: ablation adapters on the bundle's backbone (~20 min)"),
+         "analysis/checkpoints/{single_stage,k1,paper_l2}: ablation adapters on the bundle's backbone (~20 min)"),
     Step("bundled_quality", ("analysis/bundled_quality.py",), True,
          "bundled_quality.csv, bundled_psnr_vs_gamma.csv: PSNR of the endpoints, bicubic, VAE; gamma*"),
     Step("realism_crops", ("analysis/realism_crops.py",), True,

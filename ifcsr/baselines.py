@@ -8,8 +8,9 @@
   is what should make the intermediate gammas good (`SingleStageTrainer`).
 - k=1 (MSE+LPIPS): the same two-stage recipe with k = 1, where w_dec = w_inc and both
   stages minimise plain MSE + LPIPS (DESIGN 1).
-- no adversarial term: the base's fidelity adapter and its stage 2 rerun with the adversarial
-  realism term switched off (`LossConfig.adv_weight = 0`): what the adversarial term adds.
+- paper's L_2nd only: the base's fidelity adapter and its stage 2 rerun with the paper's loss
+  alone (`LossConfig.texture_weight = overshoot_weight = adv_weight = 0`): what the terms that
+  the tiny preset adds to the paper (texture, overshoot) do to the realism endpoint.
 - DNI (LoRA weight interpolation): network interpolation as ESRGAN / DNI (Wang et al., CVPR
   2019) do it: interpolate the weights, W + (1 - a) dW_fidelity + a dW_realism, so every
   point of the curve costs a new network pass (`LoraInterpolation`).
@@ -44,10 +45,10 @@ FIDELITY_ONLY = "fidelity only"
 REALISM_ONLY = "realism only"
 SINGLE_STAGE = "single-stage (naive blend)"
 K1 = "k=1 (MSE+LPIPS)"
-NO_ADV = "no adversarial term"
+PAPER_L2 = "paper's L_2nd only"
 DNI = "DNI (LoRA weight interpolation)"
 REALESRGAN = "Real-ESRGAN x4plus"
-ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1, "no_adv": NO_ADV}  # folder name -> method name
+ABLATIONS = {"single_stage": SINGLE_STAGE, "k1": K1, "paper_l2": PAPER_L2}  # folder name -> method name
 
 
 # ------------------------------------------------------------------------------ producers
@@ -290,8 +291,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
 
     kind: "single_stage" (stage 1 as usual -- by default `base`'s own fidelity adapter, which
         IS stage 1 of the same recipe -- then the realism adapter trained alone with w_inc),
-        "k1" (stages 1 and 2 of the two-stage recipe with k = 1) or "no_adv" (`base`'s fidelity
-        adapter, then stage 2 of its recipe without the adversarial term).
+        "k1" (stages 1 and 2 of the two-stage recipe with k = 1) or "paper_l2" (`base`'s fidelity
+        adapter, then stage 2 of its recipe with the paper's L_2nd alone: no texture, overshoot
+        or adversarial term).
     base: the checkpoint whose backbone and training recipe are reused (default: bundled).
     steps: steps per trained stage (default: base's config). work_dir: resumable training
         folder (default: a temporary one). Returns `out`.
@@ -316,12 +318,12 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=steps), stage2=replace(cfg.stage2, steps=steps))
     if kind == "k1":
         cfg = replace(cfg, loss=replace(cfg.loss, k=1.0))
-    if kind == "no_adv" and getattr(cfg.loss, "adv_weight", 0.0):
-        cfg = replace(cfg, loss=replace(cfg.loss, adv_weight=0.0))  # a recipe without one is already without
+    if kind == "paper_l2":  # the recipe's stage 2 minus every term the paper does not have
+        cfg = replace(cfg, loss=replace(cfg.loss, adv_weight=0.0, texture_weight=0.0, overshoot_weight=0.0))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.from_backbone(load_backbone(base / "backbone", device=device), cfg, device=device)
     stages = (1, 2)
-    if kind in ("single_stage", "no_adv") and not retrain_fidelity:
+    if kind in ("single_stage", "paper_l2") and not retrain_fidelity:
         from safetensors.torch import load_file
 
         load_adapter_state_dict(model.unet, "fidelity", load_file(base / "fidelity.safetensors"))
@@ -374,7 +376,7 @@ def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
     """Keep another checkpoint's adapters as an ablation checkpoint on `base`'s backbone (no training).
 
     For a checkpoint trained on the very backbone that `base` holds -- e.g. the bundle before
-    the adversarial term, as "no_adv" -- its adapter files and config are copied to `out` with a
+    the texture term, as "paper_l2" -- its adapter files and config are copied to `out` with a
     reference to `base`'s backbone and its sha256, as `train_ablation` saves them. Refuses a
     source whose backbone differs from `base`'s: its adapters would mean nothing there.
     """
@@ -436,21 +438,25 @@ def load_ablation(path, *, device="cpu"):
     return IFCSR.load(path, device=device)
 
 
-# ------------------------------------------------------------------------------ adversarial ablation
+# ------------------------------------------------------------------------------ stage-2 ablation
 
 
-def adv_label(model) -> str:
-    """How a checkpoint's realism endpoint was trained, as the figures label it."""
-    w = float(getattr(model.config.loss, "adv_weight", 0.0))
-    return f"adversarial term, weight {w:g}" if w > 0 else "no adversarial term"
+def stage2_label(model) -> str:
+    """How a checkpoint's realism endpoint was trained, as the figures label it: the paper's
+    L_2nd, plus the terms the paper does not have (LossConfig.texture/overshoot/adv_weight)."""
+    loss = model.config.loss
+    terms = [f"{name} {float(getattr(loss, f'{key}_weight', 0.0)):g}"
+             for name, key in (("texture", "texture"), ("overshoot", "overshoot"), ("adversarial", "adv"))
+             if float(getattr(loss, f"{key}_weight", 0.0)) > 0]
+    return "L_2nd + " + " + ".join(terms) if terms else "paper's L_2nd only"
 
 
 def realism_ablation(variants: dict, pair: dict, *, gammas=(0.0, 0.25, 0.5, 0.75, 1.0),
                      metrics=("psnr", "niqe")) -> dict:
-    """The realism endpoint with and without the adversarial term, on one image (notebook 05).
+    """The realism endpoint with and without the texture term, on one image (notebook 05).
 
     variants: {label: IFCSR model or checkpoint folder}, e.g. the bundled checkpoint and
-    analysis/checkpoints/no_adv (same backbone and fidelity adapter, stage 2 without the term).
+    analysis/checkpoints/paper_l2 (same backbone and fidelity adapter, stage 2 with L_2nd alone).
     pair: {"lr", "hr", "name"}. Returns {"endpoints": {label: Endpoints}, "bicubic", "hr",
     "points"}: points is one row per (method, gamma) with each metric as a column -- every
     variant's blend curve (inferred once, then pixel blends), bicubic and HR itself (for the

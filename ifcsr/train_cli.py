@@ -53,6 +53,16 @@ def add_arguments(p):
     p.add_argument("--loss-layers", default=None,
                    help="comma-separated subset of the loss layers 0..5 (0 = pixel MSE; '0' alone runs no feature "
                         "network; default: all, as the paper)")
+    p.add_argument("--texture-weight", type=float, default=None,
+                   help="stage 2: weight of the texture term on the realism endpoint (not in the paper; "
+                        "tiny preset: on, paper preset: 0 = off)")
+    p.add_argument("--overshoot-weight", type=float, default=None,
+                   help="stage 2: weight of the overshoot (halo) penalty on the realism endpoint (0 = off)")
+    p.add_argument("--adv-weight", type=float, default=None,
+                   help="stage 2: weight of the adversarial term (not in the paper; 0 = off, every preset)")
+    p.add_argument("--stage2-seed", type=int, default=None,
+                   help="seed of stage 2 alone (its data order, crops and gammas), e.g. for a seed study "
+                        "with --fidelity-from")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
     p.add_argument("--fidelity-from", default=None, metavar="CHECKPOINT",
                    help="retrain only stage 2 (the realism adapter) on this checkpoint's backbone and fidelity "
@@ -114,6 +124,15 @@ def config_from_args(args):
     if args.feature_net or args.k is not None:
         cfg = replace(cfg, loss=replace(cfg.loss, feature_net=args.feature_net or cfg.loss.feature_net,
                                         k=cfg.loss.k if args.k is None else args.k))
+    terms = {f"{name}_weight": getattr(args, f"{name}_weight") for name in ("texture", "overshoot", "adv")
+             if getattr(args, f"{name}_weight") is not None}
+    if terms:
+        try:
+            cfg = replace(cfg, loss=replace(cfg.loss, **terms))
+        except ValueError as err:  # LossConfig refuses negative and non-finite weights
+            raise InputError(f"--texture-weight / --overshoot-weight / --adv-weight: {err}") from None
+    if args.stage2_seed is not None:
+        cfg = replace(cfg, stage2=replace(cfg.stage2, seed=args.stage2_seed))
     if args.loss_layers:
         try:
             layers = tuple(int(x) for x in args.loss_layers.split(","))

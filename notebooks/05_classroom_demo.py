@@ -19,7 +19,7 @@
 # - the paper's two ablations side by side: **single-stage** (the realism network trained
 #   alone, then blended) against **two-stage** (trained on the blend), and $k = 1$ against
 #   $k = 7$;
-# - what an **adversarial term** adds to the realism endpoint (not in the paper: its realism
+# - what a **texture term** adds to the realism endpoint (not in the paper: its realism
 #   comes from Stable Diffusion's prior, which the tiny backbone lacks).
 
 # %%
@@ -29,7 +29,7 @@ from pathlib import Path
 import pandas as pd
 
 import ifcsr
-from ifcsr.baselines import adv_label, bicubic_upscale, load_ablation, realism_ablation, train_ablation
+from ifcsr.baselines import bicubic_upscale, load_ablation, realism_ablation, stage2_label, train_ablation
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
 from ifcsr.figures import endpoints_figure
 from ifcsr.images import to_tensor
@@ -151,32 +151,40 @@ fig = metric_vs_gamma_figure(curves, ["psnr", "lpips-hed"],
                              note="lpips-hed: HED-VGG16 features with equal channel weights, NOT LPIPS")
 
 # %% [markdown]
-# ## 4. Realism with and without an adversarial term
+# ## 4. Realism with and without a texture term
 #
 # The paper's realism comes from Stable Diffusion's generative prior, unlocked by weighting
 # deep feature layers ($w^{inc}$). The tiny backbone was trained on four photos: it has no
-# such prior, and deep-feature weighting alone only sharpens. The classic way to get
-# perceptual realism without a pretrained prior is an **adversarial term** (SRGAN, ESRGAN):
-# a discriminator learns to tell HR crops from realism outputs, and stage 2 adds
-# $\lambda \cdot$ its loss to $L_{2nd}$ (`LossConfig.adv_weight`; stage 1 never sees it).
-# ESRGAN's interpolation between a PSNR-oriented and a GAN-trained network is the ancestor of
-# IFCSR's blend.
+# such prior, and deep-feature weighting alone only sharpens and streaks (NIQE rises with
+# gamma). Two classic ways to get perceptual realism without a pretrained prior:
 #
-# Two checkpoints with the same backbone and fidelity adapter: the bundled one, and
-# `analysis/checkpoints/no_adv`, whose stage 2 was rerun without the term. The labels say how
-# each was trained. Left: the same crop, zoomed; right: where each blend curve lies on the
+# - an **adversarial term** (SRGAN, ESRGAN: `LossConfig.adv_weight`). ESRGAN's interpolation
+#   between a PSNR-oriented and a GAN-trained network is the ancestor of IFCSR's blend. With
+#   four training photos its discriminator stayed near chance and the realism endpoint grew
+#   halos and stripes (README, "Realism without a generative prior");
+# - a **texture term** (EnhanceNet, Sajjadi et al. 2017: `LossConfig.texture_weight`): the
+#   Gram matrices of VGG features over 32-px patches of the realism endpoint must match HR's.
+#   It asks for HR's local texture *statistics*, not its exact pixels, so the network may
+#   invent grain where it cannot know the positions. An **overshoot penalty**
+#   (`LossConfig.overshoot_weight`) keeps that texture inside HR's local range: no halos.
+#
+# The tiny preset uses the second (stage 2 only; stage 1 never sees it). Two checkpoints with
+# the same backbone and fidelity adapter: the bundled one, and `analysis/checkpoints/paper_l2`,
+# whose stage 2 was rerun with the paper's $L_{2nd}$ alone. The labels say how each was
+# trained. Left: the same crop, zoomed; right: where each blend curve lies on the
 # perception-distortion plane. A realism endpoint that buys perception moves **down** (lower
 # NIQE) as it moves right (lower PSNR); one that only sharpens moves up.
 
 # %%
 try:
-    no_adv = load_ablation(ABLATIONS / "no_adv")
+    paper_l2 = load_ablation(ABLATIONS / "paper_l2")
 except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-    print(f"no_adv: {err}; training it now")
-    no_adv = load_ablation(train_ablation("no_adv", Path("runs/ablations") / "no_adv", base=CHECKPOINT,
-                                          steps=ABLATION_STEPS, progress=not SMALL))
+    print(f"paper_l2: {err}; training it now")
+    paper_l2 = load_ablation(train_ablation("paper_l2", Path("runs/ablations") / "paper_l2", base=CHECKPOINT,
+                                            steps=ABLATION_STEPS, progress=not SMALL))
 pair = pairs_from_samples(["chelsea"], crop=128 if SMALL else None)[0]
-result = realism_ablation({f"no_adv ({adv_label(no_adv)})": no_adv, f"bundled ({adv_label(model)})": model}, pair)
+result = realism_ablation({f"paper_l2 ({stage2_label(paper_l2)})": paper_l2,
+                           f"bundled ({stage2_label(model)})": model}, pair)
 fig = realism_ablation_figure(result, title="chelsea (held out), x4 bicubic: realism endpoint without and with")
 result["points"].round(3)
 

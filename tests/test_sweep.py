@@ -334,7 +334,7 @@ def test_single_stage_trainer_ignores_the_fidelity_branch(checkpoint):
     assert b1.item() != b2.item()
 
 
-@pytest.mark.parametrize("kind", ["single_stage", "k1", "no_adv"])
+@pytest.mark.parametrize("kind", ["single_stage", "k1", "paper_l2"])
 def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpoint, tmp_path, kind):
     from safetensors.torch import load_file
 
@@ -433,7 +433,7 @@ def test_sweep_cli_writes_outputs(checkpoint, pairs_dir, tmp_path, capsys):
 def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversarial_weight(checkpoint):
     from dataclasses import replace
 
-    from ifcsr.baselines import adv_label, realism_ablation
+    from ifcsr.baselines import realism_ablation, stage2_label
     from ifcsr.data import BicubicDegradation
 
     model = IFCSR.load(checkpoint)
@@ -446,10 +446,10 @@ def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversaria
     assert a1 == pytest.approx(float(psnr_y(res["endpoints"]["a"].realism, hr[None])), abs=1e-6)
     with pytest.raises(ValueError, match="niqe"):  # 32 px: below NIQE's 96 px blocks
         realism_ablation({"a": model}, pair, metrics=("psnr", "niqe"))
-    assert adv_label(model) == "no adversarial term"
-    if hasattr(model.config.loss, "adv_weight"):
-        model.config = replace(model.config, loss=replace(model.config.loss, adv_weight=0.01))
-        assert adv_label(model) == "adversarial term, weight 0.01"
+    model.config = replace(model.config, loss=replace(model.config.loss, texture_weight=0.0, overshoot_weight=0.0))
+    assert stage2_label(model) == "paper's L_2nd only"
+    model.config = replace(model.config, loss=replace(model.config.loss, texture_weight=10.0, adv_weight=0.01))
+    assert stage2_label(model) == "L_2nd + texture 10 + adversarial 0.01"
 
 
 def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpoint, tmp_path):
@@ -465,13 +465,13 @@ def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpo
     other = IFCSR.load(checkpoint)
     _perturb(other, "realism", 3, 0.5)
     save_file(adapter_state_dict(other.unet, "realism"), source / "realism.safetensors")
-    out = adopt_ablation("no_adv", source, tmp_path / "no_adv", base=checkpoint)
+    out = adopt_ablation("paper_l2", source, tmp_path / "paper_l2", base=checkpoint)
     assert "backbone" not in {p.name for p in out.iterdir()}
     for name in ("fidelity", "realism"):
         want, have = load_file(source / f"{name}.safetensors"), load_file(out / f"{name}.safetensors")
         assert want.keys() == have.keys() and all(torch.equal(want[k], have[k]) for k in want)
     meta = json.loads((out / "ifcsr.json").read_text())
-    assert meta["ablation"] == "no_adv" and Path(meta["backbone"]) == (checkpoint / "backbone").resolve()
+    assert meta["ablation"] == "paper_l2" and Path(meta["backbone"]) == (checkpoint / "backbone").resolve()
     lr = torch.rand(1, 3, 8, 8)
     assert torch.allclose(load_ablation(out).infer(lr).realism, other.infer(lr).realism, atol=1e-6)  # same weights
     stranger = tmp_path / "stranger"
@@ -481,4 +481,4 @@ def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpo
     k = next(iter(state))
     save_file({**state, k: state[k] + 1.0}, vae_file)  # the same adapters on another backbone
     with pytest.raises(ValueError, match="another backbone"):
-        adopt_ablation("no_adv", stranger, tmp_path / "no_adv2", base=checkpoint)
+        adopt_ablation("paper_l2", stranger, tmp_path / "paper_l22", base=checkpoint)

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .config import ADV_AUGMENTS as AUGMENTS
-from .hed import CAFFE_BGR_MEAN, LAYER_NAMES, LAYER_TAPS, load_hed_vgg16, normalize_tensor
+from .weights.hed import CAFFE_BGR_MEAN, LAYER_NAMES, LAYER_TAPS, load_hed_vgg16, normalize_tensor
 
 
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...], g: torch.Generator) -> torch.Tensor:

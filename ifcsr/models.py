@@ -28,7 +28,7 @@ from .blend import blend
 from .checkpoint import apply_umask, new_temp_folder, recover_folder, swap_in, verify_manifest, write_manifest
 from .config import TINY, ModelConfig, TrainConfig
 from .errors import CheckpointError, InputError, OutputError, WeightsUnavailable, describe_os_error
-from .images import ImageError, to_tensor
+from .data.images import ImageError, to_tensor
 
 
 class _DropMessage:
@@ -213,7 +213,7 @@ def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu
     (or in ``ifcsr.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
     from safetensors.torch import load_file, save_file
 
-    from .cache import ifcsr_cache_dir
+    from .weights.cache import ifcsr_cache_dir
 
     local = Path(str(source))
     cache = (local / PROMPT_FILE) if local.is_dir() else (
@@ -433,7 +433,7 @@ class Endpoints:
         """Choose gamma from these endpoints alone, no network call (``ifcsr.autogamma``):
         "psnr" (closed form, needs hr), "knee", or a no-reference index ("niqe", "piqe", a
         callable). Returns an ``AutoGamma``; ``float()`` of it is the gamma."""
-        from .autogamma import auto_gamma
+        from .evaluation.autogamma import auto_gamma
 
         return auto_gamma(self.fidelity, self.realism, objective, hr, **kwargs)
 

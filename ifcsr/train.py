@@ -511,7 +511,7 @@ class Trainer:
         """D on frozen HED-VGG16 features (ifcsr/adversarial.py), its heads seeded by the stage-2 seed."""
         from .adversarial import ProjectedDiscriminator
 
-        from .hed import HedPerceptual, _freeze, _vgg16_features
+        from .weights.hed import HedPerceptual, _freeze, _vgg16_features
 
         c = self.config.loss
         with torch.random.fork_rng(devices=[]):

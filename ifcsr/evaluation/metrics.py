@@ -70,7 +70,7 @@ import torch
 import torch.nn.functional as F
 
 from ifcsr.errors import IFCSRError, InputError
-from ifcsr.images import ImageError, load_image, to_tensor
+from ifcsr.data.images import ImageError, load_image, to_tensor
 
 __all__ = [
     "COLUMNS",
@@ -124,7 +124,7 @@ def pyiqa_cache_dir() -> Path:
 
 
 def _hf_hub_cache_dir() -> Path:
-    from .cache import hf_hub_cache_dir
+    from ifcsr.weights.cache import hf_hub_cache_dir
 
     return hf_hub_cache_dir()
 
@@ -168,7 +168,7 @@ class WeightFile:
                     return hits[0]
             return None
         if self.store == "ifcsr-hed":
-            from ifcsr.hed import hed_cache_path
+            from ifcsr.weights.hed import hed_cache_path
 
             path = hed_cache_path()
         else:
@@ -565,7 +565,7 @@ class _HedDistance:
     """lpips-hed: mean over HedPerceptual's 5 layers. NOT LPIPS (equal channel weights)."""
 
     def __init__(self, device):
-        from ifcsr.hed import HedPerceptual  # lazy: only this metric needs h5py and the weights
+        from ifcsr.weights.hed import HedPerceptual  # lazy: only this metric needs h5py and the weights
 
         self.net = HedPerceptual().to(device).eval()
 
@@ -779,7 +779,7 @@ def fetch_metric_weights(names=None, *, device="cpu") -> pd.DataFrame:
             raise MetricUnavailableError(
                 f"cannot fetch {name}: {'; '.join(w.describe() for w in missing)}, and no network ({why})")
         if name == "lpips-hed":
-            from ifcsr.hed import fetch_hed_weights
+            from ifcsr.weights.hed import fetch_hed_weights
 
             fetch_hed_weights()
         else:

@@ -1,9 +1,10 @@
-"""`ifcsr` command line: demo | train | infer | sweep | evaluate | bench | fetch-weights | fetch-data.
+"""The `ifcsr` command line: the parser, the dispatch and THE error handler. Imports only the
+standard library; each command's module (ifcsr.cli.NAME) is imported only when that command runs.
 
-Each subcommand's options live next to its code: a module with `add_arguments(parser)` and
-`main(args) -> int`. Only the module of the command being run is imported (and none for
-`ifcsr --help`), so help answers and bad arguments are rejected before torch or a model loads;
-the modules named here import torch only inside their functions (a test checks it).
+Each subcommand lives in its own module with `add_arguments(parser)` and `main(args) -> int`.
+Only the module of the command being run is imported (and none for `ifcsr --help`), so help
+answers and bad arguments are rejected before torch or a model loads; the command modules
+import torch only inside their functions (tests/test_cli_fast.py checks it).
 """
 
 from __future__ import annotations
@@ -14,14 +15,14 @@ import sys
 
 # command -> (module, help)
 COMMANDS = {
-    "demo": ("ifcsr.demo", "super-resolve a held-out photo with the bundled checkpoint; write images, figure, CSV"),
-    "train": ("ifcsr.train_cli", "train stages 0/1/2 (e.g. `ifcsr train --preset tiny`)"),
-    "infer": ("ifcsr.infer_cli", "infer both endpoints of LR images once and save them (plus blends)"),
-    "sweep": ("ifcsr.sweep", "gamma sweep: metrics for gamma on a grid and for gamma maps, with curves"),
-    "evaluate": ("ifcsr.sweep", "the paper's table (PSNR, SSIM, LPIPS, ... FID) for a list of gammas"),
-    "bench": ("ifcsr.bench", "benchmarks: cost of control, inference, training, tiling"),
-    "fetch-weights": ("ifcsr.weights", "fetch offline weights: vgg-hed, realesrgan, or pyiqa metric names"),
-    "fetch-data": ("ifcsr.datasets", "download the RealSR / DRealSR test sets (sha256-checked) into the cache"),
+    "demo": ("ifcsr.cli.demo", "super-resolve a held-out photo with the bundled checkpoint; write images, figure, CSV"),
+    "train": ("ifcsr.cli.train", "train stages 0/1/2 (e.g. `ifcsr train --preset tiny`)"),
+    "infer": ("ifcsr.cli.infer", "infer both endpoints of LR images once and save them (plus blends)"),
+    "sweep": ("ifcsr.cli.sweep", "gamma sweep: metrics for gamma on a grid and for gamma maps, with curves"),
+    "evaluate": ("ifcsr.cli.evaluate", "the paper's table (PSNR, SSIM, LPIPS, ... FID) for a list of gammas"),
+    "bench": ("ifcsr.cli.bench", "benchmarks: cost of control, inference, training, tiling"),
+    "fetch-weights": ("ifcsr.cli.fetch_weights", "fetch offline weights: vgg-hed, realesrgan, or pyiqa metric names"),
+    "fetch-data": ("ifcsr.cli.fetch_data", "download the RealSR / DRealSR test sets (sha256-checked) into the cache"),
 }
 
 
@@ -35,15 +36,11 @@ def _requested_command(argv) -> str | None:
     return None
 
 
-# Commands whose module needs torch take their options from this light module instead.
-OPTIONS = {"sweep": "ifcsr.options", "evaluate": "ifcsr.options", "bench": "ifcsr.options"}
-
-
 def build_parser(argv=None) -> argparse.ArgumentParser:
     """The parser. With argv, only that command's options are built (and its module imported);
     without, every command's (slow: imports every command module)."""
-    parser = argparse.ArgumentParser(prog="ifcsr", description=__doc__.splitlines()[0])
-    from . import __version__
+    parser = argparse.ArgumentParser(prog="ifcsr", description="`ifcsr` command line: " + " | ".join(COMMANDS) + ".")
+    from ifcsr import __version__
 
     wanted = None if argv is None else _requested_command(argv)
 
@@ -56,10 +53,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         p.set_defaults(_module=module, _command=name)
         if argv is not None and name != wanted:
             continue  # its options are built only when it is the command being run
-        mod = importlib.import_module(OPTIONS.get(name, module))
-        adder = getattr(mod, f"add_{name.replace('-', '_')}_arguments", None) or mod.add_arguments
-        adder(p)
-        p.set_defaults(_module=module, _command=name)
+        importlib.import_module(module).add_arguments(p)
     return parser
 
 
@@ -70,9 +64,7 @@ def main(argv=None) -> int:
     if not getattr(args, "command", None):
         parser.print_help()
         return 0
-    mod = importlib.import_module(args._module)
-    runner = getattr(mod, f"main_{args._command.replace('-', '_')}", None) or mod.main
-    return run_command(runner, args, debug=args.debug)
+    return run_command(importlib.import_module(args._module).main, args, debug=args.debug)
 
 
 def run_command(runner, args, *, debug: bool = False) -> int:
@@ -80,7 +72,7 @@ def run_command(runner, args, *, debug: bool = False) -> int:
     unsafe file, missing weights; and OSErrors of the file system) print one line naming the file
     or argument and the fix, exit status 2. Anything else is a bug in ifcsr: one line saying so,
     exit status 1, and its traceback with `ifcsr --debug ...`."""
-    from .errors import IFCSRError, describe_os_error
+    from ifcsr.errors import IFCSRError, describe_os_error
 
     cmd = args._command
     try:

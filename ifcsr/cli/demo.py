@@ -13,7 +13,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from .errors import InputError
+from ifcsr.errors import InputError
 
 DEMO_GAMMAS = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Metrics that the demo computes when they can run offline here; others are listed as skipped.
@@ -50,7 +50,7 @@ def gamma_grid(step: float = 0.05) -> "np.ndarray":
 
 def metric_label(name: str) -> str:
     """Table header for a metric: what it measures and which way is better."""
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     text = {"psnr": "PSNR-Y dB", "ssim": "SSIM-Y"}.get(name, name.upper() if name == "niqe" else name)
     spec = REGISTRY.get(name)
@@ -62,7 +62,7 @@ def _ensure_hed_weights(log, fetch: bool) -> None:
     bar unless told not to or offline; when that fails the metric is skipped with its reason."""
     import os
 
-    from .hed import HedWeightsError, fetch_hed_weights, hed_cache_path
+    from ifcsr.weights.hed import HedWeightsError, fetch_hed_weights, hed_cache_path
 
     offline = any(os.environ.get(v, "0") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "IFCSR_OFFLINE"))
     if hed_cache_path().is_file() or not fetch or offline:
@@ -79,10 +79,11 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     import pandas as pd
     import torch
 
-    from .data import HELD_OUT, pairs_from_samples
-    from .images import load_image, save_image, to_tensor
-    from .models import IFCSR, check_device
-    from .recipes import make_degradation
+    from ifcsr.data.samples import HELD_OUT
+    from ifcsr.data.folders import pairs_from_samples
+    from ifcsr.data.images import load_image, save_image, to_tensor
+    from ifcsr.models import IFCSR, check_device
+    from ifcsr.recipes import make_degradation
 
     t_start = time.perf_counter()
     grid = gamma_grid(step)
@@ -95,7 +96,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
             Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
         lr_input = to_tensor(load_image(image))
     else:
-        from .data import SAMPLE_NAMES
+        from ifcsr.data.samples import SAMPLE_NAMES
 
         if photo not in SAMPLE_NAMES:
             raise InputError(f"--photo {photo!r} is not a sample photo; choose one of {', '.join(SAMPLE_NAMES)} "
@@ -106,7 +107,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     device = check_device(device)
     model = IFCSR.load(checkpoint, device=device)
     if image is not None:
-        from .tiling import check_large, describe_cost
+        from ifcsr.tiling import check_large, describe_cost
 
         cost = check_large(model, lr_input.shape[-2:], force=force_large, what=str(image), device=device)
         if cost["hr_pixels"] > 2048 * 2048:
@@ -136,7 +137,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     import matplotlib
 
     matplotlib.use("Agg")
-    from .figures import endpoints_figure
+    from ifcsr.widgets.figures import endpoints_figure
 
     lr_big = torch.nn.functional.interpolate(lr, size=fid.shape[-2:], mode="nearest")
     panels = {"LR (nearest)": lr_big}
@@ -157,7 +158,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     # Metrics on the gamma grid: blends only, no network call.
     import warnings
 
-    from .metrics import MetricSuite
+    from ifcsr.evaluation.metrics import MetricSuite
 
     _ensure_hed_weights(log, fetch)
     with warnings.catch_warnings():
@@ -165,7 +166,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
         suite = MetricSuite(list(DEMO_METRICS))
     frames = []
     t0 = time.perf_counter()
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     too_small = {m: f"needs at least {REGISTRY[m].min_size} px, the output is {tuple(fid.shape[-2:])}"
                  for m in suite.available if min(fid.shape[-2:]) < REGISTRY[m].min_size}
@@ -199,7 +200,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     files["metrics"] = out / "metrics.csv"
     summary = tidy.pivot_table(index="gamma", columns="metric", values="value", dropna=False).reset_index()
     if hr is not None:
-        from .metrics import psnr_y
+        from ifcsr.evaluation.metrics import psnr_y
 
         bic = torch.nn.functional.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         summary.attrs["bicubic_psnr"] = float(psnr_y(bic, hr))

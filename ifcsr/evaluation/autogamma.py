@@ -36,7 +36,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .blend import blend, mse_optimal_gamma
+from ifcsr.blend import blend, mse_optimal_gamma
 
 _GOLDEN = (math.sqrt(5) - 1) / 2  # 0.618...
 
@@ -70,7 +70,7 @@ def _single(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _luma(x: torch.Tensor) -> np.ndarray:
-    from .risk import luma
+    from ifcsr.risk import luma
 
     return luma(x)[0, 0].double().numpy()
 
@@ -93,7 +93,7 @@ def nr_scorer(objective, *, device="cpu") -> tuple[Callable[[torch.Tensor], floa
     """(image -> float, name, lower_better) for an NR metric name or a callable (lower better)."""
     if callable(objective):
         return (lambda x: float(objective(x))), getattr(objective, "__name__", "callable"), True
-    from .metrics import REGISTRY, MetricUnavailableError, _cached_suite
+    from ifcsr.evaluation.metrics import REGISTRY, MetricUnavailableError, _cached_suite
 
     spec = REGISTRY.get(objective)
     if spec is None or spec.kind != "NR":

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from ifcsr.errors import InputError
 
 
 class ImageError(InputError):
@@ -162,7 +162,7 @@ def save_image(x, path) -> Path:
     except ValueError as err:  # PIL: unknown file extension
         raise ImageError(f"{path}: cannot save an image under this name ({err}); use .png or .jpg") from None
     except OSError as err:
-        from .errors import OutputError, describe_os_error
+        from ifcsr.errors import OutputError, describe_os_error
 
         raise OutputError(describe_os_error(err, str(path))) from err
     return path

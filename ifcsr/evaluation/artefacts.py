@@ -27,7 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .images import to_tensor
+from ifcsr.data.images import to_tensor
 
 
 def _luma(x, name: str) -> torch.Tensor:

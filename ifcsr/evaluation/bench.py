@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .errors import InputError
+from ifcsr.errors import InputError
 
 COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
            "note", "weights", "device", "threads", "machine", "load"]
@@ -150,7 +150,7 @@ def photo_lr(side: int) -> torch.Tensor:
     """An LR input of side x side pixels: scikit-image's astronaut (512x512), resized."""
     from PIL import Image
 
-    from .data import load_sample
+    from ifcsr.data.samples import load_sample
 
     im = Image.fromarray(load_sample("astronaut"))
     if im.size != (side, side):
@@ -160,7 +160,7 @@ def photo_lr(side: int) -> torch.Tensor:
 
 def random_tiny_model(seed: int = 0):
     """The tiny backbone with random weights and random (non-zero) LoRA B matrices."""
-    from .models import IFCSR, build_tiny_backbone
+    from ifcsr.models import IFCSR, build_tiny_backbone
 
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # LoRA A is drawn from the global generator: the same model in every process
@@ -173,7 +173,7 @@ def random_tiny_model(seed: int = 0):
 
 def load_model(checkpoint: str | None = None):
     """(model, weights) where weights says "bundled checkpoint", "checkpoint PATH" or "random weights"."""
-    from .models import BUNDLED_CHECKPOINT, IFCSR
+    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 
     if checkpoint:
         return IFCSR.load(checkpoint).eval(), f"checkpoint {checkpoint}"
@@ -194,7 +194,7 @@ def latent_control(model, z_L, gamma: float, cfg=None) -> torch.Tensor:
     """One change of a latent-space control as PiSA-SR does it: two UNet passes (one per LoRA;
     PiSA-SR runs the pixel LoRA, then both), mixed in latent space, then a VAE decode.
     z_L is cached (encoded once); cfg: a TileConfig for large images."""
-    from . import tiling
+    from ifcsr import tiling
 
     if cfg is None:
         z_f = model.denoise(z_L, "fidelity")
@@ -240,7 +240,7 @@ class WeightInterpolation:
 
     @torch.no_grad()
     def change(self, z_L, a: float, cfg=None) -> torch.Tensor:
-        from . import tiling
+        from ifcsr import tiling
 
         self.merge(a)
         if cfg is None:  # adapters are disabled: "fidelity" only names the call, no LoRA runs
@@ -270,7 +270,7 @@ def _met(ok: bool) -> str:
 
 @torch.no_grad()
 def _encode(model, lr, cfg):
-    from . import tiling
+    from ifcsr import tiling
 
     xp, _ = model._pad(model.prepare(lr))
     return model.encode(xp) if cfg is None else tiling.tiled_encode(model, xp, cfg)
@@ -279,9 +279,9 @@ def _encode(model, lr, cfg):
 @torch.no_grad()
 def part_a(model, bc: BenchConfig, log=print) -> list[dict]:
     """The cost of one change of the control."""
-    from . import tiling
-    from .blend import blend
-    from .images import to_uint8
+    from ifcsr import tiling
+    from ifcsr.blend import blend
+    from ifcsr.data.images import to_uint8
 
     rows = []
     gammas = itertools.cycle(np.linspace(0.05, 0.95, 19).tolist())  # a slider being moved
@@ -397,7 +397,7 @@ def worker(spec: dict) -> None:
 
 @torch.no_grad()
 def _worker_infer(model, spec) -> dict:
-    from . import tiling
+    from ifcsr import tiling
 
     size, tile = spec["size"], spec["tile"]
     model.infer(photo_lr(16), tile=False)  # warm-up (lazy initialisation), tiny
@@ -417,9 +417,9 @@ def _worker_infer(model, spec) -> dict:
 
 
 def _worker_train(model, spec) -> dict:
-    from .data import SampleDataset
-    from .losses import FeatureNetworkError, build_feature_net
-    from .train import Trainer
+    from ifcsr.data.folders import SampleDataset
+    from ifcsr.losses import FeatureNetworkError, build_feature_net
+    from ifcsr.train import Trainer
 
     try:
         feature_net, fnet = build_feature_net(model.config.loss.feature_net), model.config.loss.feature_net
@@ -457,7 +457,7 @@ def part_c(bc: BenchConfig, log=print) -> list[dict]:
 def tiling_agreement(model) -> tuple[int, float]:
     """(side, PSNR dB of tiled vs untiled, worse endpoint) on an image that needs a 2 x 2 grid of
     UNet tiles and still fits the whole-image GroupNorm statistics (`stats_size`)."""
-    from . import tiling
+    from ifcsr import tiling
 
     cfg = tiling.TileConfig.for_model(model)
     side = min(cfg.latent_tile + cfg.latent_tile // 4, cfg.stats_size) * tiling.vae_factor(model)
@@ -467,7 +467,7 @@ def tiling_agreement(model) -> tuple[int, float]:
 
 
 def _unet_tiles(model, side: int) -> int:
-    from . import tiling
+    from ifcsr import tiling
 
     cfg = tiling.TileConfig.for_model(model)
     h = side // tiling.vae_factor(model)
@@ -476,7 +476,7 @@ def _unet_tiles(model, side: int) -> int:
 
 def part_d(model, bc: BenchConfig, log=print) -> list[dict]:
     """Large images with and without tiling; each in a fresh subprocess (honest peak RSS)."""
-    from . import tiling
+    from ifcsr import tiling
 
     side, p = tiling_agreement(model)
     cfg = tiling.TileConfig.for_model(model)
@@ -536,7 +536,7 @@ def sd21_base_model(device="cuda", dtype=torch.float16, seed: int = 0):
     """An IFCSR model on a backbone with SD 2.1-base's exact configuration and random weights."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    from .models import IFCSR, Backbone, make_scheduler
+    from ifcsr.models import IFCSR, Backbone, make_scheduler
 
     torch.manual_seed(seed)
     with torch.device(device):
@@ -605,8 +605,8 @@ def sd_training_rows(model, *, device, batch: int, crop: int, steps: int, mixed_
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
 
-    from .losses import FeatureNetworkError, build_feature_net, needs_feature_net
-    from .train import Trainer
+    from ifcsr.losses import FeatureNetworkError, build_feature_net, needs_feature_net
+    from ifcsr.train import Trainer
 
     if not needs_feature_net(model.config.loss):
         fnet, fname = None, "none (pixel MSE only)"
@@ -648,7 +648,7 @@ def sd_training_rows(model, *, device, batch: int, crop: int, steps: int, mixed_
 
 def measure_sd(model, bc: BenchConfig, *, device, log=print, note: str = "") -> list[dict]:
     """Part e's measurements on `model` (SD 2.1-base-shaped on a GPU; any IFCSR for a CPU check)."""
-    from .blend import blend
+    from ifcsr.blend import blend
 
     rows = []
     S = bc.gpu_size
@@ -798,25 +798,3 @@ def format_table(rows: list[dict]) -> str:
         out.insert(0, f"machine: {r0['machine']}; {r0['threads']} threads; load average at start {r0['load']}; "
                       f"parts a-d on CPU; weights: {r0['weights']}")
     return "\n".join(out + (["notes:"] + notes if notes else []))
-
-
-def config_from_args(args) -> BenchConfig:
-    kw = dict(parts=tuple(s.strip() for s in args.parts.split(",") if s.strip()), threads=args.threads,
-              checkpoint=args.checkpoint)
-    for k in ("repeats", "blend_repeats", "sizes_a", "sizes_b", "sizes_d", "untiled_max"):
-        if getattr(args, k, None) is not None:
-            kw[k] = getattr(args, k)
-    return BenchConfig.quick_config(**kw) if args.quick else BenchConfig(**kw)
-
-
-def main(args) -> int:
-    import warnings
-
-    warnings.filterwarnings("ignore", message=".*peft_config.*")
-    bc = config_from_args(args)
-    path = Path(args.out) / "benchmarks.csv"
-    rows = run(bc, log=lambda m: print(m, file=sys.stderr, flush=True), csv_path=path)
-    write_csv(rows, path)
-    print(format_table(rows))
-    print(f"\nwrote {path}")
-    return 0

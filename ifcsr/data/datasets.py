@@ -19,17 +19,16 @@ pins them in the cache (`.sha256-pinned.json`, trust on first use) and later che
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import IFCSRError, InputError, MissingFileError
-from .provenance import file_sha256
+from ifcsr.errors import IFCSRError, InputError, MissingFileError
+from ifcsr.provenance import file_sha256
+from ifcsr.weights.download import install_verified
 
 __all__ = [
     "DATASETS",
@@ -93,7 +92,7 @@ DATASETS = {
 def cache_root() -> Path:
     """ifcsr's cache (`ifcsr.cache.ifcsr_cache_dir`): $IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr,
     else ~/.cache/ifcsr."""
-    from .cache import ifcsr_cache_dir
+    from ifcsr.weights.cache import ifcsr_cache_dir
 
     return ifcsr_cache_dir()
 
@@ -217,23 +216,10 @@ def _offline() -> str | None:
 
 
 def _download(url: str, dest: Path, want: str | None, *, opener, bar) -> None:
-    """url -> dest through a temporary file; checks the sha256 before the rename."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    h = hashlib.sha256()
-    try:
-        with os.fdopen(fd, "wb") as out, opener(url) as resp:
-            for block in iter(lambda: resp.read(1 << 16), b""):
-                out.write(block)
-                h.update(block)
-                bar.update(len(block))
-        if want and h.hexdigest() != want:
-            raise DatasetDownloadError(f"{url}: sha256 {h.hexdigest()}, expected {want}; not installed "
-                                       "(a changed upstream file or a broken transfer)")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """url -> dest, sha256-checked before the rename (ifcsr.weights.download)."""
+    with opener(url) as resp:
+        install_verified(resp, dest, want, on_chunk=bar.update, on_mismatch=lambda actual: DatasetDownloadError(
+            f"{url}: sha256 {actual}, expected {want}; not installed (a changed upstream file or a broken transfer)"))
 
 
 def _default_opener(url: str):
@@ -279,32 +265,3 @@ def fetch_dataset(name, *, folder=None, opener=None, progress: bool = True) -> P
         pins = {**_pins(folder), **unpinned}
         (folder / PIN_FILE).write_text(json.dumps(pins, indent=1, sort_keys=True) + "\n")
     return folder
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def add_fetch_data_arguments(p):
-    p.add_argument("names", nargs="+", choices=sorted(DATASETS), help="test sets to download")
-    p.add_argument("--dir", default=None, help="destination folder (default: the cache, see `ifcsr fetch-data -h`)")
-    p.add_argument("--verify", action="store_true", help="only check an existing copy (sizes, sha256)")
-    p.epilog = (f"Cache: {cache_root()}/datasets/NAME ($IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr, else "
-                "~/.cache/ifcsr). Source: the OSEDiff repository's copy of the StableSR test sets.")
-
-
-def main_fetch_data(args) -> int:
-    if args.dir is not None and len(args.names) > 1:
-        raise InputError("--dir takes one test set at a time")
-    for name in args.names:
-        folder = Path(args.dir) if args.dir else dataset_cache_dir(name)
-        if args.verify:
-            problems = verify_dataset(name, folder)
-            print(f"{name}: {folder}: " + ("ok" if not problems else f"{len(problems)} problem(s): "
-                                           + "; ".join(problems[:10])))
-            if problems:
-                return 1
-            continue
-        path = fetch_dataset(name, folder=folder)
-        print(f"{name}: {path} (set {DATASETS[name].env}={path} to use it from elsewhere)")
-    return 0
-

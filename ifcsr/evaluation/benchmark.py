@@ -30,23 +30,10 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError, MissingFileError
-from .images import ImageError, load_image, to_tensor
-from .options import BASELINE_NAMES
-from .sweep import (
-    _DECIMALS,
-    PAPER_HEADERS,
-    TIDY_COLUMNS,
-    EndpointCache,
-    _safe,
-    _score,
-    as_model,
-    default_cache_dir,
-    describe_model,
-    make_suite,
-    summarize,
-    sweep,
-)
+from ifcsr.errors import InputError, MissingFileError
+from ifcsr.data.images import ImageError, load_image, to_tensor
+from ifcsr.evaluation.names import BASELINE_NAMES
+from ifcsr.evaluation.sweep import _DECIMALS, PAPER_HEADERS, TIDY_COLUMNS, EndpointCache, _safe, _score, as_model, default_cache_dir, describe_model, make_suite, summarize, sweep
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
 # pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.metrics names
@@ -85,8 +72,8 @@ def load_benchmark(dataset, *, scale: int = 4, every: int = 1, limit: int | None
     `scale` x its LR is an error. every: keep every k-th pair by name (0, k, 2k, ...);
     limit: then keep the first `limit`; names: exactly these pairs (by pair name). The
     selection is said in `selection`."""
-    from .data import PairedFolder
-    from .datasets import DATASETS, resolve_dataset
+    from ifcsr.data.folders import PairedFolder
+    from ifcsr.data.datasets import DATASETS, resolve_dataset
 
     if every < 1 or (limit is not None and limit < 1):
         raise InputError(f"every and limit must be >= 1, got every={every}, limit={limit}")
@@ -125,7 +112,7 @@ def load_outputs(folder, bset: BenchmarkSet, *, label: str = "") -> list[torch.T
     whose size differs from its HR is an error; outputs of images outside `bset` are ignored
     when a subset is scored, and warned about otherwise.
     """
-    from .data import IMAGE_EXTENSIONS, pair_key
+    from ifcsr.data.folders import IMAGE_EXTENSIONS, pair_key
 
     folder = Path(folder)
     what = f"--compare {label}={folder}" if label else str(folder)
@@ -200,7 +187,7 @@ def parse_gammas(values) -> list[float]:
 def read_pyiqa_log(path) -> tuple[pd.DataFrame, dict]:
     """OSEDiff's `test_metrics.py` log -> (per-image values: image, metric, value; the logged
     means: metric -> value). Image names are pair names (Canon_001_LR4.png -> Canon_001)."""
-    from .data import pair_key
+    from ifcsr.data.folders import pair_key
 
     text = Path(path).read_text()
     rows = []
@@ -234,9 +221,9 @@ class OutputCache:
         self.calls = 0
 
     def get(self, name: str, lr: torch.Tensor, point: str, produce) -> torch.Tensor:
-        from .data import quantize
-        from .images import save_image
-        from .sweep import image_fingerprint
+        from ifcsr.data.degradations import quantize
+        from ifcsr.data.images import save_image
+        from ifcsr.evaluation.sweep import image_fingerprint
 
         path = None
         if self.folder is not None:
@@ -403,8 +390,8 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
     "k1", "dni"; ablations: folder holding single_stage/ and k1/ (default analysis/checkpoints
     next to the package). cache: endpoint and output cache folder ("default", a folder, None).
     """
-    from .metrics import REGISTRY
-    from .sweep import PAPER_METRICS
+    from ifcsr.evaluation.metrics import REGISTRY
+    from ifcsr.evaluation.sweep import PAPER_METRICS
 
     t_start = time.perf_counter()
     metrics = list(PAPER_METRICS if metrics is None else metrics)
@@ -429,7 +416,7 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
     want_fid = "fid" in metrics
     unavailable = dict(suite.unavailable)
     if want_fid:
-        from .metrics import available_metrics
+        from ifcsr.evaluation.metrics import available_metrics
 
         ok = available_metrics(["fid"]).iloc[0]
         if not ok["available"]:
@@ -447,8 +434,8 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
                 fid_outputs.setdefault(row_label(method, gamma), {})[p["name"]] = x
         timings[f"{row_label(method, gamma)} metrics_s"] = time.perf_counter() - t0
 
-    from .baselines import BICUBIC, bicubic_upscale
-    from .data import quantize
+    from ifcsr.evaluation.baselines import BICUBIC, bicubic_upscale
+    from ifcsr.data.degradations import quantize
 
     score_outputs(BICUBIC, [quantize(bicubic_upscale(p["lr"][None], 4)) for p in bset.pairs])
     for name, folder in compare.items():
@@ -463,7 +450,7 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
             raise InputError(f"the checkpoint is x{model.scale}; the test sets are x4")
         ck = checkpoint if isinstance(checkpoint, (str, Path)) else None
         if ck is None:
-            from .models import BUNDLED_CHECKPOINT
+            from ifcsr.models import BUNDLED_CHECKPOINT
 
             ck = BUNDLED_CHECKPOINT if checkpoint is None else None
         meta.update(model=describe_model(model), tiny=model.backbone.is_tiny,
@@ -496,14 +483,15 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
 
 def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, batch_size, progress,
                    frames, timings, skipped, fid_outputs, log):
-    from .baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, load_ablation
+    from ifcsr.evaluation.baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, load_ablation
 
     def keep(method, gamma, outs):
         if fid_outputs is not None:
             fid_outputs[row_label(method, gamma)] = dict(zip(bset.names, outs))
 
     if "realesrgan" in baselines:
-        from .realesrgan import SHA256, RealESRGANWeightsError, load_realesrgan, upscale
+        from ifcsr.evaluation.baselines import realesrgan_upscale
+        from ifcsr.weights.realesrgan import SHA256, RealESRGANWeightsError, load_realesrgan
 
         try:
             net = load_realesrgan(device=model.device)
@@ -514,7 +502,7 @@ def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, 
             oc = OutputCache(None if cache_dir is None else Path(cache_dir) / "outputs",
                              "realesrgan-" + hashlib.sha256(json.dumps(SHA256, sort_keys=True).encode()).hexdigest())
             t0 = time.perf_counter()
-            outs = [oc.get(p["name"], p["lr"][None], "x4", lambda p=p: upscale(net, p["lr"][None]))
+            outs = [oc.get(p["name"], p["lr"][None], "x4", lambda p=p: realesrgan_upscale(net, p["lr"][None]))
                     for p in _bar(bset.pairs, REALESRGAN, progress)]
             timings[f"{REALESRGAN} s"] = time.perf_counter() - t0
             timings[f"{REALESRGAN} network_calls"] = oc.calls
@@ -540,12 +528,12 @@ def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, 
         timings[f"{method} s"] = time.perf_counter() - t0
         frames.append(res.tidy)
         if fid_outputs is not None:
-            from .data import quantize
+            from ifcsr.data.degradations import quantize
 
             for g in gammas:
                 keep(method, g, [quantize(oc.endpoints(p["name"], p["lr"]).blend(g)) for p in bset.pairs])
     if "dni" in baselines:
-        from .sweep import model_fingerprint
+        from ifcsr.evaluation.sweep import model_fingerprint
 
         fp = model_fingerprint(model)
         t0 = time.perf_counter()
@@ -568,8 +556,8 @@ def _bar(items, desc, progress):
 
 
 def _fid_column(table, fid_outputs, bset, unavailable):
-    from .images import save_image
-    from .metrics import MetricUnavailableError, fid_between
+    from ifcsr.data.images import save_image
+    from ifcsr.evaluation.metrics import MetricUnavailableError, fid_between
 
     with tempfile.TemporaryDirectory(prefix="ifcsr-fid-") as tmp:
         hr_dir = Path(tmp) / "hr"
@@ -586,30 +574,6 @@ def _fid_column(table, fid_outputs, bset, unavailable):
         except MetricUnavailableError as err:
             unavailable["fid"] = str(err)
             table["fid"] = np.nan
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def main_evaluate_dataset(args) -> int:
-    from .sweep import PAPER_METRICS
-
-    explicit_gamma = args.gamma is not None
-    gammas = list(PAPER_TABLE_GAMMAS) + parse_gammas(args.gammas or []) + (list(args.gamma) if explicit_gamma else [])
-    t0 = time.perf_counter()
-    res = evaluate_benchmark(args.dataset, checkpoint=args.checkpoint, gammas=gammas,
-                             metrics=args.metrics or list(PAPER_METRICS), compare=parse_compare(args.compare),
-                             no_model=args.no_model, baselines=args.baselines, ablations=args.ablations,
-                             every=args.every, limit=args.limit, names=args.images, cache=None if str(args.cache).lower() == "none"
-                             else args.cache, batch_size=args.batch_size, device=args.device)
-    wall = time.perf_counter() - t0
-    res.timings["wall_s"] = wall
-    title = res.meta.get("model", "no model (--no-model)")
-    print(f"{res.meta['dataset']}: {res.meta['selection']}; IFCSR: {title}")
-    print(res.text)
-    files = res.save(args.out)
-    print(f"wall time {wall:.1f} s; wrote " + ", ".join(str(f) for f in files.values()))
-    return 0
 
 
 # ------------------------------------------------------------------------------ reading saved results
@@ -635,7 +599,7 @@ def best_gamma_per_image(tidy: pd.DataFrame, metrics=("psnr", "niqe"), *, method
     """For each image and metric, the gamma of `method`'s curve with the best value (the lowest
     for lower-is-better metrics): columns image, metric, best_gamma, best, at_0, at_1.
     Ties go to the smallest gamma."""
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     t = tidy[(tidy["method"] == method) & tidy["gamma_map"].fillna("").eq("") & tidy["metric"].isin(metrics)]
     if t.empty:

@@ -11,7 +11,7 @@ import shutil
 import sys
 from dataclasses import replace
 
-from .errors import InputError
+from ifcsr.errors import InputError
 
 
 def add_arguments(p):
@@ -71,7 +71,7 @@ STAGE_OPTIONS = {"steps": "steps", "lr": "lr", "batch_size": "batch_size", "grad
 def preset_of(args) -> str:
     """--preset, or the automatic choice: paper for a backbone other than the tiny one. A tiny
     preset on a large backbone is refused unless asked for (its lr and 64 px crops are not SD's)."""
-    from .recipes import preset_for
+    from ifcsr.recipes import preset_for
 
     return args.preset or preset_for(args.backbone)
 
@@ -89,7 +89,7 @@ def given_options(args) -> dict:
 
 def config_from_args(args):
     """The TrainConfig that `ifcsr train` runs: the preset, then each given option over it."""
-    from .recipes import PRESETS
+    from ifcsr.recipes import PRESETS
 
     cfg = PRESETS[preset_of(args)]()
     if args.data:
@@ -100,7 +100,7 @@ def config_from_args(args):
         cfg = replace(cfg, data_ratio=tuple(args.data_ratio) if args.data_ratio else None,
                       data_limit=tuple(args.data_limit) if args.data_limit else None)
     if args.degradation:
-        from .recipes import make_degradation
+        from ifcsr.recipes import make_degradation
 
         make_degradation(args.degradation)  # fail now, not after stage 0
         cfg = replace(cfg, degradation=args.degradation)
@@ -132,8 +132,8 @@ def config_from_args(args):
 def main(args) -> int:
     from accelerate import PartialState
 
-    from .models import check_device
-    from .recipes import check_stages, describe_config, train_recipe
+    from ifcsr.models import check_device
+    from ifcsr.recipes import check_stages, describe_config, train_recipe
 
     if args.device is not None:
         check_device(args.device)
@@ -160,7 +160,7 @@ def main(args) -> int:
     if state.is_main_process:
         print(f"checkpoint: {final}")
     if args.bundle:
-        from .models import BUNDLED_CHECKPOINT
+        from ifcsr.models import BUNDLED_CHECKPOINT
 
         shutil.rmtree(BUNDLED_CHECKPOINT, ignore_errors=True)
         shutil.copytree(final, BUNDLED_CHECKPOINT)
@@ -169,6 +169,6 @@ def main(args) -> int:
 
 
 if __name__ == "__main__":  # `accelerate launch -m ifcsr.train_cli ...` / `torchrun -m ifcsr.train_cli ...`
-    from .cli import main as _cli_main
+    from ifcsr.cli.app import main as _cli_main
 
     sys.exit(_cli_main(["train", *sys.argv[1:]]))

@@ -6,7 +6,7 @@ import argparse
 import math
 from pathlib import Path
 
-from .errors import InputError
+from ifcsr.errors import InputError
 
 AUTO_OBJECTIVES = ("knee", "niqe", "piqe", "psnr")
 
@@ -88,9 +88,9 @@ def output_stems(files) -> list[str]:
 
 
 def main(args) -> int:
-    from .images import load_image, save_image
-    from .models import IFCSR, check_device
-    from .tiling import check_large, describe_cost
+    from ifcsr.data.images import load_image, save_image
+    from ifcsr.models import IFCSR, check_device
+    from ifcsr.tiling import check_large, describe_cost
 
     gammas = check_gammas(args.gamma)
     hrs = getattr(args, "hr", None)
@@ -131,6 +131,6 @@ def main(args) -> int:
 
 
 def _tensor(image):
-    from .images import to_tensor
+    from ifcsr.data.images import to_tensor
 
     return to_tensor(image)

@@ -43,9 +43,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .errors import InputError, MissingFileError
-from .images import ImageError
-from .options import BUILTIN_MAPS, PAPER_METRICS  # the names the command line offers
+from ifcsr.errors import InputError, MissingFileError
+from ifcsr.data.images import ImageError
+from ifcsr.evaluation.names import BUILTIN_MAPS, PAPER_METRICS  # the names the command line offers
 
 # ------------------------------------------------------------------------------ constants
 
@@ -101,7 +101,9 @@ def load_pairs(pairs="samples", *, scale: int = 4, crop: int | None = None) -> l
     directory (`test_LR/` and `test_HR/`, RealSR/DRealSR naming), or a list of such dicts.
     crop: a centred crop x crop of each sample photo (samples only; faster sweeps).
     """
-    from .data import HELD_OUT, BicubicDegradation, PairedFolder, pairs_from_samples
+    from ifcsr.data.samples import HELD_OUT
+    from ifcsr.data.degradations import BicubicDegradation
+    from ifcsr.data.folders import PairedFolder, pairs_from_samples
 
     if isinstance(pairs, (list, tuple)):
         for i, p in enumerate(pairs):
@@ -121,7 +123,7 @@ def load_pairs(pairs="samples", *, scale: int = 4, crop: int | None = None) -> l
 
 def describe_pairs(pairs) -> str:
     if str(pairs) == "samples":
-        from .data import HELD_OUT
+        from ifcsr.data.samples import HELD_OUT
 
         return f"held-out scikit-image photos ({', '.join(HELD_OUT)}), bicubic x4"
     if isinstance(pairs, (list, tuple)):
@@ -146,7 +148,7 @@ def model_fingerprint(model) -> str:
     (SD 2.1) by its source, revision and variant, since hashing 865M weights per run costs
     seconds and the hub revision already names them.
     """
-    from .models import ADAPTERS, adapter_state_dict
+    from ifcsr.models import ADAPTERS, adapter_state_dict
 
     h = hashlib.sha256()
     h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
@@ -178,7 +180,7 @@ def image_fingerprint(lr: torch.Tensor) -> str:
 def default_cache_dir() -> Path:
     """``ifcsr.cache.ifcsr_cache_dir("endpoints")``: $IFCSR_CACHE/endpoints, else
     $XDG_CACHE_HOME/ifcsr/endpoints, else ~/.cache/ifcsr/endpoints."""
-    from .cache import ifcsr_cache_dir
+    from ifcsr.weights.cache import ifcsr_cache_dir
 
     return ifcsr_cache_dir("endpoints")
 
@@ -215,7 +217,7 @@ class EndpointCache:
 
     def _lookup(self, name: str, lr: torch.Tensor):
         """Cached endpoints of one LR image (1, 3, h, w) from memory or disk, else None."""
-        from .models import Endpoints
+        from ifcsr.models import Endpoints
 
         key = f"{name}-{image_fingerprint(lr)}"
         if key in self._memory:
@@ -237,8 +239,8 @@ class EndpointCache:
         return None
 
     def _store(self, name: str, lr: torch.Tensor, ends):
-        from .images import save_image
-        from .models import Endpoints
+        from ifcsr.data.images import save_image
+        from ifcsr.models import Endpoints
 
         ends = Endpoints(ends.fidelity.float().cpu(), ends.realism.float().cpu())
         self._memory[f"{name}-{image_fingerprint(lr)}"] = ends
@@ -265,7 +267,7 @@ class EndpointCache:
 
     def endpoints(self, name: str, lr):
         """Endpoints of one LR image (tensor (3, h, w) / (1, 3, h, w), numpy or PIL)."""
-        from .images import to_tensor
+        from ifcsr.data.images import to_tensor
 
         lr = to_tensor(lr, name=f"lr of {name!r}")
         if lr.shape[0] != 1:
@@ -281,8 +283,8 @@ class EndpointCache:
         pairs: dicts with "name" and "lr". Returns the number of images inferred."""
         from tqdm.auto import tqdm
 
-        from .images import to_tensor
-        from .models import Endpoints
+        from ifcsr.data.images import to_tensor
+        from ifcsr.models import Endpoints
 
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -386,7 +388,7 @@ def load_gamma_map(source) -> GammaMap:
 
 def as_model(model, device=None):
     """An IFCSR from a checkpoint folder, None (the bundled checkpoint), or an IFCSR itself."""
-    from .models import IFCSR
+    from ifcsr.models import IFCSR
 
     if isinstance(model, IFCSR):
         return model
@@ -405,7 +407,7 @@ def make_suite(metrics=None, *, device="cpu", min_side: int | None = None):
     cannot run here -- missing weights, or images smaller than the metric's minimum size
     (`min_side`: the smallest image side of the pairs) -- are recorded in suite.unavailable
     with the reason instead of being warned about or computed."""
-    from .metrics import DEFAULT_METRICS, REGISTRY, MetricSuite
+    from ifcsr.evaluation.metrics import DEFAULT_METRICS, REGISTRY, MetricSuite
 
     names = list(DEFAULT_METRICS) if metrics is None else [m for m in metrics if m != "fid"]
     with warnings.catch_warnings():
@@ -487,7 +489,7 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
     else:
         cache = EndpointCache(model, default_cache_dir() if cache == "default" else cache)
     suite = suite or make_suite(metrics, device=model.device, min_side=min_side(pair_list))
-    from .data import quantize as quantize_8bit
+    from ifcsr.data.degradations import quantize as quantize_8bit
 
     calls0, infer0, load0 = cache.calls, cache.infer_s, cache.load_s
     frames, blend_s, metrics_s, n_blends = [], 0.0, 0.0, 0
@@ -601,7 +603,7 @@ def position_vs_curve(summary: pd.DataFrame, x: str, y: str, *, curve: str = "IF
     IFCSR" (some gamma is at least as good on both axes), "dominates part of IFCSR", or "on
     the trade-off" (neither).
     """
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     lx, ly = REGISTRY[x].lower_better, REGISTRY[y].lower_better
     summary = summary.assign(gamma_map=summary["gamma_map"].fillna(""))  # as read back from a CSV
@@ -664,7 +666,7 @@ def save_figures(summary: pd.DataFrame, out, *, prefix: str = "", note: str = ""
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .figures import gamma_curves_figure, perception_distortion_figure
+    from ifcsr.widgets.figures import gamma_curves_figure, perception_distortion_figure
 
     out = Path(out)
     files = {}
@@ -694,13 +696,8 @@ def paper_table(model=None, pairs="samples", *, gammas=PAPER_GAMMAS, metrics=PAP
     computed between the folder of outputs at each gamma and the folder of HR images (it needs
     at least 2 images; it is a dataset statistic, meaningless on a handful of images).
     """
-    from .images import save_image
-    from .metrics import (
-        REGISTRY,
-        MetricUnavailableError,
-        available_metrics,
-        fid_between,
-    )
+    from ifcsr.data.images import save_image
+    from ifcsr.evaluation.metrics import REGISTRY, MetricUnavailableError, available_metrics, fid_between
 
     metrics = list(metrics)
     for m in metrics:
@@ -831,48 +828,3 @@ def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
             df[m] = [f"{v:.{_DECIMALS.get(m, 4)}f}" for v in df[m]]
         df = df.rename(columns=PAPER_HEADERS)
     return df
-
-
-# ------------------------------------------------------------------------------ command line
-
-
-def _cache_arg(value):
-    return None if str(value).lower() == "none" else value
-
-
-def main_sweep(args) -> int:
-    gammas = args.gamma if args.gamma is not None else gamma_grid(args.step)
-    res = sweep(args.checkpoint, args.pairs, gammas=gammas, gamma_maps=args.gamma_map, metrics=args.metrics,
-                cache=_cache_arg(args.cache), device=args.device, crop=args.crop)
-    files = res.save(args.out, x=args.x, y=args.y)
-    with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160,
-                           "display.max_columns", 30):
-        print(res.summary.drop(columns=["method"]).to_string(index=False))
-    if res.unavailable:
-        print("unavailable (no number reported): " + "; ".join(f"{k}: {v}" for k, v in res.unavailable.items()))
-    print(format_timings(res.timings))
-    print("wrote " + ", ".join(str(f) for f in files.values()))
-    return 0
-
-
-def main_evaluate(args) -> int:
-    if args.dataset is not None:  # a real-world test set: ifcsr.benchmark
-        from .benchmark import main_evaluate_dataset
-
-        return main_evaluate_dataset(args)
-    dataset_only = [o for o, v in (("--gammas", args.gammas), ("--compare", args.compare),
-                                   ("--no-model", args.no_model)) if v]
-    if dataset_only:
-        raise InputError(f"{', '.join(dataset_only)} need --dataset (realsr, drealsr or a folder)")
-    res = paper_table(args.checkpoint, args.pairs, gammas=args.gamma or list(PAPER_GAMMAS), metrics=args.metrics,
-                      cache=_cache_arg(args.cache), device=args.device, out=args.out, crop=args.crop)
-    print(f"IFCSR, {res['meta']['model']}; {res['meta']['pairs']}")
-    print(res["text"])
-    if args.paper:
-        print("\nThe paper's numbers on RealSR (SD 2.1-base backbone, trained ~24 h per stage on an H100;"
-              " NOT the same backbone or test images as above):")
-        print(paper_reference_table(as_text=True).to_string())
-    print(format_timings(res["timings"]))
-    if "files" in res:
-        print("wrote " + ", ".join(str(f) for f in res["files"].values()))
-    return 0

@@ -34,10 +34,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from .errors import InputError, MissingFileError
-from .images import to_tensor
-from .sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
-from .train import Trainer
+from ifcsr.errors import InputError, MissingFileError
+from ifcsr.data.images import to_tensor
+from ifcsr.evaluation.sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
+from ifcsr.train import Trainer
 
 BICUBIC = "bicubic"
 FIDELITY_ONLY = "fidelity only"
@@ -57,6 +57,37 @@ def bicubic_upscale(lr, scale: int = 4) -> torch.Tensor:
     """(B, 3, h, w) in [0, 1] -> bicubic x scale, clamped: exactly IFCSR.prepare's upsampling."""
     x = to_tensor(lr, name="lr")
     return F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False).clamp_(0, 1)
+
+
+@torch.no_grad()
+def realesrgan_upscale(model, lr, *, tile: int | None = None, tile_pad: int = 10) -> torch.Tensor:
+    """Real-ESRGAN x4plus (`ifcsr.weights.realesrgan.load_realesrgan`) on LR images: (B, 3, h, w) float in [0, 1] -> (B, 3, 4h, 4w) clamped to [0, 1].
+
+    `tile` splits the input into tile x tile pieces, each run with `tile_pad` pixels of
+    context on every side and cropped back (Real-ESRGAN's RealESRGANer does the same), so
+    large images fit in memory. RRDBNet's receptive field is far larger than any practical
+    pad, so tiled output differs slightly from untiled output near the seams.
+    """
+    lr = to_tensor(lr, name="lr")
+    p = next(model.parameters())
+    lr = lr.to(device=p.device, dtype=p.dtype)
+    if tile is None:
+        return model(lr).clamp_(0, 1)
+    if tile < 1 or tile_pad < 0:
+        raise InputError(f"tile must be >= 1 and tile_pad >= 0, got tile={tile}, tile_pad={tile_pad}")
+    b, c, h, w = lr.shape
+    s = 4
+    out = lr.new_empty(b, c, h * s, w * s)
+    for y0 in range(0, h, tile):
+        for x0 in range(0, w, tile):
+            y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+            py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
+            py1, px1 = min(y1 + tile_pad, h), min(x1 + tile_pad, w)
+            sr = model(lr[:, :, py0:py1, px0:px1])  # (B, 3, 4 * padded h, 4 * padded w)
+            out[:, :, y0 * s : y1 * s, x0 * s : x1 * s] = sr[
+                :, :, (y0 - py0) * s : (y1 - py0) * s, (x0 - px0) * s : (x1 - px0) * s
+            ]
+    return out.clamp_(0, 1)
 
 
 class LoraInterpolation:
@@ -219,7 +250,7 @@ def run_baselines(model, pairs="samples", *, suite, gammas, cache=None, single_s
 
     # Real-ESRGAN x4plus
     if realesrgan is not False:
-        from .realesrgan import RealESRGANWeightsError, load_realesrgan, upscale
+        from ifcsr.weights.realesrgan import RealESRGANWeightsError, load_realesrgan
 
         try:
             if model.scale != 4:
@@ -232,7 +263,7 @@ def run_baselines(model, pairs="samples", *, suite, gammas, cache=None, single_s
             t_i, t_m = 0.0, 0.0
             for p in pair_list:
                 t0 = time.perf_counter()
-                x = upscale(net, p["lr"][None], tile=realesrgan_tile).float().cpu()
+                x = realesrgan_upscale(net, p["lr"][None], tile=realesrgan_tile).float().cpu()
                 t_i += time.perf_counter() - t0
                 t_m += score(x, p["hr"][None], name=p["name"], gamma=float("nan"), method=REALESRGAN)
             timings.append(_timing(REALESRGAN, calls=len(pair_list), infer_s=t_i, metrics_s=t_m, points=1))
@@ -271,7 +302,7 @@ def backbone_digest(folder) -> str:
 
 
 def _backbone_ref(base: Path) -> str:
-    from .models import BUNDLED_CHECKPOINT
+    from ifcsr.models import BUNDLED_CHECKPOINT
 
     if base.resolve() == BUNDLED_CHECKPOINT.resolve():
         return "tiny"  # resolved by load_backbone("tiny") to the bundled backbone, wherever installed
@@ -279,7 +310,7 @@ def _backbone_ref(base: Path) -> str:
 
 
 def _resolve_ref(ref: str) -> Path:
-    from .models import BUNDLED_CHECKPOINT
+    from ifcsr.models import BUNDLED_CHECKPOINT
 
     return BUNDLED_CHECKPOINT / "backbone" if ref == "tiny" else Path(ref)
 
@@ -296,14 +327,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     steps: steps per trained stage (default: base's config). work_dir: resumable training
         folder (default: a temporary one). Returns `out`.
     """
-    from .config import TrainConfig
-    from .models import (
-        BUNDLED_CHECKPOINT,
-        IFCSR,
-        load_adapter_state_dict,
-        load_backbone,
-    )
-    from .recipes import make_dataset
+    from ifcsr.config import TrainConfig
+    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_adapter_state_dict, load_backbone
+    from ifcsr.recipes import make_dataset
 
     if kind not in ABLATIONS:
         raise InputError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
@@ -362,7 +388,7 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     meta = json.loads((out / "ifcsr.json").read_text())
     meta["backbone"] = ref
     (out / "ifcsr.json").write_text(json.dumps(meta, indent=2))
-    from .checkpoint import write_manifest
+    from ifcsr.checkpoint import write_manifest
 
     write_manifest(out)  # the files changed after save: record their sha256 again
     if work_dir is None:
@@ -378,7 +404,7 @@ def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
     reference to `base`'s backbone and its sha256, as `train_ablation` saves them. Refuses a
     source whose backbone differs from `base`'s: its adapters would mean nothing there.
     """
-    from .models import ADAPTERS, BUNDLED_CHECKPOINT
+    from ifcsr.models import ADAPTERS, BUNDLED_CHECKPOINT
 
     if kind not in ABLATIONS:
         raise ValueError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
@@ -406,7 +432,7 @@ def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
                  "adopted_from": str(source), "fidelity": "copied from the source checkpoint",
                  "backbone_sha256": digest})
     (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
-    from .checkpoint import write_manifest
+    from ifcsr.checkpoint import write_manifest
 
     write_manifest(tmp)  # checksums.json, which IFCSR.load verifies
     shutil.rmtree(out, ignore_errors=True)
@@ -417,7 +443,7 @@ def adopt_ablation(kind: str, source, out, *, base=None) -> Path:
 def load_ablation(path, *, device="cpu"):
     """IFCSR.load for an ablation checkpoint, after checking its backbone is the one it was
     trained on (ifcsr.json's backbone_sha256)."""
-    from .models import IFCSR
+    from ifcsr.models import IFCSR
 
     path = Path(path)
     if not (path / "config.json").is_file():
@@ -470,7 +496,7 @@ def realism_ablation(variants: dict, pair: dict, *, gammas=(0.0, 0.25, 0.5, 0.75
     endpoints = {label: m.infer(lr) for label, m in models.items()}
     bic = bicubic_upscale(lr, scale.pop())
     frames = [_score(suite, bic, hr, image=pair["name"], gamma=float("nan"), method=BICUBIC)]
-    from .metrics import REGISTRY
+    from ifcsr.evaluation.metrics import REGISTRY
 
     nr = [m for m in metrics if REGISTRY[m].kind == "NR"]
     if nr:

@@ -210,7 +210,7 @@ def _missing_backbone(source, err) -> BackboneNotFoundError:
 def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu") -> torch.Tensor:
     """Empty-prompt embedding: read from `empty_prompt.safetensors`, else computed once with the
     backbone's tokenizer + text encoder (freed afterwards) and cached next to a local backbone
-    (or in ``ifcsr.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
+    (or in ``ifcsr.weights.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
     from safetensors.torch import load_file, save_file
 
     from .weights.cache import ifcsr_cache_dir
@@ -428,14 +428,6 @@ class Endpoints:
 
         risk = self.ghosting_risk() if risk is None else risk
         return self.blend(risk_aware_gamma(risk, mean_gamma, strength=strength))
-
-    def auto_gamma(self, objective="knee", hr=None, **kwargs):
-        """Choose gamma from these endpoints alone, no network call (``ifcsr.autogamma``):
-        "psnr" (closed form, needs hr), "knee", or a no-reference index ("niqe", "piqe", a
-        callable). Returns an ``AutoGamma``; ``float()`` of it is the gamma."""
-        from .evaluation.autogamma import auto_gamma
-
-        return auto_gamma(self.fidelity, self.realism, objective, hr, **kwargs)
 
 
 class IFCSR(nn.Module):

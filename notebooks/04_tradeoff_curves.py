@@ -30,10 +30,8 @@ from pathlib import Path
 import pandas as pd
 
 import ifcsr
-from ifcsr.baselines import load_ablation, run_baselines, train_ablation
-from ifcsr.figures import gamma_curves_figure, perception_distortion_figure
-from ifcsr.models import IFCSR
-from ifcsr.sweep import (
+from ifcsr.evaluation.baselines import load_ablation, run_baselines, train_ablation
+from ifcsr.evaluation.sweep import (
     EndpointCache,
     figure_note,
     gamma_grid,
@@ -44,14 +42,16 @@ from ifcsr.sweep import (
     summarize,
     sweep,
 )
-from ifcsr.viz import BlendExplorer
+from ifcsr.models import IFCSR
+from ifcsr.widgets import BlendExplorer
+from ifcsr.widgets.figures import gamma_curves_figure, perception_distortion_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
 PAIRS = "samples"  # the held-out photos (chelsea, coffee), bicubic x4; or a folder with test_LR/ and test_HR/
 CROP = 128 if SMALL else 256  # centred crops of the sample photos; None = whole photos (slow: DNI re-infers)
 STEP = 0.25 if SMALL else 0.05  # gamma grid
-# None = every per-image metric in ifcsr.metrics.REGISTRY; unavailable ones are reported.
+# None = every per-image metric in ifcsr.evaluation.metrics.REGISTRY; unavailable ones are reported.
 METRICS = ["psnr", "ssim", "lpips", "musiq", "niqe", "lpips-hed"] if SMALL else None
 # The ablation checkpoints of analysis/train_ablations.py (single_stage/ and k1/), next to the package.
 ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
@@ -174,8 +174,8 @@ pd.DataFrame(peaks)
 # images each row was measured and which checkpoint made the IFCSR rows.
 
 # %%
-from ifcsr.benchmark import best_gamma_per_image, load_results
-from ifcsr.figures import best_gamma_figure
+from ifcsr.evaluation.benchmark import best_gamma_per_image, load_results
+from ifcsr.widgets.figures import best_gamma_figure
 
 realsr = load_results()  # analysis/results/paper_table.csv, realsr_summary.csv, realsr_per_image.csv
 realsr["table"]
@@ -206,7 +206,7 @@ best.pivot(index="image", columns="metric", values="best_gamma")
 # ## Exercises
 #
 # 1. Find the gamma with the best PSNR and the gamma with the best perception score. Where
-#    do the paper's numbers put them on RealSR (`ifcsr.sweep.paper_reference_table()`)?
+#    do the paper's numbers put them on RealSR (`ifcsr.evaluation.sweep.paper_reference_table()`)?
 # 2. Is LPIPS (or lpips-hed) monotone in gamma here? The paper reports it is not; explain
 #    why a blend of two images can be closer to HR in deep features than both endpoints.
 # 3. Count the network calls in the cost table and estimate how long DNI would take for a

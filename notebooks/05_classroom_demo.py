@@ -29,13 +29,12 @@ from pathlib import Path
 import pandas as pd
 
 import ifcsr
-from ifcsr.baselines import adv_label, bicubic_upscale, load_ablation, realism_ablation, train_ablation
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import to_tensor
+from ifcsr.data.images import to_tensor
+from ifcsr.evaluation.baselines import adv_label, bicubic_upscale, load_ablation, realism_ablation, train_ablation
+from ifcsr.evaluation.sweep import GammaMap, sweep
 from ifcsr.models import IFCSR
-from ifcsr.sweep import GammaMap, sweep
-from ifcsr.viz import (
+from ifcsr.widgets import (
     BlendExplorer,
     ablation_figure,
     colorize_map,
@@ -45,6 +44,7 @@ from ifcsr.viz import (
     realism_ablation_figure,
     texture_mask,
 )
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint

@@ -13,9 +13,9 @@ from ifcsr.adversarial import (
     r1_penalty,
 )
 from ifcsr.config import LossConfig, TrainConfig
-from ifcsr.hed import _freeze, _vgg16_features
 from ifcsr.models import lora_parameters
 from ifcsr.train import Trainer, quick_config
+from ifcsr.weights.hed import _freeze, _vgg16_features
 from tests.test_core import FixedData, make_model
 
 

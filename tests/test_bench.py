@@ -5,7 +5,8 @@ import csv
 import pytest
 import torch
 
-from ifcsr import bench, cli
+from ifcsr.cli import app as cli
+from ifcsr.evaluation import bench
 
 
 def read_rows(path):

@@ -9,15 +9,15 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifcsr import realesrgan as R
-from ifcsr.realesrgan import (
+from ifcsr.evaluation.baselines import realesrgan_upscale as upscale
+from ifcsr.weights import realesrgan as R
+from ifcsr.weights.realesrgan import (
     RealESRGANWeightsError,
     RRDBNet,
     fetch_realesrgan_weights,
     load_ncnn_weights,
     load_realesrgan,
     read_ncnn_param,
-    upscale,
 )
 
 

@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from ifcsr import bench, cli, train_cli
-from ifcsr.config import LossConfig, ModelConfig, StageConfig, TrainConfig
+from ifcsr.cli import app as cli
+from ifcsr.cli import train as train_cli
+from ifcsr.config import LossConfig, StageConfig, TrainConfig
+from ifcsr.evaluation import bench
 from ifcsr.models import IFCSR, adapter_state_dict, load_backbone, lora_parameters
 from ifcsr.recipes import describe_config, make_dataset, paper_preset, preset_for, train_recipe
 from ifcsr.train import EpochSampler, Trainer

@@ -79,9 +79,9 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     import pandas as pd
     import torch
 
-    from ifcsr.data.samples import HELD_OUT
     from ifcsr.data.folders import pairs_from_samples
     from ifcsr.data.images import load_image, save_image, to_tensor
+    from ifcsr.data.samples import HELD_OUT
     from ifcsr.models import IFCSR, check_device
     from ifcsr.recipes import make_degradation
 

@@ -46,7 +46,7 @@ def add_dataset_arguments(p):
 def main(args) -> int:
     from ifcsr.evaluation.sweep import PAPER_GAMMAS, format_timings, paper_reference_table, paper_table
 
-    if args.dataset is not None:  # a real-world test set: ifcsr.benchmark
+    if args.dataset is not None:  # a real-world test set: ifcsr.evaluation.benchmark
         return main_dataset(args)
     dataset_only = [o for o, v in (("--gammas", args.gammas), ("--compare", args.compare),
                                    ("--no-model", args.no_model)) if v]

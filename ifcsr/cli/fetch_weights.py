@@ -7,7 +7,7 @@
 
 Then copy the caches to a machine without network: $TORCH_HOME (default ~/.cache/torch),
 which holds hub/ifcsr (vgg-hed, realesrgan), hub/checkpoints (torchvision) and pyiqa's
-folder; see `ifcsr.metrics` for pyiqa's cache location.
+folder; see `ifcsr.evaluation.metrics` for pyiqa's cache location.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ AUTO_OBJECTIVES = ("knee", "niqe", "piqe", "psnr")
 
 
 def gamma_arg(text: str):
-    """A --gamma value: a number in [0, 1], or "auto" / "auto:OBJECTIVE" (ifcsr.autogamma)."""
+    """A --gamma value: a number in [0, 1], or "auto" / "auto:OBJECTIVE" (ifcsr.evaluation.autogamma)."""
     if text == "auto" or text.startswith("auto:"):
         objective = text.partition(":")[2] or "knee"
         if objective not in AUTO_OBJECTIVES:
@@ -89,6 +89,7 @@ def output_stems(files) -> list[str]:
 
 def main(args) -> int:
     from ifcsr.data.images import load_image, save_image
+    from ifcsr.evaluation.autogamma import auto_gamma
     from ifcsr.models import IFCSR, check_device
     from ifcsr.tiling import check_large, describe_cost
 
@@ -121,7 +122,7 @@ def main(args) -> int:
             if isinstance(g, str):  # auto: chosen from the endpoints, no network call
                 objective = g.partition(":")[2]
                 hr = load_image(hrs[i]) if objective == "psnr" else None
-                choice = ends.auto_gamma(objective, hr=None if hr is None else _tensor(hr))
+                choice = auto_gamma(ends.fidelity, ends.realism, objective, hr=None if hr is None else _tensor(hr))
                 save_image(ends.blend(choice.gamma), out / f"{stem}_auto-{objective}_gamma{gamma_label(choice.gamma)}.png")
                 print(f"{f}: auto:{objective} chose gamma {choice.gamma:.3f} ({choice.method})")
                 continue

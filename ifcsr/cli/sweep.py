@@ -39,12 +39,14 @@ def add_arguments(p):
 def main(args) -> int:
     import pandas as pd
 
-    from ifcsr.evaluation.sweep import format_timings, gamma_grid, sweep
+    from ifcsr.evaluation.sweep import figure_note, format_timings, gamma_grid, sweep
+    from ifcsr.widgets.figures import save_figures
 
     gammas = args.gamma if args.gamma is not None else gamma_grid(args.step)
     res = sweep(args.checkpoint, args.pairs, gammas=gammas, gamma_maps=args.gamma_map, metrics=args.metrics,
                 cache=cache_arg(args.cache), device=args.device, crop=args.crop)
-    files = res.save(args.out, x=args.x, y=args.y)
+    files = res.save(args.out)
+    files.update(save_figures(res.summary, args.out, note=figure_note(res.meta, res.unavailable), x=args.x, y=args.y))
     with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160,
                            "display.max_columns", 30):
         print(res.summary.drop(columns=["method"]).to_string(index=False))

@@ -2,7 +2,7 @@
 
 The preset is `paper` for any backbone other than the tiny one (SD 2.1-base by hub id or folder),
 `tiny` otherwise; the whole config is printed at the start, options over the preset marked.
-Several processes: `accelerate launch [--num_processes N] -m ifcsr.train_cli --backbone ... --data ...`.
+Several processes: `accelerate launch [--num_processes N] -m ifcsr.cli.train --backbone ... --data ...`.
 """
 
 from __future__ import annotations
@@ -168,7 +168,7 @@ def main(args) -> int:
     return 0
 
 
-if __name__ == "__main__":  # `accelerate launch -m ifcsr.train_cli ...` / `torchrun -m ifcsr.train_cli ...`
+if __name__ == "__main__":  # `accelerate launch -m ifcsr.cli.train ...` / `torchrun -m ifcsr.cli.train ...`
     from ifcsr.cli.app import main as _cli_main
 
     sys.exit(_cli_main(["train", *sys.argv[1:]]))

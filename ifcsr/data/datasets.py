@@ -1,6 +1,6 @@
 """Real-world test sets (RealSR, DRealSR as the StableSR/OSEDiff crops): where they are, how to get them.
 
-May import the standard library, tqdm, ifcsr.cache and ifcsr.images only (no torch model code), so that
+May import the standard library, tqdm, ifcsr.weights.cache and ifcsr.data.images only (no torch model code), so that
 `ifcsr fetch-data` answers fast.
 
     ifcsr fetch-data realsr            # -> <cache>/datasets/realsr/{test_LR,test_HR,results_osediff}
@@ -42,7 +42,7 @@ __all__ = [
     "verify_dataset",
 ]
 
-_ASSETS = Path(__file__).resolve().parent / "assets" / "datasets"
+_ASSETS = Path(__file__).resolve().parents[1] / "assets" / "datasets"
 _OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 PIN_FILE = ".sha256-pinned.json"
 
@@ -90,7 +90,7 @@ DATASETS = {
 
 
 def cache_root() -> Path:
-    """ifcsr's cache (`ifcsr.cache.ifcsr_cache_dir`): $IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr,
+    """ifcsr's cache (`ifcsr.weights.cache.ifcsr_cache_dir`): $IFCSR_CACHE, else $XDG_CACHE_HOME/ifcsr,
     else ~/.cache/ifcsr."""
     from ifcsr.weights.cache import ifcsr_cache_dir
 

@@ -22,9 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ifcsr.errors import InputError, InputTypeError
 from ifcsr.data.images import ImageError, to_tensor, to_uint8
-
+from ifcsr.errors import InputError, InputTypeError
 
 # --------------------------------------------------------------------------------------
 # Seeds and tensor plumbing

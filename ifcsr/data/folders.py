@@ -12,11 +12,10 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import Dataset
 
-from ifcsr.errors import InputError, InputTypeError, MissingFileError
 from ifcsr.data.degradations import BicubicDegradation
-from ifcsr.data.samples import HELD_OUT, TRAIN_NAMES, load_sample
 from ifcsr.data.images import ImageError, load_image, to_tensor
-
+from ifcsr.data.samples import HELD_OUT, TRAIN_NAMES, load_sample
+from ifcsr.errors import InputError, InputTypeError, MissingFileError
 
 # --------------------------------------------------------------------------------------
 # Datasets

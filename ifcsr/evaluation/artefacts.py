@@ -14,11 +14,11 @@
   small misalignment): root-mean-square excursion, in grey levels (0-255). HR scores 0 by
   construction; ringing, halos and embossed ridges overshoot the envelope.
 
-Both take float images in [0, 1], (3, H, W) or (1, 3, H, W) (or what ``ifcsr.images.to_tensor``
+Both take float images in [0, 1], (3, H, W) or (1, 3, H, W) (or what ``ifcsr.data.images.to_tensor``
 accepts). Calibration on HR, bicubic, an over-sharpened image and a striped realism endpoint:
 ``analysis/realism_check.py`` (results in ``analysis/results/artefact_calibration.csv``).
 
-Imports: numpy, scipy, torch and ifcsr.images / ifcsr.metrics only.
+Imports: numpy, scipy, torch and ifcsr.data.images / ifcsr.evaluation.metrics only.
 """
 
 from __future__ import annotations

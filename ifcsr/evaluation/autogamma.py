@@ -1,6 +1,6 @@
 """A gamma that picks itself: choose gamma for one image from its two cached endpoints.
 
-Imports torch and numpy at the top; ifcsr.metrics (pyiqa) only when a no-reference index is
+Imports torch and numpy at the top; ifcsr.evaluation.metrics (pyiqa) only when a no-reference index is
 asked for. No network is called: every candidate gamma is a pixel blend of the endpoints.
 
 Objectives (``auto_gamma(fidelity, realism, objective, hr=None)``):
@@ -9,7 +9,7 @@ Objectives (``auto_gamma(fidelity, realism, objective, hr=None)``):
   MSE of the Y channel, and Y is affine in RGB, so Y(blend) = blend(Y) and
   gamma* = -<Y_F - Y_HR, Y_R - Y_F> / |Y_R - Y_F|^2 (``ifcsr.blend.mse_optimal_gamma``),
   clipped to [0, 1] (the MSE is a parabola: the clip is the constrained optimum).
-- a no-reference index (``"niqe"``, ``"piqe"``, any NR metric of ``ifcsr.metrics.REGISTRY``,
+- a no-reference index (``"niqe"``, ``"piqe"``, any NR metric of ``ifcsr.evaluation.metrics.REGISTRY``,
   or a callable image -> float to minimise): a 1-D search. NR indices are NOT unimodal in
   gamma in general, so the search is a coarse grid (default 11 points, step 0.1), then a
   golden-section refinement inside the two grid cells around the best grid point (to a
@@ -85,7 +85,7 @@ def psnr_gamma(fidelity, realism, hr) -> AutoGamma:
     g = 0.0 if math.isnan(g_star) else min(max(g_star, 0.0), 1.0)
     yb = yf + g * (yr - yf)
     mse = float(np.mean((yb - yh) ** 2))
-    psnr = 10 * math.log10(1.0 / (mse + 1e-8))  # as ifcsr.metrics.psnr_y
+    psnr = 10 * math.log10(1.0 / (mse + 1e-8))  # as ifcsr.evaluation.metrics.psnr_y
     return AutoGamma(g, "psnr", "closed form", psnr, [dict(gamma=g, psnr=psnr, gamma_unclipped=g_star)])
 
 

@@ -13,7 +13,7 @@
 - DNI (LoRA weight interpolation): network interpolation as ESRGAN / DNI (Wang et al., CVPR
   2019) do it: interpolate the weights, W + (1 - a) dW_fidelity + a dW_realism, so every
   point of the curve costs a new network pass (`LoraInterpolation`).
-- Real-ESRGAN x4plus (`ifcsr.realesrgan`): what a practitioner reaches for.
+- Real-ESRGAN x4plus (`ifcsr.weights.realesrgan`): what a practitioner reaches for.
 
 The ablation checkpoints are trained by `train_ablation` (analysis/train_ablations.py) on the
 bundled checkpoint's tiny backbone; they store only the adapters, the config and a reference
@@ -34,8 +34,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ifcsr.errors import InputError, MissingFileError
 from ifcsr.data.images import to_tensor
+from ifcsr.errors import InputError, MissingFileError
 from ifcsr.evaluation.sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
 from ifcsr.train import Trainer
 

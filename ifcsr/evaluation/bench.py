@@ -365,7 +365,7 @@ def part_b(model, bc: BenchConfig, log=print, device="cpu") -> list[dict]:
 
 
 def _run_worker(spec: dict, timeout: float | None = None) -> dict:
-    code = "import json, sys; from ifcsr.bench import worker; worker(json.loads(sys.argv[1]))"
+    code = "import json, sys; from ifcsr.evaluation.bench import worker; worker(json.loads(sys.argv[1]))"
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONWARNINGS="ignore")
     proc = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], capture_output=True, text=True,
                           timeout=timeout, env=env)

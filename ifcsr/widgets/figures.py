@@ -1,12 +1,16 @@
-"""Static matplotlib figures (imported lazily: `import ifcsr` does not import matplotlib)."""
+"""Static matplotlib figures of results: the endpoints side by side, metrics against gamma, the
+perception-distortion plane, best gamma, the D-P toy, the risk map; `save_figures` writes a
+sweep's. Imports numpy, torch, matplotlib (lazily), ifcsr core, data and evaluation."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from ifcsr.errors import InputError
 from ifcsr.data.images import to_uint8
+from ifcsr.errors import InputError
 
 
 def _img(x) -> np.ndarray:
@@ -62,7 +66,7 @@ def endpoints_figure(panels: dict, *, crop=None, title: str | None = None, note:
 # --------------------------------------------------------------------------- gamma sweeps
 
 _META_COLUMNS = ("method", "gamma", "gamma_map", "n_images")
-# Fixed looks for the methods of ifcsr.baselines, so every figure reads the same way.
+# Fixed looks for the methods of ifcsr.evaluation.baselines, so every figure reads the same way.
 _STYLES = {
     "IFCSR": dict(color="black", marker="o", lw=2.2, ms=3.5, zorder=5),
     "bicubic": dict(color="tab:gray", marker="s"),
@@ -116,7 +120,7 @@ def _split(summary, method):
 
 def gamma_curves_figure(summary, metrics=None, *, curve: str = "IFCSR", title: str | None = None,
                         note: str | None = None, ncols: int = 3):
-    """One panel per metric against gamma, from `ifcsr.sweep.summarize` output.
+    """One panel per metric against gamma, from `ifcsr.evaluation.sweep.summarize` output.
 
     The `curve` method is the thick black line; other methods with several gammas are lines
     (naive blends, DNI), methods with one gamma are markers, methods without gamma (bicubic,
@@ -290,7 +294,7 @@ def perception_distortion_figure(summary, x: str, y: str, *, curve: str = "IFCSR
 
 def best_gamma_figure(best, *, bins=None, title: str | None = None, note: str | None = None):
     """Histogram of the best gamma per image, one panel per metric, from
-    `ifcsr.benchmark.best_gamma_per_image` (columns image, metric, best_gamma)."""
+    `ifcsr.evaluation.benchmark.best_gamma_per_image` (columns image, metric, best_gamma)."""
     import matplotlib
 
     matplotlib.use(matplotlib.get_backend())
@@ -317,7 +321,7 @@ def best_gamma_figure(best, *, bins=None, title: str | None = None, note: str | 
 
 
 def dp_toy_figure(problem, *, gammas=None, real=None, real_label: str = "", note: str | None = None):
-    """Notebook 07: the Gaussian toy's distortion-perception plane (ifcsr.theory), and, with
+    """Notebook 07: the Gaussian toy's distortion-perception plane (ifcsr.evaluation.theory), and, with
     `real` (a frame with columns gamma, distortion, perception), a real model's curve beside it
     on the same axes style: distortion on x, perception on y, both lower-better.
 
@@ -390,3 +394,29 @@ def risk_figure(endpoints, *, mean_gamma: float = 0.5, title: str | None = None)
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def save_figures(summary, out, *, prefix: str = "", note: str = "", x=None, y=None,
+                 metrics=None, curve: str = "IFCSR", title_suffix: str = "") -> dict:
+    """gamma_curves.png (each metric against gamma) and perception_distortion.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from ifcsr.evaluation.sweep import pick_axes
+
+    out = Path(out)
+    files = {}
+    fig = gamma_curves_figure(summary, metrics, curve=curve, note=note,
+                              title="Metrics against gamma" + title_suffix)
+    files["gamma_curves"] = out / f"{prefix}gamma_curves.png"
+    fig.savefig(files["gamma_curves"], dpi=120)
+    plt.close(fig)
+    x, y = pick_axes(summary, x, y)
+    fig = perception_distortion_figure(summary, x, y, curve=curve, note=note,
+                                       title="Perception-distortion plane" + title_suffix)
+    files["perception_distortion"] = out / f"{prefix}perception_distortion.png"
+    fig.savefig(files["perception_distortion"], dpi=120)
+    plt.close(fig)
+    return files

@@ -3,7 +3,6 @@ loss curves, metric vs gamma, ablations. Imports numpy, pandas, matplotlib (lazi
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from ifcsr.errors import InputError
@@ -133,8 +132,8 @@ def ablation_figure(endpoints: dict, gammas=(0.0, 0.5, 1.0), *, crop=None, title
     all rows, so a collapsed range reads as dark."""
     from matplotlib.patches import Rectangle
 
-    from ifcsr.widgets.figures import default_crop
     from ifcsr.data.images import to_uint8
+    from ifcsr.widgets.figures import default_crop
 
     plt = _plt()
     names = list(endpoints)
@@ -172,15 +171,15 @@ def ablation_figure(endpoints: dict, gammas=(0.0, 0.5, 1.0), *, crop=None, title
 
 
 def realism_ablation_figure(result: dict, *, crop=None, x: str = "psnr", y: str = "niqe", title: str | None = None):
-    """The realism endpoint with and without the adversarial term (`ifcsr.baselines.realism_ablation`).
+    """The realism endpoint with and without the adversarial term (`ifcsr.evaluation.baselines.realism_ablation`).
 
     Left: the same zoomed crop of bicubic, the fidelity endpoint, each variant's realism
     endpoint and HR (nearest-neighbour zoom: every pixel visible). Right: the
     perception-distortion plane (x: a distortion, y: a no-reference index), each variant's
     blend curve from gamma 0 (small marker) to 1 (large marker), bicubic, and HR's own score
     on y as a dashed line: the value a natural photo gets."""
-    from ifcsr.widgets.figures import default_crop
     from ifcsr.data.images import to_uint8
+    from ifcsr.widgets.figures import default_crop
 
     plt = _plt()
     ends, pts = result["endpoints"], result["points"]

@@ -28,15 +28,15 @@ from scipy.ndimage import binary_dilation
 from skimage.filters import threshold_otsu
 
 import ifcsr
-from ifcsr.baselines import bicubic_upscale, load_ablation, train_ablation
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import BicubicDegradation, pairs_from_samples
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import load_image, to_tensor
-from ifcsr.metrics import psnr_y
+from ifcsr.data.images import load_image, to_tensor
+from ifcsr.evaluation.baselines import bicubic_upscale, load_ablation, train_ablation
+from ifcsr.evaluation.metrics import psnr_y
+from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.models import IFCSR
-from ifcsr.sweep import gamma_grid, sweep
-from ifcsr.viz import BlendExplorer, colorize_map, gamma_from_mask, y_channel
+from ifcsr.widgets import BlendExplorer, colorize_map, gamma_from_mask, y_channel
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
@@ -118,7 +118,7 @@ fig = endpoints_figure({"mask of the letters": colorize_map(letters), **outputs,
 # exactly the realism endpoint's (a blend is per pixel): its two PSNR columns equal the
 # gamma-0 row on the letters and the gamma-1 row on the background. Letters are where
 # realism is risky: a sharpening branch can thicken, thin or ring strokes, and reading
-# suffers before PSNR does. The soft edge of a feathered mask (e.g. `ifcsr.viz.disk`)
+# suffers before PSNR does. The soft edge of a feathered mask (e.g. `ifcsr.widgets.live.disk`)
 # avoids a visible seam where the two regimes meet.
 
 # %% [markdown]

@@ -81,15 +81,11 @@ class BlendExplorer:
         self.save_dir, self.name = Path(save_dir), name
         self.zoom, self.crop_view = int(zoom), int(crop_view)
 
-        # Buffers reused by every move (no allocation of image-sized arrays per move).
+        # Buffers reused by every move: the blended image (blend(..., out=)), the gamma map and the
+        # risk overlay's uint16 arithmetic.
         self._out = np.empty_like(self.fid)
-        self._f16 = self.fid.astype(np.uint16)
-        self._r16 = self.real.astype(np.uint16)
-        self._w = np.empty((H, W, 1), np.uint16)
         self._t1 = np.empty((H, W, 3), np.uint16)
-        self._t2 = np.empty((H, W, 3), np.uint16)
         self._gmap = np.empty((H, W), np.float32)
-        self._gtmp = np.empty((H, W), np.float32)
         self._risk = None  # the ghosting-risk map, computed once on first use (ensure_risk)
 
         self.metrics = None
@@ -266,28 +262,11 @@ class BlendExplorer:
         self._gmap += g_out
         return self._gmap
 
-    def _blend_map(self, gmap: np.ndarray) -> np.ndarray:
-        """uint8 blend with a per-pixel gamma, in the fixed point of blend()'s scalar fast path:
-        8-bit weights w = round(256 gamma), (f (256 - w) + r w + 128) >> 8, all in uint16."""
-        w = self._w[..., 0]
-        np.multiply(gmap, 256.0, out=self._gtmp)
-        np.rint(self._gtmp, out=self._gtmp)
-        np.copyto(w, self._gtmp, casting="unsafe")
-        np.multiply(self._r16, self._w, out=self._t1)
-        np.subtract(256, self._w, out=self._w)
-        np.multiply(self._f16, self._w, out=self._t2)
-        self._t1 += self._t2
-        self._t1 += 128
-        self._t1 >>= 8
-        np.copyto(self._out, self._t1, casting="unsafe")
-        return self._out
-
     def blended(self) -> np.ndarray:
         """The current image at full resolution, HxWx3 uint8 (a buffer reused by the next move:
         copy it to keep it)."""
-        if self.mode == "scalar":
-            return blend(self.fid, self.real, self.gamma, out=self._out)
-        return self._blend_map(self.gamma_map())
+        gamma = self.gamma if self.mode == "scalar" else self.gamma_map()
+        return blend(self.fid, self.real, gamma, out=self._out)  # uint8 fixed point, in place
 
     def _crop_pixels(self, img: np.ndarray) -> np.ndarray:
         s, z = self.crop_side, self.zoom

@@ -31,9 +31,8 @@ HERE = Path(__file__).resolve().parent
 
 def main(argv=None) -> int:
     from ifcsr.evaluation.baselines import run_baselines
+    from ifcsr.evaluation.endpoint_cache import EndpointCache, default_cache_dir
     from ifcsr.evaluation.sweep import (
-        EndpointCache,
-        default_cache_dir,
         figure_note,
         gamma_grid,
         load_pairs,

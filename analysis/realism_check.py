@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from ifcsr.data import HELD_OUT, pairs_from_samples
 from ifcsr.data.images import load_image, to_tensor
 from ifcsr.evaluation.artefacts import halo_score, stripe_score
-from ifcsr.evaluation.metrics import compute_metrics, psnr_y
+from ifcsr.evaluation.metrics import compute_metrics
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 
 RESULTS = Path(__file__).parent / "results"

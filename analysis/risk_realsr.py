@@ -70,7 +70,7 @@ def pairs(root: Path):
 
 
 def scores(x, hr, niqe) -> dict:
-    from ifcsr.evaluation.metrics import psnr_y
+    from ifcsr.evaluation.ymetrics import psnr_y
     from ifcsr.risk import ghost_edge_energy
 
     return dict(psnr=float(psnr_y(x, hr)[0]), niqe=niqe(x), ghost=float(ghost_edge_energy(x, hr)[0]))
@@ -96,7 +96,7 @@ def main(argv=None) -> int:
 
     from ifcsr.data.images import load_image, to_tensor
     from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer
-    from ifcsr.evaluation.sweep import EndpointCache, default_cache_dir
+    from ifcsr.evaluation.endpoint_cache import EndpointCache, default_cache_dir
     from ifcsr.models import IFCSR
     from ifcsr.risk import RiskAwareGamma
 
@@ -153,7 +153,7 @@ def main(argv=None) -> int:
 
 def summarize(args, out, df, auto, *, cache=None, first=None, seconds=None) -> int:
     if cache is None:  # --summarize: the first image's endpoints straight from the cache file, no model load
-        from ifcsr.evaluation.sweep import default_cache_dir
+        from ifcsr.evaluation.endpoint_cache import default_cache_dir
         from ifcsr.models import Endpoints
 
         name = sorted(df["image"].unique())[0]

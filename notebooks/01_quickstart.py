@@ -30,7 +30,8 @@ import time
 import torch
 
 from ifcsr.data import pairs_from_samples
-from ifcsr.evaluation.sweep import EndpointCache, describe_model, sweep
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import describe_model, sweep
 from ifcsr.models import IFCSR
 from ifcsr.widgets import BlendExplorer
 from ifcsr.widgets.figures import endpoints_figure

@@ -31,8 +31,8 @@ import pandas as pd
 
 import ifcsr
 from ifcsr.evaluation.baselines import load_ablation, run_baselines, train_ablation
+from ifcsr.evaluation.endpoint_cache import EndpointCache
 from ifcsr.evaluation.sweep import (
-    EndpointCache,
     figure_note,
     gamma_grid,
     load_pairs,

@@ -32,7 +32,8 @@ import ifcsr
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
 from ifcsr.data.images import to_tensor
 from ifcsr.evaluation.baselines import adv_label, bicubic_upscale, load_ablation, realism_ablation, train_ablation
-from ifcsr.evaluation.sweep import GammaMap, sweep
+from ifcsr.evaluation.gamma_maps import GammaMap
+from ifcsr.evaluation.sweep import sweep
 from ifcsr.models import IFCSR
 from ifcsr.widgets import (
     BlendExplorer,

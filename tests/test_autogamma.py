@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from ifcsr.evaluation.autogamma import AutoGamma, auto_gamma, knee_point, search_gamma
-from ifcsr.evaluation.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import Endpoints
 
 

@@ -24,7 +24,7 @@ from ifcsr.evaluation.benchmark import (
     parse_gammas,
     read_pyiqa_log,
 )
-from ifcsr.evaluation.metrics import psnr_y, ssim_y
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 from ifcsr.models import IFCSR, build_tiny_backbone, lora_parameters
 from ifcsr.train import quick_config
 
@@ -186,7 +186,7 @@ def test_ifcsr_rows_from_one_batched_inference_then_the_cache(realsr_like, check
     assert [i for i in res.table.index if i.startswith("IFCSR")] == [
         "IFCSR gamma=0", "IFCSR gamma=0.2", "IFCSR gamma=0.6", "IFCSR gamma=1"]
     # the rows are the blends of the endpoints cached on disk, rounded to 8 bits
-    from ifcsr.evaluation.sweep import EndpointCache
+    from ifcsr.evaluation.endpoint_cache import EndpointCache
 
     disk = EndpointCache(model, cache)
     pairs = load_benchmark(realsr_like).pairs

@@ -27,7 +27,7 @@ def test_xdg_cache_home_moves_everything(clean_env, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(clean_env / "xdg"))
     assert cache.ifcsr_cache_dir() == clean_env / "xdg" / "ifcsr"
     assert cache.hf_hub_cache_dir() == clean_env / "xdg" / "huggingface" / "hub"
-    from ifcsr.evaluation.sweep import default_cache_dir
+    from ifcsr.evaluation.endpoint_cache import default_cache_dir
 
     assert default_cache_dir() == clean_env / "xdg" / "ifcsr" / "endpoints"
 

@@ -23,19 +23,8 @@ import torch.nn.functional as F
 
 from ifcsr.data.images import ImageError, save_image
 from ifcsr.evaluation import metrics
-from ifcsr.evaluation.metrics import (
-    COLUMNS,
-    DEFAULT_METRICS,
-    REGISTRY,
-    MetricSuite,
-    MetricUnavailableError,
-    MetricUnavailableWarning,
-    available_metrics,
-    fetch_metric_weights,
-    fid_between,
-    psnr_y,
-    ssim_y,
-)
+from ifcsr.evaluation.metrics import COLUMNS, DEFAULT_METRICS, REGISTRY, MetricSuite, MetricUnavailableError, MetricUnavailableWarning, available_metrics, fetch_metric_weights, fid_between
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 
 HAS_PYIQA = importlib.util.find_spec("pyiqa") is not None
 needs_pyiqa = pytest.mark.skipif(not HAS_PYIQA, reason="pyiqa not installed (ifcsr[metrics])")
@@ -193,7 +182,8 @@ def _niqe_or_skip():
 
 
 def test_niqe_params_asset_is_the_basicsr_file():
-    path = metrics._NIQE_ASSET
+    from ifcsr.weights.metric_files import NIQE_ASSET as path
+
     if not path.is_file():
         pytest.skip(f"{path} not shipped")
     import hashlib

@@ -28,18 +28,10 @@ from ifcsr.evaluation.baselines import (
     run_baselines,
     train_ablation,
 )
-from ifcsr.evaluation.metrics import psnr_y
-from ifcsr.evaluation.sweep import (
-    EndpointCache,
-    GammaMap,
-    load_gamma_map,
-    make_suite,
-    model_fingerprint,
-    paper_table,
-    position_vs_curve,
-    summarize,
-    sweep,
-)
+from ifcsr.evaluation.endpoint_cache import EndpointCache, model_fingerprint
+from ifcsr.evaluation.gamma_maps import GammaMap, load_gamma_map
+from ifcsr.evaluation.ymetrics import psnr_y
+from ifcsr.evaluation.sweep import make_suite, paper_table, position_vs_curve, summarize, sweep
 from ifcsr.models import IFCSR, build_tiny_backbone, lora_parameters
 from ifcsr.train import quick_config
 
@@ -382,12 +374,12 @@ def _cli(argv) -> int:
 
 def _hide_weight_caches(monkeypatch, tmp_path):
     """No cached weights and no network: pyiqa metrics must report themselves unavailable."""
-    from ifcsr.evaluation import metrics
+    from ifcsr.weights import metric_files
 
     monkeypatch.setenv("IFCSR_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(metrics, "pyiqa_cache_dir", lambda: tmp_path / "hub" / "pyiqa")
+    monkeypatch.setattr(metric_files, "pyiqa_cache_dir", lambda: tmp_path / "hub" / "pyiqa")
 
 
 def test_evaluate_prints_the_paper_table_with_unavailable_metrics(checkpoint, pairs_dir, tmp_path, monkeypatch,

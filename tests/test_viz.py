@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from ifcsr.blend import GammaError, blend
-from ifcsr.evaluation.metrics import psnr_y, ssim_y
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 from ifcsr.models import Endpoints
 
 widgets = pytest.importorskip("ipywidgets")

@@ -29,7 +29,7 @@ def add_arguments(p) -> None:
 
 def config_from_args(args):
     """The BenchConfig the options ask for."""
-    from ifcsr.evaluation.bench import BenchConfig
+    from ifcsr.evaluation.bench_common import BenchConfig
 
     kw = dict(parts=tuple(s.strip() for s in args.parts.split(",") if s.strip()), threads=args.threads,
               checkpoint=args.checkpoint)

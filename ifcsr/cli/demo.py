@@ -200,7 +200,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
     files["metrics"] = out / "metrics.csv"
     summary = tidy.pivot_table(index="gamma", columns="metric", values="value", dropna=False).reset_index()
     if hr is not None:
-        from ifcsr.evaluation.metrics import psnr_y
+        from ifcsr.evaluation.ymetrics import psnr_y
 
         bic = torch.nn.functional.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False).clamp(0, 1)
         summary.attrs["bicubic_psnr"] = float(psnr_y(bic, hr))

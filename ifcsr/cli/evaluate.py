@@ -44,7 +44,8 @@ def add_dataset_arguments(p):
 
 
 def main(args) -> int:
-    from ifcsr.evaluation.sweep import PAPER_GAMMAS, format_timings, paper_reference_table, paper_table
+    from ifcsr.evaluation.sweep import format_timings, paper_table
+    from ifcsr.evaluation.tables import PAPER_GAMMAS, paper_reference_table
 
     if args.dataset is not None:  # a real-world test set: ifcsr.evaluation.benchmark
         return main_dataset(args)

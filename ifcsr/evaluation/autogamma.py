@@ -85,7 +85,7 @@ def psnr_gamma(fidelity, realism, hr) -> AutoGamma:
     g = 0.0 if math.isnan(g_star) else min(max(g_star, 0.0), 1.0)
     yb = yf + g * (yr - yf)
     mse = float(np.mean((yb - yh) ** 2))
-    psnr = 10 * math.log10(1.0 / (mse + 1e-8))  # as ifcsr.evaluation.metrics.psnr_y
+    psnr = 10 * math.log10(1.0 / (mse + 1e-8))  # as ifcsr.evaluation.ymetrics.psnr_y
     return AutoGamma(g, "psnr", "closed form", psnr, [dict(gamma=g, psnr=psnr, gamma_unclipped=g_star)])
 
 

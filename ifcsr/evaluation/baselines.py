@@ -36,7 +36,8 @@ import torch.nn.functional as F
 
 from ifcsr.data.images import to_tensor
 from ifcsr.errors import InputError, MissingFileError
-from ifcsr.evaluation.sweep import TIDY_COLUMNS, EndpointCache, _score, as_model, load_pairs, make_suite, sweep
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import TIDY_COLUMNS, _score, as_model, load_pairs, make_suite, sweep
 from ifcsr.train import Trainer
 
 BICUBIC = "bicubic"

@@ -32,21 +32,11 @@ import torch
 
 from ifcsr.data.images import ImageError, load_image, to_tensor
 from ifcsr.errors import InputError, MissingFileError
+from ifcsr.provenance import checkpoint_sha256
+from ifcsr.evaluation.endpoint_cache import EndpointCache, _safe, default_cache_dir
 from ifcsr.evaluation.names import BASELINE_NAMES
-from ifcsr.evaluation.sweep import (
-    _DECIMALS,
-    PAPER_HEADERS,
-    TIDY_COLUMNS,
-    EndpointCache,
-    _safe,
-    _score,
-    as_model,
-    default_cache_dir,
-    describe_model,
-    make_suite,
-    summarize,
-    sweep,
-)
+from ifcsr.evaluation.sweep import TIDY_COLUMNS, _score, as_model, describe_model, make_suite, summarize, sweep
+from ifcsr.evaluation.tables import PAPER_HEADERS, metric_cells
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
 # pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.evaluation.metrics names
@@ -236,7 +226,7 @@ class OutputCache:
     def get(self, name: str, lr: torch.Tensor, point: str, produce) -> torch.Tensor:
         from ifcsr.data.degradations import quantize
         from ifcsr.data.images import save_image
-        from ifcsr.evaluation.sweep import image_fingerprint
+        from ifcsr.evaluation.endpoint_cache import image_fingerprint
 
         path = None
         if self.folder is not None:
@@ -252,19 +242,6 @@ class OutputCache:
 
 
 # ------------------------------------------------------------------------------ provenance
-
-
-def checkpoint_sha256(folder) -> str:
-    """sha256 over a checkpoint folder's files (names and bytes, sorted), backbone included."""
-    folder = Path(folder)
-    files = sorted(p for p in folder.rglob("*") if p.is_file())
-    if not files:
-        raise MissingFileError(f"{folder}: empty or missing checkpoint folder")
-    h = hashlib.sha256()
-    for f in files:
-        h.update(str(f.relative_to(folder)).encode())
-        h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def _versions() -> dict:
@@ -371,19 +348,10 @@ def benchmark_table(tidy: pd.DataFrame, metrics, *, table_gammas=None) -> pd.Dat
 
 
 def table_cells(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
-    """Strings with the paper's decimals; "unavailable" where a metric could not run here."""
+    """A benchmark table (one row per method and gamma, with the image count n) as strings."""
     cells = pd.DataFrame(index=table.index)
     cells["n"] = [str(int(v)) for v in table["n"]]
-    for m in table.columns:
-        if m == "n":
-            continue
-        head = PAPER_HEADERS.get(m, m)
-        if m in unavailable:
-            cells[head] = "unavailable"
-        else:
-            d = _DECIMALS.get(m, 4)
-            cells[head] = [f"{v:.{d}f}" if pd.notna(v) else "n/a" for v in table[m]]
-    return cells
+    return metric_cells(table, unavailable, cells)
 
 
 def _frame(suite, x, hr, *, name, gamma, method):
@@ -546,7 +514,7 @@ def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, 
             for g in gammas:
                 keep(method, g, [quantize(oc.endpoints(p["name"], p["lr"]).blend(g)) for p in bset.pairs])
     if "dni" in baselines:
-        from ifcsr.evaluation.sweep import model_fingerprint
+        from ifcsr.evaluation.endpoint_cache import model_fingerprint
 
         fp = model_fingerprint(model)
         t0 = time.perf_counter()

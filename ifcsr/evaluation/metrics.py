@@ -1,4 +1,6 @@
-"""Image-quality metrics under the paper's names, with honest availability.
+"""Image-quality metrics under the paper's names, with honest availability: the registry, the
+suite that computes them, FID, fetching their weights. Imports torch, pandas, pyiqa (lazily),
+ifcsr.data, ifcsr.weights and ifcsr.evaluation.ymetrics.
 
 The paper (and its peers OSEDiff and PiSA-SR, whose evaluation scripts call pyiqa) reports
 PSNR / SSIM / LPIPS / DISTS / NIQE / MUSIQ / MANIQA / CLIPIQA / FID. ``REGISTRY`` maps each
@@ -8,11 +10,11 @@ which weight files it needs. Three rules (DESIGN.md section 3):
 - A metric whose weights are not on disk, on a machine that cannot download them, is
   reported as unavailable with the reason -- never as a number. ``available_metrics()``
   decides this without importing pyiqa (which takes seconds) and without downloading.
-- PSNR and SSIM are computed here in pure torch (``psnr_y``, ``ssim_y``), equal to
+- PSNR and SSIM are computed in pure torch (``ifcsr.evaluation.ymetrics``), equal to
   ``pyiqa.create_metric("psnr"/"ssim", test_y_channel=True, color_space="ycbcr")`` (tested),
   so they are available everywhere and fast enough for a live gamma slider.
 - ``niqe`` runs offline from the NIQE pristine model that ships with the package (see
-  ``niqe_params_path``); it reproduces pyiqa's own calibration values.
+  ``ifcsr.weights.metric_files.niqe_params_path``); it reproduces pyiqa's own calibration values.
 
 Quick use::
 
@@ -57,20 +59,26 @@ import importlib.util
 import math
 import numbers
 import os
-import socket
-import sys
 import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from ifcsr.data.images import ImageError, load_image, to_tensor
 from ifcsr.errors import IFCSRError, InputError
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
+from ifcsr.weights.metric_files import (
+    ALEXNET,
+    NIQE_MAT,
+    VGG16,
+    WeightFile,
+    niqe_params_path,
+    no_network_reason,
+    pyiqa_file,
+)
 
 __all__ = [
     "COLUMNS",
@@ -80,21 +88,16 @@ __all__ = [
     "MetricSuite",
     "MetricUnavailableError",
     "MetricUnavailableWarning",
-    "WeightFile",
     "available_metrics",
     "compute_metrics",
     "fetch_metric_weights",
     "fid_between",
-    "niqe_params_path",
-    "psnr_y",
-    "pyiqa_cache_dir",
-    "ssim_y",
 ]
 
 COLUMNS = ["image", "gamma", "metric", "value", "lower_better"]
 
-_PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"
-_OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
+PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"
+OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 
 
 class MetricUnavailableError(IFCSRError, RuntimeError):
@@ -103,101 +106,6 @@ class MetricUnavailableError(IFCSRError, RuntimeError):
 
 class MetricUnavailableWarning(UserWarning):
     """Some requested metrics were skipped; ``MetricSuite.unavailable`` says why."""
-
-
-# ---------------------------------------------------------------------------------------
-# Where weight files live
-# ---------------------------------------------------------------------------------------
-
-
-def pyiqa_cache_dir() -> Path:
-    """pyiqa's weight cache: ``pyiqa.utils.download_util.DEFAULT_CACHE_DIR``.
-
-    pyiqa computes it once at import as ``os.path.join(torch.hub.get_dir(), "pyiqa")``; use
-    pyiqa's value once it is imported, else compute it the same way (importing pyiqa just to
-    ask would cost seconds).
-    """
-    mod = sys.modules.get("pyiqa.utils.download_util")
-    if mod is not None:
-        return Path(mod.DEFAULT_CACHE_DIR)
-    return Path(torch.hub.get_dir()) / "pyiqa"
-
-
-def _hf_hub_cache_dir() -> Path:
-    from ifcsr.weights.cache import hf_hub_cache_dir
-
-    return hf_hub_cache_dir()
-
-
-@dataclass(frozen=True)
-class WeightFile:
-    """One file a metric needs, and the cache it is looked up in.
-
-    store: "pyiqa" (pyiqa_cache_dir()), "torchvision" (<hub>/checkpoints), "clip" (<hub>/clip),
-    "hf" (Hugging Face hub cache, ``repo_id``; any of ``filename`` or ``alt`` will do),
-    "ifcsr-hed" (``ifcsr.weights.hed.hed_cache_path()``).
-    """
-
-    filename: str
-    store: str
-    url: str
-    repo_id: str | None = None
-    alt: tuple[str, ...] = ()
-
-    def directory(self) -> Path:
-        hub = Path(torch.hub.get_dir())
-        if self.store == "pyiqa":
-            return pyiqa_cache_dir()
-        if self.store == "torchvision":
-            return hub / "checkpoints"
-        if self.store == "clip":
-            return hub / "clip"
-        if self.store == "ifcsr-hed":
-            return hub / "ifcsr"
-        if self.store == "hf":
-            return _hf_hub_cache_dir() / ("models--" + str(self.repo_id).replace("/", "--"))
-        raise InputError(f"unknown weight store {self.store!r}")
-
-    def locate(self) -> Path | None:
-        """The cached file, or None. Never downloads."""
-        if self.store == "hf":
-            snapshots = self.directory() / "snapshots"
-            for name in (self.filename, *self.alt):
-                hits = sorted(snapshots.glob(f"*/{name}")) if snapshots.is_dir() else []
-                if hits:
-                    return hits[0]
-            return None
-        if self.store == "ifcsr-hed":
-            from ifcsr.weights.hed import hed_cache_path
-
-            path = hed_cache_path()
-        else:
-            path = self.directory() / self.filename
-        return path if path.is_file() else None
-
-    def describe(self) -> str:
-        where = {
-            "pyiqa": "the pyiqa cache",
-            "torchvision": "torchvision's checkpoint cache",
-            "clip": "the CLIP cache",
-            "hf": "the Hugging Face hub cache",
-            "ifcsr-hed": "ifcsr's HED cache",
-        }[self.store]
-        name = self.repo_id if self.store == "hf" else self.filename
-        return f"{name} not in {where} ({self.directory()})"
-
-
-def _pyiqa_file(name: str) -> WeightFile:
-    return WeightFile(name, "pyiqa", _PYIQA_URL.format(name))
-
-
-def _torchvision_file(url: str) -> WeightFile:
-    return WeightFile(url.rsplit("/", 1)[-1], "torchvision", url)
-
-
-_ALEXNET = _torchvision_file("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
-_VGG16 = _torchvision_file("https://download.pytorch.org/models/vgg16-397923af.pth")
-_NIQE_MAT = _pyiqa_file("niqe_modelparameters.mat")
 
 
 # ---------------------------------------------------------------------------------------
@@ -229,14 +137,14 @@ REGISTRY: dict[str, MetricSpec] = {
             "psnr", "FR", False, "psnr", dict(_Y),
             description="PSNR on the Y channel of BT.601 YCbCr, images in [0, 1], no border crop, "
             "as OSEDiff's and PiSA-SR's evaluation (pyiqa psnr, test_y_channel=True, "
-            "color_space='ycbcr'). Computed by ifcsr.evaluation.metrics.psnr_y, which equals pyiqa's.",
+            "color_space='ycbcr'). Computed by ifcsr.evaluation.ymetrics.psnr_y, which equals pyiqa's.",
             label="PSNR (Y, dB)",
         ),
         MetricSpec(
             "ssim", "FR", False, "ssim", dict(_Y),
             description="SSIM on the rounded Y channel of BT.601 YCbCr (pyiqa ssim, "
             "test_y_channel=True, color_space='ycbcr', 11x11 Gaussian window, sigma 1.5). "
-            "Computed by ifcsr.evaluation.metrics.ssim_y, which equals pyiqa's.",
+            "Computed by ifcsr.evaluation.ymetrics.ssim_y, which equals pyiqa's.",
             label="SSIM (Y)", min_size=11,
         ),
         MetricSpec(
@@ -246,13 +154,13 @@ REGISTRY: dict[str, MetricSpec] = {
             "pyiqa 'lpips', which is AlexNet; the paper does not say. Not the LPIPS-VGG of the "
             "training loss (pyiqa 'lpips-vgg').",
             label="LPIPS (AlexNet)",
-            weights=(_pyiqa_file("LPIPS_v0.1_alex-df73285e.pth"), _ALEXNET),
+            weights=(pyiqa_file("LPIPS_v0.1_alex-df73285e.pth"), ALEXNET),
         ),
         MetricSpec(
             "dists", "FR", True, "dists", {},
             description="DISTS (pyiqa 'dists'), VGG16 features.",
             label="DISTS",
-            weights=(_pyiqa_file("DISTS_weights-f5e65c96.pth"), _VGG16),
+            weights=(pyiqa_file("DISTS_weights-f5e65c96.pth"), VGG16),
         ),
         MetricSpec(
             "niqe", "NR", True, "niqe", {},
@@ -262,7 +170,7 @@ REGISTRY: dict[str, MetricSpec] = {
             "the MATLAB release's modelparameters.mat). Validated against pyiqa 0.1.16's "
             "ResultsCalibra/calibration_summary.csv on its five calibration images: "
             "|ours - pyiqa| <= 6e-4 and |ours - official MATLAB| <= 0.44 (pyiqa's own gap).",
-            label="NIQE", weights=(_NIQE_MAT,), min_size=96,
+            label="NIQE", weights=(NIQE_MAT,), min_size=96,
         ),
         MetricSpec(
             "piqe", "NR", True, "piqe", {},
@@ -275,7 +183,7 @@ REGISTRY: dict[str, MetricSpec] = {
             "musiq", "NR", False, "musiq", {},
             description="MUSIQ trained on KonIQ-10k (pyiqa 'musiq').",
             label="MUSIQ (KonIQ)",
-            weights=(_pyiqa_file("musiq_koniq_ckpt-e95806b9.pth"),),
+            weights=(pyiqa_file("musiq_koniq_ckpt-e95806b9.pth"),),
         ),
         MetricSpec(
             "maniqa-pipal", "NR", False, "maniqa-pipal", {},
@@ -283,7 +191,7 @@ REGISTRY: dict[str, MetricSpec] = {
             "Averages random 224x224 crops, so repeated calls differ slightly.",
             label="MANIQA (PIPAL)",
             weights=(
-                _pyiqa_file("MANIQA_PIPAL-ae6d356b.pth"),
+                pyiqa_file("MANIQA_PIPAL-ae6d356b.pth"),
                 WeightFile(
                     "model.safetensors", "hf",
                     "https://huggingface.co/timm/vit_base_patch8_224.augreg2_in21k_ft_in1k",
@@ -307,7 +215,7 @@ REGISTRY: dict[str, MetricSpec] = {
             description="FID between two folders (pyiqa 'fid', clean-fid 'clean' mode, "
             "Inception-v3 pool features). Use fid_between(folder_a, folder_b).",
             label="FID",
-            weights=(_pyiqa_file("pt_inception-2015-12-05-6726825d.pth"),),
+            weights=(pyiqa_file("pt_inception-2015-12-05-6726825d.pth"),),
         ),
         MetricSpec(
             "lpips-hed", "FR", True, None, {},
@@ -349,63 +257,8 @@ def _names(names) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------
-# Network and NIQE parameters
+# NIQE parameters
 # ---------------------------------------------------------------------------------------
-
-
-def _offline_flag() -> str | None:
-    for var in _OFFLINE_ENV:
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var}={os.environ[var]}"
-    return None
-
-
-@functools.lru_cache(maxsize=None)
-def _host_reachable(host: str, timeout: float = 1.5) -> bool:
-    # One cheap TCP connect per host and process; a DNS failure returns at once.
-    try:
-        with socket.create_connection((host, 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def _no_network_reason(files) -> str | None:
-    """Why ``files`` cannot be downloaded now, or None when they can."""
-    flag = _offline_flag()
-    if flag:
-        return flag
-    down = sorted({urlparse(f.url).hostname for f in files if not _host_reachable(urlparse(f.url).hostname)})
-    return f"{', '.join(down)} unreachable" if down else None
-
-
-_NIQE_ASSET = Path(__file__).resolve().parents[1] / "assets" / "niqe_pris_params.npz"
-
-
-def niqe_params_path() -> tuple[Path | None, str]:
-    """Where an offline NIQE pristine model is, and where it came from; (None, why) if none.
-
-    Looked up in order: ``$IFCSR_NIQE_PARAMS`` (a .npz with mu_pris_param/cov_pris_param or a
-    .mat with mu_prisparam/cov_prisparam), ``ifcsr/assets/niqe_pris_params.npz`` (shipped),
-    and an installed ``basicsr`` (``basicsr/metrics/niqe_pris_params.npz``, found without
-    importing basicsr). pyiqa's own ``niqe_modelparameters.mat`` is preferred over all of
-    these by the ``niqe`` metric when it is cached.
-    """
-    env = os.environ.get("IFCSR_NIQE_PARAMS")
-    if env:
-        p = Path(env)
-        if not p.is_file():
-            return None, f"IFCSR_NIQE_PARAMS={env} is not a file"
-        return p, "IFCSR_NIQE_PARAMS"
-    if _NIQE_ASSET.is_file():
-        return _NIQE_ASSET, "shipped with ifcsr"
-    spec = importlib.util.find_spec("basicsr")
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            p = Path(loc) / "metrics" / "niqe_pris_params.npz"
-            if p.is_file():
-                return p, "installed basicsr"
-    return None, f"no NIQE pristine parameters ({_NIQE_ASSET.name} not in {_NIQE_ASSET.parent})"
 
 
 def _niqe_params_as_mat(path: Path) -> str:
@@ -456,7 +309,7 @@ def _check(spec: MetricSpec) -> tuple[bool, str]:
         if path is not None:
             return True, f"NIQE pristine parameters from {path} ({source})"
         files += f"; {source}"
-    why = _no_network_reason(missing)
+    why = no_network_reason(missing)
     if why:
         return False, f"weights {files}, and no network ({why})"
     return True, f"downloads on first use: {files}"
@@ -476,84 +329,6 @@ def available_metrics(names=None) -> pd.DataFrame:
         rows.append(dict(metric=name, available=ok, reason=reason,
                          lower_better=spec.lower_better, kind=spec.kind))
     return pd.DataFrame(rows, columns=["metric", "available", "reason", "lower_better", "kind"])
-
-
-# ---------------------------------------------------------------------------------------
-# PSNR / SSIM on the Y channel, pure torch (the explorer's live metrics)
-# ---------------------------------------------------------------------------------------
-
-# Y of BT.601 studio-swing YCbCr, (w . rgb + 16) / 255 (pyiqa.utils.color_util.rgb2ycbcr), and
-# Y of YIQ (pyiqa's default color space; MATLAB's rgb2gray weights): (weights, bias, divisor).
-_Y_WEIGHTS = {"ycbcr": ((65.481, 128.553, 24.966), 16.0, 255.0),
-              "yiq": ((0.299, 0.587, 0.114), 0.0, 1.0)}
-
-
-def _pair(x, y, *, min_size: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = to_tensor(x, name="sr"), to_tensor(y, name="hr")
-    if x.shape != y.shape:
-        raise ImageError(f"sr and hr sizes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
-    if min(x.shape[-2:]) < min_size:
-        raise ImageError(f"need images of at least {min_size}x{min_size} pixels, got {tuple(x.shape[-2:])}")
-    return x, y.to(x.device)
-
-
-def _y_channel(x: torch.Tensor, color_space: str) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) luma in [0, 1], as pyiqa's to_y_channel."""
-    if color_space not in _Y_WEIGHTS:
-        raise InputError(f"color_space must be one of {sorted(_Y_WEIGHTS)}, got {color_space!r}")
-    w, bias, div = _Y_WEIGHTS[color_space]
-    w = torch.tensor(w, dtype=x.dtype, device=x.device)
-    # pyiqa's op order (channels-last matmul, + bias, / divisor) so float32 results agree
-    y = torch.matmul(x.permute(0, 2, 3, 1), w) + bias
-    return (y / div if div != 1.0 else y).unsqueeze(1)
-
-
-def psnr_y(x, y, *, color_space: str = "ycbcr") -> torch.Tensor:
-    """PSNR in dB on the Y channel, per image: (B,). Bit-equal to pyiqa's ``psnr`` with
-    ``test_y_channel=True, color_space=color_space`` (data range 1, eps 1e-8, no rounding).
-    """
-    x, y = _pair(x, y)
-    x = x.float().clamp(0, 1)  # check_range allowed 1e-4 of blending round-off; pyiqa refuses it
-    y = y.float().clamp(0, 1)
-    mse = ((_y_channel(x, color_space) - _y_channel(y, color_space)) ** 2).mean(dim=(1, 2, 3))
-    return 10 * torch.log10(1.0 / (mse + 1e-8))
-
-
-def _gauss_1d() -> torch.Tensor:
-    # pyiqa's fspecial(11, 1.5) is the outer product of this normalised 1-D kernel (its
-    # eps-threshold never triggers at this size); separable filtering is 5x cheaper. pyiqa
-    # rounds its 2-D window to float32, which moves SSIM by up to ~1e-6 (sigma = E[X^2] - mu^2
-    # cancels on the 0..255 scale); this float64 kernel is the exact one.
-    t = torch.arange(11, dtype=torch.float64) - 5.0
-    g = torch.exp(-(t**2) / (2 * 1.5**2))
-    return g / g.sum()
-
-
-def ssim_y(x, y, *, color_space: str = "ycbcr") -> torch.Tensor:
-    """SSIM on the Y channel, per image: (B,) float64. Equal (within 2e-6) to pyiqa's ``ssim``
-    with ``test_y_channel=True, color_space=color_space``: Y on the 0..255 scale rounded to integers
-    (as MATLAB's uint8), Gaussian 11x11 window sigma 1.5, 'valid' filtering, no downsampling,
-    negative contrast-structure terms clipped at 0 (pyiqa's relu).
-    """
-    x, y = _pair(x, y, min_size=11)
-    x = x.float().clamp(0, 1)
-    y = y.float().clamp(0, 1)
-    X = (_y_channel(x, color_space) * 255.0).round().double()
-    Y = (_y_channel(y, color_space) * 255.0).round().double()
-    g = _gauss_1d().to(X.device)
-    gh, gv = g.view(1, 1, 1, 11), g.view(1, 1, 11, 1)
-
-    def blur(t):  # separable 'valid' Gaussian: (B, 1, H, W) -> (B, 1, H-10, W-10)
-        return F.conv2d(F.conv2d(t, gh), gv)
-
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    mu1, mu2 = blur(X), blur(Y)
-    s11 = blur(X * X) - mu1**2
-    s22 = blur(Y * Y) - mu2**2
-    s12 = blur(X * Y) - mu1 * mu2
-    cs = F.relu((2 * s12 + c2) / (s11 + s22 + c2))
-    ssim_map = (2 * mu1 * mu2 + c1) / (mu1**2 + mu2**2 + c1) * cs
-    return ssim_map.mean(dim=(1, 2, 3))
 
 
 # ---------------------------------------------------------------------------------------
@@ -585,7 +360,7 @@ def _build(spec: MetricSpec, device):
 
     kwargs = dict(spec.pyiqa_kwargs)
     converted = None
-    if spec.name == "niqe" and _NIQE_MAT.locate() is None:
+    if spec.name == "niqe" and NIQE_MAT.locate() is None:
         path, _ = niqe_params_path()
         if path is not None and path.suffix.lower() == ".mat":
             kwargs["pretrained_model_path"] = str(path)
@@ -774,7 +549,7 @@ def fetch_metric_weights(names=None, *, device="cpu") -> pd.DataFrame:
         missing = [w for w in spec.weights if w.locate() is None]
         if not missing:
             continue
-        why = _no_network_reason(missing)
+        why = no_network_reason(missing)
         if why:
             raise MetricUnavailableError(
                 f"cannot fetch {name}: {'; '.join(w.describe() for w in missing)}, and no network ({why})")

@@ -3,7 +3,7 @@
     result = sweep("ckpt/", "samples")           # held-out photos, bicubic x4
     result.summary                               # mean per gamma: psnr, ssim, lpips-hed, ...
     result.timings                               # inference and blending timed separately
-    result.save("out/")                          # sweep.csv, summary.csv, figures, timings.json
+    result.save("out/")                          # sweep.csv, summary.csv, timings.json
 
 For every image the two endpoint images f_theta(x_L) and f_phi(x_L) are inferred once
 (`EndpointCache`: in memory, and on disk keyed by a fingerprint of the checkpoint and of
@@ -28,11 +28,8 @@ training set and test set, so they are a reference, not a target for the tiny ba
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import re
 import tempfile
 import time
 import warnings
@@ -45,27 +42,14 @@ import torch
 
 from ifcsr.data.images import ImageError
 from ifcsr.errors import InputError, MissingFileError
-from ifcsr.evaluation.names import BUILTIN_MAPS, PAPER_METRICS  # the names the command line offers
+from ifcsr.evaluation.endpoint_cache import EndpointCache, _safe, default_cache_dir
+from ifcsr.evaluation.gamma_maps import load_gamma_map
+from ifcsr.evaluation.names import PAPER_METRICS  # the names the command line offers
+from ifcsr.evaluation.tables import PAPER_GAMMAS, format_table, markdown_table, table_cells
 
 # ------------------------------------------------------------------------------ constants
 
 TIDY_COLUMNS = ["method", "image", "gamma", "gamma_map", "metric", "value", "lower_better"]
-# The paper's table, in its column order (MANIQA is pyiqa's maniqa-pipal, as OSEDiff reports).
-PAPER_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "dists": "DISTS", "niqe": "NIQE",
-                 "musiq": "MUSIQ", "maniqa-pipal": "MANIQA", "clipiqa": "CLIPIQA", "fid": "FID",
-                 "lpips-hed": "lpips-hed*"}
-PAPER_GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
-# IFCSR (CVPR 2026) on RealSR, SD 2.1-base backbone (DESIGN.md section 1). gamma -> metrics.
-PAPER_REALSR = {
-    0.0: dict(psnr=28.00, ssim=0.7975, lpips=0.2921, niqe=7.89, musiq=47.64, clipiqa=0.333),
-    0.2: dict(psnr=27.34, ssim=0.7764, lpips=0.2540, niqe=6.26, musiq=61.58, clipiqa=0.509),
-    0.6: dict(psnr=24.41, ssim=0.6825, lpips=0.3008, niqe=5.24, musiq=70.12, clipiqa=0.671),
-    1.0: dict(psnr=22.10, ssim=0.6075, lpips=0.3501, niqe=4.90, musiq=70.29, clipiqa=0.701),
-}
-PAPER_PEERS_REALSR = {
-    "OSEDiff": dict(psnr=25.15, ssim=0.7341, lpips=0.2921, niqe=5.65, musiq=69.09, clipiqa=0.669),
-    "PiSA-SR": dict(psnr=25.50, ssim=0.7417, lpips=0.2672, niqe=5.50, musiq=70.15, clipiqa=0.670),
-}
 # Axes of the perception-distortion plane, in order of preference when available.
 DISTORTION_AXES = ("psnr", "lpips", "dists", "ssim", "lpips-hed")
 PERCEPTION_AXES = ("niqe", "musiq", "maniqa-pipal", "clipiqa")
@@ -130,257 +114,6 @@ def describe_pairs(pairs) -> str:
         return f"{len(pairs)} pairs ({', '.join(str(p.get('name', i)) for i, p in enumerate(pairs[:4]))}" + (
             ", ...)" if len(pairs) > 4 else ")")
     return f"paired folder {pairs}"
-
-
-# ------------------------------------------------------------------------------ endpoint cache
-
-
-def _hash_tensor(h, t: torch.Tensor) -> None:
-    t = t.detach().cpu().contiguous()
-    h.update(f"{t.dtype}{tuple(t.shape)}".encode())
-    h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-
-
-def model_fingerprint(model) -> str:
-    """sha256 of what decides the endpoints: config, both adapters, dtype and the backbone.
-
-    A tiny backbone is hashed weight by weight (1.4M parameters, milliseconds); a large one
-    (SD 2.1) by its source, revision and variant, since hashing 865M weights per run costs
-    seconds and the hub revision already names them.
-    """
-    from ifcsr.models import ADAPTERS, adapter_state_dict
-
-    h = hashlib.sha256()
-    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
-    h.update(str(model.dtype).encode())
-    for name in ADAPTERS:
-        for k, v in sorted(adapter_state_dict(model.unet, name).items()):
-            h.update(k.encode())
-            _hash_tensor(h, v)
-    if model.backbone.is_tiny:
-        for module in (model.vae, model.unet):
-            for k, v in sorted(module.state_dict().items()):
-                if "lora_" not in k:
-                    h.update(k.encode())
-                    _hash_tensor(h, v)
-        h.update(json.dumps(model.vae.config.get("scaling_factor")).encode())
-    else:
-        m = model.mcfg
-        h.update(f"{model.backbone.source}|{m.revision}|{m.variant}".encode())
-    _hash_tensor(h, model.prompt_embeds)
-    return h.hexdigest()
-
-
-def image_fingerprint(lr: torch.Tensor) -> str:
-    h = hashlib.sha256()
-    _hash_tensor(h, lr.float())
-    return h.hexdigest()
-
-
-def default_cache_dir() -> Path:
-    """``ifcsr.weights.cache.ifcsr_cache_dir("endpoints")``: $IFCSR_CACHE/endpoints, else
-    $XDG_CACHE_HOME/ifcsr/endpoints, else ~/.cache/ifcsr/endpoints."""
-    from ifcsr.weights.cache import ifcsr_cache_dir
-
-    return ifcsr_cache_dir("endpoints")
-
-
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name))[:80] or "image"
-
-
-class EndpointCache:
-    """Both endpoint images per LR image, inferred once, kept in memory and on disk.
-
-    Disk layout: ``folder/<model fingerprint[:16]>/<image name>-<LR fingerprint[:12]>.pt``
-    holding float32 "fidelity" and "realism" (bit-exact, so a warm run scores exactly what
-    a cold run scores), with two PNGs beside it to look at. folder=None keeps memory only.
-    ``calls`` counts network inferences (model.infer), ``infer_s`` their time.
-    """
-
-    def __init__(self, model, folder=None, *, fingerprint: str | None = None, write_png: bool = True):
-        self.model = model
-        self.folder = Path(folder) if folder is not None else None
-        self.fingerprint = fingerprint or model_fingerprint(model)
-        self.write_png = write_png
-        self._memory: dict[str, object] = {}
-        self.calls = 0
-        self.disk_hits = 0
-        self.memory_hits = 0
-        self.infer_s = 0.0
-        self.load_s = 0.0
-
-    def path(self, name: str, lr: torch.Tensor) -> Path | None:
-        if self.folder is None:
-            return None
-        return self.folder / self.fingerprint[:16] / f"{_safe(name)}-{image_fingerprint(lr)[:12]}.pt"
-
-    def _lookup(self, name: str, lr: torch.Tensor):
-        """Cached endpoints of one LR image (1, 3, h, w) from memory or disk, else None."""
-        from ifcsr.models import Endpoints
-
-        key = f"{name}-{image_fingerprint(lr)}"
-        if key in self._memory:
-            self.memory_hits += 1
-            return self._memory[key]
-        path = self.path(name, lr)
-        if path is not None and path.is_file():
-            t0 = time.perf_counter()
-            try:
-                d = torch.load(path, map_location="cpu", weights_only=True)
-                ends = Endpoints(d["fidelity"], d["realism"])
-            except Exception as err:  # noqa: BLE001 - a broken cache file is re-inferred, loudly
-                warnings.warn(f"endpoint cache {path} unreadable ({err}); inferring again", stacklevel=3)
-            else:
-                self.load_s += time.perf_counter() - t0
-                self.disk_hits += 1
-                self._memory[key] = ends
-                return ends
-        return None
-
-    def _store(self, name: str, lr: torch.Tensor, ends):
-        from ifcsr.data.images import save_image
-        from ifcsr.models import Endpoints
-
-        ends = Endpoints(ends.fidelity.float().cpu(), ends.realism.float().cpu())
-        self._memory[f"{name}-{image_fingerprint(lr)}"] = ends
-        path = self.path(name, lr)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(suffix=".pt.tmp", dir=path.parent)
-            os.close(fd)
-            torch.save({"fidelity": ends.fidelity, "realism": ends.realism, "name": str(name)}, tmp)
-            os.replace(tmp, path)  # atomic: an interrupted sweep never leaves half a file
-            if self.write_png:
-                save_image(ends.fidelity, path.with_suffix(".fidelity.png"))
-                save_image(ends.realism, path.with_suffix(".realism.png"))
-        return ends
-
-    def _infer(self, lr: torch.Tensor):
-        t0 = time.perf_counter()
-        ends = self.model.infer(lr)
-        if ends.fidelity.is_cuda:
-            torch.cuda.synchronize()
-        self.infer_s += time.perf_counter() - t0
-        self.calls += 1
-        return ends
-
-    def endpoints(self, name: str, lr):
-        """Endpoints of one LR image (tensor (3, h, w) / (1, 3, h, w), numpy or PIL)."""
-        from ifcsr.data.images import to_tensor
-
-        lr = to_tensor(lr, name=f"lr of {name!r}")
-        if lr.shape[0] != 1:
-            raise ImageError(f"EndpointCache takes one image at a time, got a batch of {lr.shape[0]}")
-        ends = self._lookup(name, lr)
-        if ends is None:
-            ends = self._store(name, lr, self._infer(lr))
-        return ends
-
-    def fill(self, pairs, *, batch_size: int = 4, progress: bool = True) -> int:
-        """Infer the endpoints of every pair not cached yet, `batch_size` same-sized LR images
-        per network call (one endpoint pair per image; both adapters in one UNet pass).
-        pairs: dicts with "name" and "lr". Returns the number of images inferred."""
-        from tqdm.auto import tqdm
-
-        from ifcsr.data.images import to_tensor
-        from ifcsr.models import Endpoints
-
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        todo: dict[tuple, list] = {}  # LR shape -> [(name, lr)], so a batch stacks
-        for p in pairs:
-            lr = to_tensor(p["lr"], name=f"lr of {p['name']!r}")
-            if self._lookup(p["name"], lr) is None:
-                todo.setdefault(tuple(lr.shape), []).append((p["name"], lr))
-        n = sum(len(v) for v in todo.values())
-        with tqdm(total=n, desc="endpoints", unit="img", disable=not progress or n == 0) as bar:
-            for group in todo.values():
-                for i in range(0, len(group), batch_size):
-                    chunk = group[i:i + batch_size]
-                    ends = self._infer(torch.cat([lr for _, lr in chunk]))
-                    for j, (name, lr) in enumerate(chunk):
-                        self._store(name, lr, Endpoints(ends.fidelity[j:j + 1], ends.realism[j:j + 1]))
-                    bar.update(len(chunk))
-        return n
-
-
-# ------------------------------------------------------------------------------ gamma maps
-
-
-@dataclass
-class GammaMap:
-    """A per-pixel gamma map in [0, 1], stretched (bilinear) to each image's size."""
-    name: str
-    values: torch.Tensor  # (h, w) float in [0, 1]
-
-    def __post_init__(self):
-        v = torch.as_tensor(self.values, dtype=torch.float32)
-        if v.ndim != 2 or min(v.shape) < 1:
-            raise InputError(f"gamma map {self.name!r} must be 2-D (h, w), got shape {tuple(v.shape)}")
-        if not torch.isfinite(v).all() or v.min() < 0 or v.max() > 1:
-            raise InputError(f"gamma map {self.name!r} must hold finite values in [0, 1]")
-        self.values = v
-
-    def resized(self, H: int, W: int) -> torch.Tensor:
-        """(1, 1, H, W). Bilinear interpolation keeps values inside [0, 1]."""
-        v = self.values[None, None]
-        if v.shape[-2:] == (H, W):
-            return v
-        return torch.nn.functional.interpolate(v, size=(H, W), mode="bilinear", align_corners=True).clamp(0, 1)
-
-
-
-
-def builtin_gamma_map(name: str, size: int = 256) -> GammaMap:
-    """"ramp": gamma 0 at the left edge to 1 at the right; "ramp-y": top to bottom;
-    "center": 1 in the centre falling to 0 at the corners (realism where the subject is)."""
-    t = torch.linspace(0, 1, size)
-    if name == "ramp":
-        v = t[None, :].expand(size, size)
-    elif name == "ramp-y":
-        v = t[:, None].expand(size, size)
-    elif name == "center":
-        yy, xx = torch.meshgrid(t * 2 - 1, t * 2 - 1, indexing="ij")
-        v = (1 - (xx**2 + yy**2).sqrt() / math.sqrt(2)).clamp(0, 1)
-    else:
-        raise InputError(f"unknown built-in gamma map {name!r}; choose one of {BUILTIN_MAPS} or give an image file")
-    return GammaMap(name, v.contiguous())
-
-
-def load_gamma_map(source) -> GammaMap:
-    """A gamma map from a built-in name, a greyscale image (8- or 16-bit; 0 -> gamma 0,
-    white -> gamma 1), an RGB image whose three channels are equal, or a .npy of floats in [0, 1]."""
-    if isinstance(source, GammaMap):
-        return source
-    if isinstance(source, str) and source in BUILTIN_MAPS:
-        return builtin_gamma_map(source)
-    path = Path(source)
-    if not path.is_file():
-        raise MissingFileError(f"gamma map {source}: no such file (built-in maps: {', '.join(BUILTIN_MAPS)})")
-    if path.suffix.lower() == ".npy":
-        arr = np.load(path).astype(np.float32)
-        return GammaMap(path.stem, torch.from_numpy(arr))
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im.load()
-            mode = im.mode
-            arr = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageError(f"gamma map {path}: unreadable image ({err})") from err
-    if mode == "L":
-        v = arr.astype(np.float32) / 255.0
-    elif mode in ("I;16", "I;16B", "I;16L", "I"):
-        v = arr.astype(np.float32) / 65535.0
-    elif mode == "RGB":
-        if not (np.array_equal(arr[..., 0], arr[..., 1]) and np.array_equal(arr[..., 1], arr[..., 2])):
-            raise ImageError(f"gamma map {path}: an RGB image with different channels; save it as greyscale")
-        v = arr[..., 0].astype(np.float32) / 255.0
-    else:
-        raise ImageError(f"gamma map {path}: image mode {mode!r}; save it as 8- or 16-bit greyscale")
-    return GammaMap(path.stem, torch.from_numpy(np.ascontiguousarray(v)))
 
 
 # ------------------------------------------------------------------------------ the sweep
@@ -726,75 +459,3 @@ def paper_table(model=None, pairs="samples", *, gammas=PAPER_GAMMAS, metrics=PAP
     return result
 
 
-_DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
-             "clipiqa": 3, "fid": 2, "lpips-hed": 4}
-
-
-def table_cells(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
-    """The table as strings: numbers with the paper's decimals, "unavailable" where a metric
-    could not run, "n/a" where it ran but gave no value for that row."""
-    cells = pd.DataFrame(index=[f"{g:g}" for g in table.index])
-    cells.index.name = "gamma"
-    for m in table.columns:
-        head = PAPER_HEADERS.get(m, m)
-        if m in unavailable:
-            cells[head] = "unavailable"
-        else:
-            d = _DECIMALS.get(m, 4)
-            cells[head] = [f"{v:.{d}f}" if pd.notna(v) else "n/a" for v in table[m]]
-    return cells
-
-
-def format_table(table: pd.DataFrame, unavailable: dict) -> str:
-    cells = table_cells(table, unavailable)
-    lines = [cells.to_string()]
-    if unavailable:
-        lines.append("unavailable (no number is reported):")
-        lines += [f"  {PAPER_HEADERS.get(k, k)}: {v}" for k, v in unavailable.items()]
-    if "lpips-hed" in table.columns:
-        lines.append("  * lpips-hed: HED-VGG16 features with equal channel weights; NOT LPIPS, not comparable.")
-    return "\n".join(lines)
-
-
-def markdown_table(table: pd.DataFrame, unavailable: dict, *, note: str = "") -> str:
-    cells = table_cells(table, unavailable)
-    head = "| gamma | " + " | ".join(cells.columns) + " |"
-    sep = "|---|" + "---|" * len(cells.columns)
-    rows = [f"| {i} | " + " | ".join(r) + " |" for i, r in zip(cells.index, cells.to_numpy())]
-    foot = [f"- {PAPER_HEADERS.get(k, k)} unavailable: {v}" for k, v in unavailable.items()]
-    return "\n".join([head, sep, *rows, "", *( [note, ""] if note else []), *foot])
-
-
-def side_by_side(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
-    """Ours next to the paper's RealSR numbers, at the gammas and metrics both have:
-    columns "<METRIC> ours" / "<METRIC> paper"; "unavailable" where ours could not run."""
-    cells = table_cells(table, unavailable)
-    gammas = [g for g in PAPER_REALSR if any(abs(g - t) < 1e-9 for t in table.index)]
-    cols = [m for m in PAPER_REALSR[0.0] if m in table.columns]
-    out = pd.DataFrame(index=pd.Index([f"{g:g}" for g in gammas], name="gamma"))
-    for m in cols:
-        head, d = PAPER_HEADERS[m], _DECIMALS.get(m, 4)
-        out[f"{head} ours"] = [cells.loc[f"{g:g}", head] for g in gammas]
-        out[f"{head} paper"] = [f"{PAPER_REALSR[g][m]:.{d}f}" for g in gammas]
-    return out
-
-
-def frame_to_markdown(df: pd.DataFrame) -> str:
-    """A small markdown table without the optional `tabulate` dependency."""
-    head = "| " + " | ".join([df.index.name or "", *map(str, df.columns)]) + " |"
-    sep = "|" + "---|" * (len(df.columns) + 1)
-    rows = ["| " + " | ".join([str(i), *map(str, r)]) + " |" for i, r in zip(df.index, df.to_numpy())]
-    return "\n".join([head, sep, *rows])
-
-
-def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
-    """The paper's RealSR numbers (SD 2.1-base): rows "IFCSR (paper) gamma=g", OSEDiff, PiSA-SR.
-    as_text: strings with the paper's decimals and the table's headers (PSNR, ...)."""
-    rows = [dict(method=f"IFCSR (paper) gamma={g:g}", **v) for g, v in PAPER_REALSR.items()]
-    rows += [dict(method=f"{k} (paper)", **v) for k, v in PAPER_PEERS_REALSR.items()]
-    df = pd.DataFrame(rows).set_index("method")
-    if as_text:
-        for m in df.columns:
-            df[m] = [f"{v:.{_DECIMALS.get(m, 4)}f}" for v in df[m]]
-        df = df.rename(columns=PAPER_HEADERS)
-    return df

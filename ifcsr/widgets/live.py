@@ -10,10 +10,10 @@ import numpy as np
 
 from ifcsr.errors import InputError
 
-# BT.601 studio-swing luma from RGB in [0, 1], as ifcsr.evaluation.metrics.psnr_y / ssim_y (pyiqa's rgb2ycbcr).
+# BT.601 studio-swing luma from RGB in [0, 1], as ifcsr.evaluation.ymetrics.psnr_y / ssim_y (pyiqa's rgb2ycbcr).
 _Y_WEIGHTS = np.array([65.481, 128.553, 24.966], dtype=np.float32) / 255.0
 _Y_BIAS = 16.0 / 255.0
-# SSIM window of ifcsr.evaluation.metrics.ssim_y: separable 11-tap Gaussian, sigma 1.5, 'valid' filtering.
+# SSIM window of ifcsr.evaluation.ymetrics.ssim_y: separable 11-tap Gaussian, sigma 1.5, 'valid' filtering.
 _G = np.exp(-((np.arange(11) - 5.0) ** 2) / (2 * 1.5**2))
 _G = (_G / _G.sum()).astype(np.float32)
 _C1, _C2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
@@ -86,7 +86,7 @@ def _blur_valid(a: np.ndarray) -> np.ndarray:
 class LiveMetrics:
     """PSNR(Y) and SSIM(Y) of blends against HR, cheap enough for every slider move.
 
-    Values equal ``ifcsr.evaluation.metrics.psnr_y`` / ``ssim_y`` of the float blend (tested to 1e-3 dB
+    Values equal ``ifcsr.evaluation.ymetrics.psnr_y`` / ``ssim_y`` of the float blend (tested to 1e-3 dB
     and 1e-4): Y of a blend is the blend of the endpoints' Y, so only a (H, W) plane is
     blended per move; HR's SSIM terms are computed once; the blurs are float32 separable
     filters on values centred at 128 (variances then lose no precision to cancellation);

@@ -26,7 +26,7 @@ import numpy as np
 
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
 from ifcsr.data.images import load_image, save_image, to_tensor
-from ifcsr.evaluation.bench import median_time
+from ifcsr.evaluation.bench_common import median_time
 from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.models import IFCSR
 from ifcsr.widgets import BlendExplorer, time_updates

@@ -22,7 +22,7 @@ from scipy.optimize import brentq
 
 from ifcsr.blend import GammaError
 from ifcsr.data import pairs_from_samples
-from ifcsr.evaluation.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.losses import build_feature_net, build_loss, depth_weights
 from ifcsr.models import IFCSR
 from ifcsr.widgets import depth_weights_figure

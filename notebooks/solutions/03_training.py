@@ -34,7 +34,7 @@ from ifcsr.config import TrainConfig
 from ifcsr.data import BicubicDegradation, ImageFolder, SampleDataset, pairs_from_samples
 from ifcsr.data.images import save_image, to_tensor
 from ifcsr.evaluation.baselines import load_ablation
-from ifcsr.evaluation.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.losses import build_feature_net
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
 from ifcsr.recipes import make_degradation

@@ -23,9 +23,11 @@ import pandas as pd
 import torch.nn.functional as F
 
 from ifcsr.evaluation.baselines import LoraInterpolation
-from ifcsr.evaluation.bench import median_time
+from ifcsr.evaluation.bench_common import median_time
+from ifcsr.evaluation.endpoint_cache import EndpointCache
 from ifcsr.evaluation.metrics import REGISTRY
-from ifcsr.evaluation.sweep import EndpointCache, gamma_grid, load_pairs, paper_reference_table, sweep
+from ifcsr.evaluation.sweep import gamma_grid, load_pairs, sweep
+from ifcsr.evaluation.tables import paper_reference_table
 from ifcsr.models import IFCSR
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"

@@ -32,7 +32,7 @@ from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import BicubicDegradation, pairs_from_samples
 from ifcsr.data.images import load_image, to_tensor
 from ifcsr.evaluation.baselines import bicubic_upscale, load_ablation, train_ablation
-from ifcsr.evaluation.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.models import IFCSR
 from ifcsr.widgets import BlendExplorer, colorize_map, gamma_from_mask, y_channel

@@ -23,7 +23,8 @@ import pandas as pd
 import torch
 
 from ifcsr.config import SD21_BASE
-from ifcsr.evaluation.bench import median_time, photo_lr, sd21_base_model
+from ifcsr.evaluation.bench_common import median_time, photo_lr
+from ifcsr.evaluation.bench_sd import sd21_base_model
 from ifcsr.evaluation.sweep import describe_model
 from ifcsr.models import IFCSR, BackboneNotFoundError
 from ifcsr.tiling import TileConfig

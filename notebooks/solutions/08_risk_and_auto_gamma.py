@@ -21,8 +21,9 @@ import pandas as pd
 import torch
 
 from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer, search_gamma
-from ifcsr.evaluation.metrics import psnr_y
-from ifcsr.evaluation.sweep import EndpointCache, load_pairs
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.ymetrics import psnr_y
+from ifcsr.evaluation.sweep import load_pairs
 from ifcsr.models import IFCSR, Endpoints
 from ifcsr.risk import RiskAwareGamma, ghost_edge_energy, ghosting_risk
 

@@ -14,7 +14,7 @@ and by the NIQE search's own evaluations for NIQE) and with the best single gamm
 whole set (on the 0.1 grid). recovered = (auto - best single) / (oracle - best single), per
 metric, on the set means.
 
-Endpoints come from ``ifcsr.evaluation.sweep.EndpointCache`` (the shared on-disk cache of the bundled
+Endpoints come from ``ifcsr.evaluation.endpoint_cache.EndpointCache`` (the shared on-disk cache of the bundled
 model's endpoints): by default only images already cached are used (inference costs minutes
 per 512x512 image on a busy 2-core CPU); --infer infers the missing ones.
 

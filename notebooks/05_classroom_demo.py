@@ -24,14 +24,12 @@
 
 # %%
 import os
-from pathlib import Path
 
 import pandas as pd
 
-import ifcsr
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
 from ifcsr.data.images import to_tensor
-from ifcsr.evaluation.baselines import adv_label, bicubic_upscale, load_ablation, realism_ablation, train_ablation
+from ifcsr.evaluation.baselines import adv_label, bicubic_upscale, ablation_or_train, realism_ablation
 from ifcsr.evaluation.gamma_maps import GammaMap
 from ifcsr.evaluation.sweep import sweep
 from ifcsr.models import IFCSR
@@ -49,8 +47,7 @@ from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
-# The ablation checkpoints of analysis/train_ablations.py (single_stage/ and k1/), next to the package.
-ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
+# The ablation checkpoints come from analysis/checkpoints (or $IFCSR_ABLATIONS); a missing one is trained:
 ABLATION_STEPS = 2 if SMALL else None  # when one must be trained; None: the recipe's (~10 min per stage on a CPU)
 GAMMA_FACE, GAMMA_ELSEWHERE = 0.0, 0.8
 
@@ -124,13 +121,7 @@ print(scores.round(3).to_string(index=False))
 # %%
 variants = {"two-stage, k=7": model}
 for kind, label in (("single_stage", "single-stage, k=7"), ("k1", "two-stage, k=1")):
-    try:
-        variants[label] = load_ablation(ABLATIONS / kind)
-    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-        print(f"{kind}: {err}; training it now")
-        path = train_ablation(kind, Path("runs/ablations") / kind, base=CHECKPOINT, steps=ABLATION_STEPS,
-                              progress=not SMALL)
-        variants[label] = load_ablation(path)
+    variants[label] = ablation_or_train(kind, base=CHECKPOINT, steps=ABLATION_STEPS, progress=not SMALL)
 pair = pairs_from_samples(["coffee"], crop=128 if SMALL else 256)[0]
 endpoints = {label: m.infer(pair["lr"][None]) for label, m in variants.items()}
 fig = ablation_figure(endpoints, gammas=(0.0, 0.5, 1.0))
@@ -170,12 +161,7 @@ fig = metric_vs_gamma_figure(curves, ["psnr", "lpips-hed"],
 # NIQE) as it moves right (lower PSNR); one that only sharpens moves up.
 
 # %%
-try:
-    no_adv = load_ablation(ABLATIONS / "no_adv")
-except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-    print(f"no_adv: {err}; training it now")
-    no_adv = load_ablation(train_ablation("no_adv", Path("runs/ablations") / "no_adv", base=CHECKPOINT,
-                                          steps=ABLATION_STEPS, progress=not SMALL))
+no_adv = ablation_or_train("no_adv", base=CHECKPOINT, steps=ABLATION_STEPS, progress=not SMALL)
 pair = pairs_from_samples(["chelsea"], crop=128 if SMALL else None)[0]
 result = realism_ablation({f"no_adv ({adv_label(no_adv)})": no_adv, f"bundled ({adv_label(model)})": model}, pair)
 fig = realism_ablation_figure(result, title="chelsea (held out), x4 bicubic: realism endpoint without and with")

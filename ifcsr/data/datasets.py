@@ -28,7 +28,7 @@ from pathlib import Path
 
 from ifcsr.errors import IFCSRError, InputError, MissingFileError
 from ifcsr.provenance import file_sha256
-from ifcsr.weights.download import install_verified
+from ifcsr.weights.download import install_verified, offline_flag
 
 __all__ = [
     "DATASETS",
@@ -43,7 +43,6 @@ __all__ = [
 ]
 
 _ASSETS = Path(__file__).resolve().parents[1] / "assets" / "datasets"
-_OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 PIN_FILE = ".sha256-pinned.json"
 
 
@@ -208,13 +207,6 @@ def verify_dataset(spec, folder=None) -> list[str]:
 # ------------------------------------------------------------------------------ download
 
 
-def _offline() -> str | None:
-    for var in _OFFLINE_ENV:
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var}={os.environ[var]}"
-    return None
-
-
 def _download(url: str, dest: Path, want: str | None, *, opener, bar) -> None:
     """url -> dest, sha256-checked before the rename (ifcsr.weights.download)."""
     with opener(url) as resp:
@@ -243,7 +235,7 @@ def fetch_dataset(name, *, folder=None, opener=None, progress: bool = True) -> P
     todo = [rel for rel in spec.files if not (folder / rel).is_file()
             or (expectedfile_sha256(spec, folder, rel) and file_sha256(folder / rel) != expectedfile_sha256(spec, folder, rel))]
     if todo:
-        why = _offline()
+        why = offline_flag()
         if why and opener is None:
             raise DatasetDownloadError(f"{len(todo)} file(s) of {spec.name} missing and downloads are off ({why}). "
                                        + how_to_get(spec))

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import dataclass, field, replace
@@ -461,6 +462,27 @@ def load_ablation(path, *, device="cpu"):
             raise InputError(f"{path} was trained on another backbone than {folder} holds now "
                              f"(sha256 {want[:12]} vs {have[:12]}); retrain it with analysis/train_ablations.py")
     return IFCSR.load(path, device=device)
+
+
+def ablations_dir() -> Path:
+    """Where the ablation checkpoints are: $IFCSR_ABLATIONS, else analysis/checkpoints of the
+    source checkout (made by analysis/train_ablations.py)."""
+    return Path(os.environ.get("IFCSR_ABLATIONS") or Path(__file__).resolve().parents[2] / "analysis" / "checkpoints")
+
+
+def ablation_or_train(kind: str, *, folder=None, work="runs/ablations", base=None, steps: int | None = None,
+                      train: bool = True, progress: bool = True, log=print, device="cpu"):
+    """The ablation checkpoint `kind` from `folder` (default `ablations_dir()`), loaded. Where it is
+    missing or was trained on another backbone, the reason is logged and, with `train`, it is
+    trained into `work`/`kind` (`steps` per stage; None: the recipe's) and loaded; without, None."""
+    try:
+        return load_ablation(Path(folder or ablations_dir()) / kind, device=device)
+    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
+        log(f"{kind}: {err}" + ("; training it now" if train else ""))
+        if not train:
+            return None
+        return load_ablation(train_ablation(kind, Path(work) / kind, base=base, steps=steps, progress=progress),
+                             device=device)
 
 
 # ------------------------------------------------------------------------------ adversarial ablation

@@ -464,7 +464,7 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
 
 def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, batch_size, progress,
                    frames, timings, skipped, fid_outputs, log):
-    from ifcsr.evaluation.baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, load_ablation
+    from ifcsr.evaluation.baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, ablations_dir, load_ablation
 
     def keep(method, gamma, outs):
         if fid_outputs is not None:
@@ -491,7 +491,7 @@ def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, 
                 frames.append(_frame(suite, x, p["hr"][None], name=p["name"], gamma=float("nan"), method=REALESRGAN))
             keep(REALESRGAN, float("nan"), outs)
             del net
-    folder = Path(ablations) if ablations is not None else Path(__file__).resolve().parents[2] / "analysis" / "checkpoints"
+    folder = Path(ablations) if ablations is not None else ablations_dir()
     for key, sub, method in (("single-stage", "single_stage", SINGLE_STAGE), ("k1", "k1", K1)):
         if key not in baselines:
             continue

@@ -96,8 +96,6 @@ __all__ = [
 
 COLUMNS = ["image", "gamma", "metric", "value", "lower_better"]
 
-PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"
-OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 
 
 class MetricUnavailableError(IFCSRError, RuntimeError):

@@ -18,6 +18,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 1 << 20  # bytes per read
+OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")  # either set to 1/true/yes/on: ifcsr downloads nothing
+
+
+def offline_flag() -> str | None:
+    """"VAR=value" of the variable that turns downloads off, or None when they may run."""
+    for var in OFFLINE_ENV:
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return f"{var}={os.environ[var]}"
+    return None
 
 
 def install_verified(stream, dest, sha256: str | None, *, on_mismatch: Callable[[str], Exception],

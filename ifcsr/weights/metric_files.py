@@ -20,9 +20,9 @@ from urllib.parse import urlparse
 import torch
 
 from ifcsr.errors import InputError
+from ifcsr.weights.download import offline_flag
 
 PYIQA_URL = "https://huggingface.co/chaofengc/IQA-PyTorch-Weights/resolve/main/{}"
-OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 
 
 def pyiqa_cache_dir() -> Path:
@@ -113,13 +113,6 @@ def torchvision_file(url: str) -> WeightFile:
 ALEXNET = torchvision_file("https://download.pytorch.org/models/alexnet-owt-7be5be79.pth")
 VGG16 = torchvision_file("https://download.pytorch.org/models/vgg16-397923af.pth")
 NIQE_MAT = pyiqa_file("niqe_modelparameters.mat")
-
-
-def offline_flag() -> str | None:
-    for var in OFFLINE_ENV:
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return f"{var}={os.environ[var]}"
-    return None
 
 
 @functools.lru_cache(maxsize=None)

@@ -9,7 +9,7 @@ them lazily too.
 
 from __future__ import annotations
 
-import importlib
+from ifcsr.lazy import lazy_names
 
 # public name -> the module that defines it (imported on first use, so importing the package is free)
 _NAMES = {
@@ -27,12 +27,4 @@ _NAMES = {
 }
 __all__ = sorted(_NAMES)
 
-
-def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f"ifcsr.widgets.{_NAMES[name]}"), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_NAMES))
+__getattr__, __dir__ = lazy_names(__name__, _NAMES)

@@ -27,11 +27,10 @@ import skimage.data
 from scipy.ndimage import binary_dilation
 from skimage.filters import threshold_otsu
 
-import ifcsr
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import BicubicDegradation, pairs_from_samples
 from ifcsr.data.images import load_image, to_tensor
-from ifcsr.evaluation.baselines import bicubic_upscale, load_ablation, train_ablation
+from ifcsr.evaluation.baselines import bicubic_upscale, ablation_or_train
 from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.models import IFCSR
@@ -40,7 +39,6 @@ from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
-ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
 CROP = 128 if SMALL else 256
 WORK = Path(tempfile.mkdtemp(prefix="ifcsr-solutions-05-"))
 model = IFCSR.load(CHECKPOINT)
@@ -130,12 +128,8 @@ fig = endpoints_figure({"mask of the letters": colorize_map(letters), **outputs,
 # %%
 variants = {"two-stage, k=7": model}
 for kind, label in (("single_stage", "single-stage, k=7"), ("k1", "two-stage, k=1")):
-    try:
-        variants[label] = load_ablation(ABLATIONS / kind)
-    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-        print(f"{kind}: {err}; training it now (2 steps in small mode: the code path, not the answer)")
-        variants[label] = load_ablation(train_ablation(kind, WORK / kind, base=CHECKPOINT, steps=2 if SMALL else None,
-                                                       progress=False))
+    # a missing one is trained (2 steps in small mode: the code path, not the answer)
+    variants[label] = ablation_or_train(kind, work=WORK, base=CHECKPOINT, steps=2 if SMALL else None, progress=False)
 pairs = pairs_from_samples(["chelsea", "coffee"], crop=CROP)
 rows = []
 for label, m in variants.items():

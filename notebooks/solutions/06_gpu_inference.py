@@ -105,7 +105,7 @@ else:
 # ## 3. SD 2.1 in float16 and float32
 #
 # With the SD 2.1-base weights (`IFCSR_SD21`) we load the real backbone; without them, on a
-# GPU, we build the same architecture with random weights (`ifcsr.evaluation.bench.sd21_base_model`):
+# GPU, we build the same architecture with random weights (`ifcsr.evaluation.bench_sd.sd21_base_model`):
 # speed and memory do not depend on the weights' values, image quality does, so only speed
 # and memory are reported. Without a GPU nothing is run: SD 2.1 on a CPU takes minutes per
 # image in float32 and float16 matrix kernels on CPUs are slow or missing.

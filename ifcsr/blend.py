@@ -1,4 +1,5 @@
 """Image-space fidelity-realism control, the point of the paper.
+Imports numpy, torch and ifcsr.errors only: the blend needs no model.
 
     x_hat = (1 - gamma) * f_theta(x_L) + gamma * f_phi(x_L)          (IFCSR, Eq. for x_hat)
 

@@ -1,4 +1,5 @@
 """Backbone loading, the two LoRA adapters, and the IFCSR model (infer both endpoints once, blend).
+Imports torch, diffusers, peft, ifcsr.weights, ifcsr.data.images and the core (blend, risk, tiling, checkpoint, config).
 
 One-step SR (DESIGN 1): the LR image is bicubic-upsampled to the HR size, mapped to
 [-1, 1] and VAE-encoded to z_L; the UNet maps z_L to z_H in one pass; the VAE decodes z_H.

@@ -1,4 +1,5 @@
 """Provenance of the repository's results: which checkpoint made each figure and table, how, when.
+Imports the standard library only.
 
 Holds the checkpoint hash (`checkpoint_sha256`, `bundle_sha256`), the manifest
 analysis/results/MANIFEST.json (`record`, `read_manifest`) and its check (`check_manifest`),

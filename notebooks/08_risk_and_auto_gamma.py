@@ -31,8 +31,8 @@ import pandas as pd
 
 from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer
 from ifcsr.evaluation.endpoint_cache import EndpointCache
-from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.evaluation.sweep import load_pairs
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR
 from ifcsr.risk import RiskAwareGamma, ghost_edge_energy
 from ifcsr.widgets import BlendExplorer

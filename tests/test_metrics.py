@@ -23,7 +23,17 @@ import torch.nn.functional as F
 
 from ifcsr.data.images import ImageError, save_image
 from ifcsr.evaluation import metrics
-from ifcsr.evaluation.metrics import COLUMNS, DEFAULT_METRICS, REGISTRY, MetricSuite, MetricUnavailableError, MetricUnavailableWarning, available_metrics, fetch_metric_weights, fid_between
+from ifcsr.evaluation.metrics import (
+    COLUMNS,
+    DEFAULT_METRICS,
+    REGISTRY,
+    MetricSuite,
+    MetricUnavailableError,
+    MetricUnavailableWarning,
+    available_metrics,
+    fetch_metric_weights,
+    fid_between,
+)
 from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 
 HAS_PYIQA = importlib.util.find_spec("pyiqa") is not None

@@ -30,8 +30,8 @@ from ifcsr.evaluation.baselines import (
 )
 from ifcsr.evaluation.endpoint_cache import EndpointCache, model_fingerprint
 from ifcsr.evaluation.gamma_maps import GammaMap, load_gamma_map
-from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.evaluation.sweep import make_suite, paper_table, position_vs_curve, summarize, sweep
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR, build_tiny_backbone, lora_parameters
 from ifcsr.train import quick_config
 

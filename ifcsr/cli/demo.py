@@ -1,4 +1,5 @@
 """`ifcsr demo`: the main job. Infer both endpoints ONCE, then every gamma is a free blend.
+Imports the standard library; the model, data, metrics and figures only inside `run_demo`.
 
 With no arguments: the bundled tiny checkpoint, a held-out scikit-image photo (chelsea),
 x4 bicubic degradation. Writes to ./ifcsr-demo/ (or --out):

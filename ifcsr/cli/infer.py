@@ -1,4 +1,5 @@
-"""`ifcsr infer`: infer both endpoints of LR images ONCE, save them and any blends."""
+"""`ifcsr infer`: infer both endpoints of LR images ONCE, save them and any blends.
+Imports the standard library and ifcsr.errors; the model, images and auto-gamma inside `main`."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
 """`ifcsr train`: run a preset (stages 0, 1, 2) or stages 1 and 2 on a given backbone.
+Imports the standard library and ifcsr.errors; the recipes and the model inside its functions.
 
 The preset is `paper` for any backbone other than the tiny one (SD 2.1-base by hub id or folder),
 `tiny` otherwise; the whole config is printed at the start, options over the preset marked.

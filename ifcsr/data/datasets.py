@@ -1,7 +1,7 @@
 """Real-world test sets (RealSR, DRealSR as the StableSR/OSEDiff crops): where they are, how to get them.
+Imports the standard library, ifcsr.errors, ifcsr.provenance and ifcsr.weights (no torch).
 
-May import the standard library, tqdm, ifcsr.weights.cache and ifcsr.data.images only (no torch model code), so that
-`ifcsr fetch-data` answers fast.
+`ifcsr fetch-data` answers fast: no torch here (tqdm only inside `fetch_dataset`).
 
     ifcsr fetch-data realsr            # -> <cache>/datasets/realsr/{test_LR,test_HR,results_osediff}
     resolve_dataset("realsr")          # $IFCSR_REALSR, else the fetch cache, else a clear error

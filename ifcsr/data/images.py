@@ -1,4 +1,5 @@
 """Image conversion at the edges of the library.
+Imports numpy, torch, PIL and ifcsr.errors only.
 
 Public image tensors are float in [0, 1], shape (B, 3, H, W). PIL images, numpy arrays
 (uint8 or float HWC) and tensors of shape (3, H, W) are accepted where a user hands an

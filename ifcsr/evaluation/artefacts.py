@@ -1,4 +1,5 @@
 """Two artefact measures for super-resolved images: NIQE alone rewards ringing and stripes.
+Imports numpy, torch and ifcsr.data.images.
 
 - ``stripe_score(x, hr=None)``: periodic peaks in the high-frequency spectrum (stripes, checkerboards).
   No reference: the share of the luminance power that sits, above the LR's Nyquist frequency (the

@@ -1,7 +1,7 @@
 """A gamma that picks itself: choose gamma for one image from its two cached endpoints.
+Imports numpy, torch, the core (blend, risk) and ifcsr.evaluation.metrics.
 
-Imports torch and numpy at the top; ifcsr.evaluation.metrics (pyiqa) only when a no-reference index is
-asked for. No network is called: every candidate gamma is a pixel blend of the endpoints.
+ifcsr.evaluation.metrics (pyiqa) is imported only when a no-reference index is asked for. No network is called: every candidate gamma is a pixel blend of the endpoints.
 
 Objectives (``auto_gamma(fidelity, realism, objective, hr=None)``):
 

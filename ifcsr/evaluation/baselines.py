@@ -1,4 +1,5 @@
 """What IFCSR is compared with, on the same metrics and the same plots.
+Imports torch, pandas, the core, ifcsr.data, ifcsr.weights.realesrgan and ifcsr.evaluation's sweep and metrics.
 
 - bicubic: the LR image upsampled, the input of every one-step model.
 - fidelity only / realism only: each endpoint alone (gamma 0 and 1, no control).

@@ -1,4 +1,5 @@
 """`ifcsr bench`: what control, inference, training and large images cost, measured in one run.
+Imports torch and ifcsr.evaluation.bench_common/bench_cpu/bench_sd (the parts).
 
 Parts (each a list of rows in one table and one CSV):
   a  the cost of ONE change of the control, on one model, at two output sizes:
@@ -33,7 +34,6 @@ from ifcsr.errors import InputError
 from ifcsr.evaluation.bench_common import COLUMNS, BenchConfig, load_model, machine_info
 from ifcsr.evaluation.bench_cpu import part_a, part_b, part_c, part_d
 from ifcsr.evaluation.bench_sd import part_e
-
 
 # --------------------------------------------------------------------------- run, table, CLI
 

@@ -18,8 +18,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-
-
 COLUMNS = ["part", "measure", "size", "seconds", "repeats", "peak_mb", "ratio", "ratio_of", "target", "met",
            "note", "weights", "device", "threads", "machine", "load"]
 

@@ -1,6 +1,6 @@
 """Real-world benchmark tables: IFCSR, bicubic, baselines and peers' output folders on RealSR/DRealSR.
-
-May import ifcsr.evaluation.sweep, ifcsr.evaluation.baselines, ifcsr.evaluation.metrics, ifcsr.data.datasets (never matplotlib).
+Imports torch, pandas, the core, ifcsr.data, ifcsr.weights and ifcsr.evaluation (sweep, baselines, metrics,
+tables); never matplotlib.
 
     res = evaluate_benchmark("realsr", compare={"osediff": "results_osediff/"})
     print(res.text)                  # the table, then the protocol card
@@ -32,11 +32,11 @@ import torch
 
 from ifcsr.data.images import ImageError, load_image, to_tensor
 from ifcsr.errors import InputError, MissingFileError
-from ifcsr.provenance import checkpoint_sha256
 from ifcsr.evaluation.endpoint_cache import EndpointCache, _safe, default_cache_dir
 from ifcsr.evaluation.names import BASELINE_NAMES
 from ifcsr.evaluation.sweep import TIDY_COLUMNS, _score, as_model, describe_model, make_suite, summarize, sweep
 from ifcsr.evaluation.tables import PAPER_HEADERS, metric_cells
+from ifcsr.provenance import checkpoint_sha256
 
 PAPER_TABLE_GAMMAS = (0.0, 0.2, 0.6, 1.0)  # the gammas the paper reports on RealSR
 # pyiqa log names (OSEDiff's test_metrics.py) -> ifcsr.evaluation.metrics names
@@ -464,7 +464,15 @@ def evaluate_benchmark(dataset="realsr", *, checkpoint=None, gammas=PAPER_TABLE_
 
 def _run_baselines(model, bset, suite, gammas, baselines, ablations, cache_dir, batch_size, progress,
                    frames, timings, skipped, fid_outputs, log):
-    from ifcsr.evaluation.baselines import DNI, K1, REALESRGAN, SINGLE_STAGE, LoraInterpolation, ablations_dir, load_ablation
+    from ifcsr.evaluation.baselines import (
+        DNI,
+        K1,
+        REALESRGAN,
+        SINGLE_STAGE,
+        LoraInterpolation,
+        ablations_dir,
+        load_ablation,
+    )
 
     def keep(method, gamma, outs):
         if fid_outputs is not None:

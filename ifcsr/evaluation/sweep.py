@@ -1,4 +1,5 @@
 """Gamma sweeps and the paper's table: infer each endpoint pair ONCE, then every gamma is free.
+Imports torch, pandas, the core (models), ifcsr.data and ifcsr.evaluation (metrics, endpoint_cache, gamma_maps, tables).
 
     result = sweep("ckpt/", "samples")           # held-out photos, bicubic x4
     result.summary                               # mean per gamma: psnr, ssim, lpips-hed, ...

@@ -1,4 +1,5 @@
 """The distortion-perception trade-off in closed form, on a Gaussian toy (notebook 07).
+Imports numpy and scipy only.
 
 Pure numpy/scipy: no torch, no plotting. Everything here is exact linear algebra.
 

@@ -4,7 +4,6 @@ enough for a live slider. Imports torch, ifcsr.errors and ifcsr.data.images."""
 
 from __future__ import annotations
 
-
 import torch
 import torch.nn.functional as F
 

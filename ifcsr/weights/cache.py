@@ -1,6 +1,5 @@
 """Where every cache lives: one function per cache, all decided here.
-
-Imports only the standard library, so the CLI can name paths without loading torch.
+Imports the standard library only (the command line reads it without loading torch).
 
 | cache | path | override |
 |---|---|---|

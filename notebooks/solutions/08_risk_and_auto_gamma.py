@@ -22,8 +22,8 @@ import torch
 
 from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer, search_gamma
 from ifcsr.evaluation.endpoint_cache import EndpointCache
-from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.evaluation.sweep import load_pairs
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR, Endpoints
 from ifcsr.risk import RiskAwareGamma, ghost_edge_energy, ghosting_risk
 

@@ -28,7 +28,8 @@ import os
 
 import pandas as pd
 
-from ifcsr.evaluation.baselines import ablation_or_train, run_baselines
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import run_baselines
 from ifcsr.evaluation.endpoint_cache import EndpointCache
 from ifcsr.evaluation.sweep import (
     figure_note,

@@ -29,7 +29,8 @@ import pandas as pd
 
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
 from ifcsr.data.images import to_tensor
-from ifcsr.evaluation.baselines import ablation_or_train, adv_label, bicubic_upscale, realism_ablation
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import adv_label, bicubic_upscale, realism_ablation
 from ifcsr.evaluation.gamma_maps import GammaMap
 from ifcsr.evaluation.sweep import sweep
 from ifcsr.models import IFCSR

@@ -15,9 +15,9 @@ import torch
 
 from ifcsr.data import BicubicDegradation, PairedFolder, load_sample, quantize
 from ifcsr.data.images import ImageError, save_image
-from ifcsr.evaluation.benchmark import (
+from ifcsr.evaluation.benchmark import evaluate_benchmark
+from ifcsr.evaluation.benchmark_sets import (
     OutputCache,
-    evaluate_benchmark,
     load_benchmark,
     load_outputs,
     parse_compare,

@@ -39,7 +39,7 @@ def realsr():
 @pytest.fixture(scope="module")
 def scored(realsr):
     """Our values for every image of the log: {metric: {image: value}}, and the log's."""
-    from ifcsr.evaluation.benchmark import load_benchmark, load_outputs, read_pyiqa_log
+    from ifcsr.evaluation.benchmark_sets import load_benchmark, load_outputs, read_pyiqa_log
     from ifcsr.evaluation.metrics import MetricSuite
 
     root, log = realsr

@@ -14,19 +14,15 @@ import pytest
 import torch
 
 from ifcsr.data.images import ImageError, save_image
+from ifcsr.evaluation.ablations import K1, SINGLE_STAGE, SingleStageTrainer, load_ablation, train_ablation
 from ifcsr.evaluation.baselines import (
     BICUBIC,
     DNI,
     FIDELITY_ONLY,
-    K1,
     REALESRGAN,
     REALISM_ONLY,
-    SINGLE_STAGE,
     LoraInterpolation,
-    SingleStageTrainer,
-    load_ablation,
     run_baselines,
-    train_ablation,
 )
 from ifcsr.evaluation.endpoint_cache import EndpointCache, model_fingerprint
 from ifcsr.evaluation.gamma_maps import GammaMap, load_gamma_map
@@ -451,7 +447,7 @@ def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpo
 
     from safetensors.torch import load_file, save_file
 
-    from ifcsr.evaluation.baselines import adopt_ablation
+    from ifcsr.evaluation.ablations import adopt_ablation
     from ifcsr.models import adapter_state_dict
 
     source = tmp_path / "source"  # the same backbone files, another realism adapter

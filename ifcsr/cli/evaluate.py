@@ -69,7 +69,8 @@ def main(args) -> int:
 
 def main_dataset(args) -> int:
     """`ifcsr evaluate --dataset ...`: ifcsr.evaluation.benchmark on a real-world test set."""
-    from ifcsr.evaluation.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark, parse_compare, parse_gammas
+    from ifcsr.evaluation.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark
+    from ifcsr.evaluation.benchmark_sets import parse_compare, parse_gammas
 
     explicit_gamma = args.gamma is not None
     gammas = list(PAPER_TABLE_GAMMAS) + parse_gammas(args.gammas or []) + (list(args.gamma) if explicit_gamma else [])

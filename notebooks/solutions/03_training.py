@@ -33,7 +33,7 @@ import ifcsr
 from ifcsr.config import TrainConfig
 from ifcsr.data import BicubicDegradation, ImageFolder, SampleDataset, pairs_from_samples
 from ifcsr.data.images import save_image, to_tensor
-from ifcsr.evaluation.baselines import load_ablation
+from ifcsr.evaluation.ablations import load_ablation
 from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.losses import build_feature_net
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone

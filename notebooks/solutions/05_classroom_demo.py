@@ -30,7 +30,8 @@ from skimage.filters import threshold_otsu
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import BicubicDegradation, pairs_from_samples
 from ifcsr.data.images import load_image, to_tensor
-from ifcsr.evaluation.baselines import ablation_or_train, bicubic_upscale
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import bicubic_upscale
 from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR

@@ -5,22 +5,21 @@
     python analysis/benchmarks.py --parts a,b      # a subset
 
 Prints the table and writes analysis/results/benchmarks.csv. The logic and the options are
-those of `ifcsr bench` (ifcsr/bench.py); this script only sets the output folder.
+those of `ifcsr bench` (ifcsr/cli/bench.py, ifcsr/evaluation/bench.py); this script only sets the output folder.
 """
 
 import argparse
 import sys
 from pathlib import Path
 
-from ifcsr import bench
-from ifcsr.options import add_bench_arguments
+from ifcsr.cli import bench
 from ifcsr.models import BUNDLED_CHECKPOINT
 from ifcsr.provenance import record
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_bench_arguments(parser)
+    bench.add_arguments(parser)
     parser.set_defaults(out=str(Path(__file__).resolve().parent / "results"))
     args = parser.parse_args(argv)
     rc = bench.main(args)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import HELD_OUT, pairs_from_samples
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 from ifcsr.provenance import record
 

@@ -19,7 +19,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeat", type=int, default=5)
     args = p.parse_args(argv)
-    from ifcsr.cli import COMMANDS
+    from ifcsr.cli.app import COMMANDS
 
     rows = []
     for cmd in [[]] + [[c] for c in COMMANDS]:

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from ifcsr.demo import run_demo
+from ifcsr.cli.demo import run_demo
 from ifcsr.models import BUNDLED_CHECKPOINT
 from ifcsr.provenance import command_line, record
 

@@ -1,4 +1,4 @@
-"""How long one slider move of the live explorer takes (ifcsr.viz.BlendExplorer), at 512x512.
+"""How long one slider move of the live explorer takes (ifcsr.widgets.explorer.BlendExplorer), at 512x512.
 
 The budget is 50 ms per move on a 2-core CPU. Each move runs the explorer's real update
 handler through the slider's observer (`time_updates`): blend (uint8 fixed point), live
@@ -39,7 +39,7 @@ def endpoints(checkpoint=None):
     import torch.nn.functional as F
 
     from ifcsr.data import BicubicDegradation, load_sample
-    from ifcsr.images import to_tensor
+    from ifcsr.data.images import to_tensor
 
     hr = to_tensor(load_sample("astronaut"))  # 512x512
     lr = BicubicDegradation(4)(hr)
@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
 
-    from ifcsr.viz import BlendExplorer, face_mask, time_updates
+    from ifcsr.widgets import BlendExplorer, face_mask, time_updates
 
     fid, real, hr, source = endpoints(args.checkpoint)
     half = args.moves // 2

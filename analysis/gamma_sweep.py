@@ -30,12 +30,9 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    from ifcsr.baselines import run_baselines
-    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
-    from ifcsr.provenance import record
-    from ifcsr.sweep import (
-        EndpointCache,
-        default_cache_dir,
+    from ifcsr.evaluation.baselines import run_baselines
+    from ifcsr.evaluation.endpoint_cache import EndpointCache, default_cache_dir
+    from ifcsr.evaluation.sweep import (
         figure_note,
         gamma_grid,
         load_pairs,
@@ -43,10 +40,12 @@ def main(argv=None) -> int:
         min_side,
         pick_axes,
         position_vs_curve,
-        save_figures,
         summarize,
         sweep,
     )
+    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+    from ifcsr.provenance import record
+    from ifcsr.widgets.figures import save_figures
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--checkpoint", default=str(BUNDLED_CHECKPOINT))
@@ -104,7 +103,7 @@ def main(argv=None) -> int:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
 
-        from ifcsr.figures import perception_distortion_figure
+        from ifcsr.widgets.figures import perception_distortion_figure
 
         fig = perception_distortion_figure(summary, x, "lpips-hed", note=note,
                                            title="Distortion (PSNR) against deep-feature distance (lpips-hed)")

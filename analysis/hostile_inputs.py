@@ -90,7 +90,7 @@ class CliResult:
 
 def cli(*argv) -> CliResult:
     """`ifcsr ARGV` in this process, capturing its output (argparse's SystemExit included)."""
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
@@ -276,7 +276,7 @@ def build_cases(tmp: Path) -> list[Case]:
     from ifcsr.blend import blend
     from ifcsr.checkpoint import LEGACY_STATE, load_state, save_state
     from ifcsr.config import OPTIONAL_KEYS, LossConfig, ModelConfig, StageConfig, TrainConfig
-    from ifcsr.images import load_image
+    from ifcsr.data.images import load_image
     from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 
     files = make_files(tmp / "files")

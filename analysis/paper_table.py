@@ -39,9 +39,11 @@ def _short(path) -> str:
 
 
 def main(argv=None) -> int:
-    from ifcsr.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark, parse_gammas, table_cells
-    from ifcsr.datasets import DatasetNotFoundError, resolve_dataset
-    from ifcsr.sweep import PAPER_HEADERS, PAPER_METRICS, frame_to_markdown, paper_reference_table
+    from ifcsr.data.datasets import DatasetNotFoundError, resolve_dataset
+    from ifcsr.evaluation.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark, table_cells
+    from ifcsr.evaluation.benchmark_sets import parse_gammas
+    from ifcsr.evaluation.sweep import PAPER_METRICS
+    from ifcsr.evaluation.tables import PAPER_HEADERS, frame_to_markdown, paper_reference_table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default=None, help="RealSR folder (default: $IFCSR_REALSR, the fetch cache, "

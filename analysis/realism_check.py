@@ -4,7 +4,7 @@ For the fidelity endpoint (gamma 0), gamma 0.5, the realism endpoint (gamma 1), 
 (with --realesrgan) Real-ESRGAN x4plus, on chelsea + coffee (whole images, x4 bicubic LR; never
 trained on) and on the RealSR test set (../shared/data/realsr, evaluation only):
   - PSNR-Y (whole image), NIQE (offline) and PIQE (pyiqa 'piqe', no download): the trade-off,
-  - the artefact measures of ifcsr.artefacts: stripe_score (periodic spectral peaks) and
+  - the artefact measures of ifcsr.evaluation.artefacts: stripe_score (periodic spectral peaks) and
     halo_score (edge overshoot against HR, grey levels).
 Writes analysis/results/realism_check.csv (per image) and realism_check_summary.csv (means),
 and with --crops a crop sheet (HR, fidelity, realism, bicubic, Real-ESRGAN at 3x zoom).
@@ -26,10 +26,11 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from ifcsr.artefacts import halo_score, stripe_score
 from ifcsr.data import HELD_OUT, pairs_from_samples
-from ifcsr.images import load_image, to_tensor
-from ifcsr.metrics import compute_metrics, psnr_y
+from ifcsr.data.images import load_image, to_tensor
+from ifcsr.evaluation.artefacts import halo_score, stripe_score
+from ifcsr.evaluation.metrics import compute_metrics
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 
 RESULTS = Path(__file__).parent / "results"
@@ -76,7 +77,7 @@ def evaluate_model(model: IFCSR, *, realsr: int = 10, realesrgan=None, keep=None
         outs = {"bicubic": F.interpolate(lr, size=hr.shape[-2:], mode="bicubic", align_corners=False),
                 "fidelity": ends.fidelity, "gamma0.5": ends.blend(0.5), "realism": ends.realism}
         if realesrgan is not None:
-            from ifcsr.realesrgan import upscale
+            from ifcsr.evaluation.baselines import realesrgan_upscale as upscale
 
             outs["realesrgan"] = upscale(realesrgan, lr)
         for out, x in outs.items():
@@ -100,8 +101,8 @@ def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None, cache:
     Real-ESRGAN, OSEDiff (RealSR only: its published outputs) and a known-bad realism
     endpoint (the striped one of the bundle before issue 13, `old_checkpoint`).
     cache: a folder keeping the network outputs as PNG (8-bit, as saved results are), reused."""
-    from ifcsr.artefacts import halo_score, stripe_score
-    from ifcsr.images import save_image
+    from ifcsr.data.images import save_image
+    from ifcsr.evaluation.artefacts import halo_score, stripe_score
 
     old = None
     rows = []
@@ -135,7 +136,7 @@ def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None, cache:
         if set_ == "realsr" and osediff.is_file():
             kinds["osediff"] = to_tensor(load_image(osediff))
         if realesrgan is not None:
-            from ifcsr.realesrgan import upscale
+            from ifcsr.evaluation.baselines import realesrgan_upscale as upscale
 
             kinds["realesrgan"] = cached(f"{name}_realesrgan", lambda: upscale(realesrgan, lr))
         for kind, x in kinds.items():
@@ -168,7 +169,7 @@ def main(argv=None) -> pd.DataFrame:
     args = p.parse_args(argv)
     esr = None
     if args.realesrgan:
-        from ifcsr.realesrgan import load_realesrgan
+        from ifcsr.weights.realesrgan import load_realesrgan
 
         esr = load_realesrgan()
     if args.calibrate:

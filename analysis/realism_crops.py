@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from ifcsr.data import HELD_OUT, pairs_from_samples
-from ifcsr.images import to_uint8
+from ifcsr.data.images import to_uint8
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
 from ifcsr.provenance import record
 

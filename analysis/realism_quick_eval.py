@@ -6,13 +6,18 @@ realism_check.py on whole images (CPU-starved runs, issue 13). Writes --out (CSV
 
     python analysis/realism_quick_eval.py 2 RUN_DIR [RUN_DIR ...]
 """
-import sys, time, torch, pandas as pd
+import sys
+
+import pandas as pd
+
 sys.path.insert(0, "analysis")
-from realism_check import score, REALSR
-from ifcsr.models import IFCSR
-from ifcsr.data import pairs_from_samples
-from ifcsr.images import load_image, to_tensor
 import torch.nn.functional as F
+from realism_check import REALSR, score
+
+from ifcsr.data import pairs_from_samples
+from ifcsr.data.images import load_image, to_tensor
+from ifcsr.models import IFCSR
+
 runs = sys.argv[2:]; nreal = int(sys.argv[1])
 OUT = "analysis/results/realism_variants.csv"
 pairs = [("cc", p["name"], p["lr"][None], p["hr"][None]) for p in pairs_from_samples(["chelsea", "coffee"], crop=256)]

@@ -5,7 +5,7 @@ only the realism adapter (stage 2) with a variant of the loss / stage-2 config g
 overrides, e.g. the adversarial term's weight. Then measures PSNR-Y, NIQE and PIQE of the
 fidelity endpoint, gamma 0.5 and the realism endpoint (and bicubic) on chelsea + coffee (whole
 images, x4 bicubic LR) and on the first --realsr images of the RealSR test set (evaluation
-only), plus the two artefact measures (ifcsr.artefacts). Appends one row per (variant, seed,
+only), plus the two artefact measures (ifcsr.evaluation.artefacts). Appends one row per (variant, seed,
 set, image, output) to --out and saves each realism adapter under --runs.
 
     OMP_NUM_THREADS=1 python analysis/realism_variants.py --name adv0.01 \\
@@ -20,9 +20,6 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
-
-import pandas as pd
-import torch
 
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, adapter_state_dict, load_adapter_state_dict, load_backbone
 from ifcsr.recipes import make_dataset

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from bundled_quality import psnr_rgb, vae_reconstruction  # analysis/: the bundled checkpoint's measures
 
 from ifcsr.data import HELD_OUT, pairs_from_samples
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
 from ifcsr.recipes import MixedDegradation, make_dataset, tiny_preset
 from ifcsr.train import Trainer

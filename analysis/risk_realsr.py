@@ -6,7 +6,7 @@ risk-aware blend whose per-pixel gamma map has the same mean m
 NIQE (lower better) and the ghost-edge energy against HR (``ifcsr.risk.ghost_edge_energy``,
 lower better).
 
-Part 3: per image, ``Endpoints.auto_gamma`` with "psnr" (closed form, uses HR), "niqe" and
+Part 3: per image, ``ifcsr.evaluation.autogamma.auto_gamma`` with "psnr" (closed form, uses HR), "niqe" and
 "piqe" (grid of 11 + golden section), and "knee" (11-point grid, NIQE vs RMSE-Y to the fidelity
 endpoint: no HR); each choice is scored by PSNR-Y and NIQE and compared with the per-image
 oracle (the best gamma for that metric on the 0.1 grid, refined by the closed form for PSNR
@@ -14,7 +14,7 @@ and by the NIQE search's own evaluations for NIQE) and with the best single gamm
 whole set (on the 0.1 grid). recovered = (auto - best single) / (oracle - best single), per
 metric, on the set means.
 
-Endpoints come from ``ifcsr.sweep.EndpointCache`` (the shared on-disk cache of the bundled
+Endpoints come from ``ifcsr.evaluation.endpoint_cache.EndpointCache`` (the shared on-disk cache of the bundled
 model's endpoints): by default only images already cached are used (inference costs minutes
 per 512x512 image on a busy 2-core CPU); --infer infers the missing ones.
 
@@ -70,7 +70,7 @@ def pairs(root: Path):
 
 
 def scores(x, hr, niqe) -> dict:
-    from ifcsr.metrics import psnr_y
+    from ifcsr.evaluation.ymetrics import psnr_y
     from ifcsr.risk import ghost_edge_energy
 
     return dict(psnr=float(psnr_y(x, hr)[0]), niqe=niqe(x), ghost=float(ghost_edge_energy(x, hr)[0]))
@@ -94,11 +94,11 @@ def main(argv=None) -> int:
     if args.summarize:
         return summarize(args, out, pd.read_csv(out / "risk_realsr.csv"), pd.read_csv(out / "autogamma_realsr.csv"))
 
-    from ifcsr.autogamma import nr_scorer
-    from ifcsr.images import load_image, to_tensor
+    from ifcsr.data.images import load_image, to_tensor
+    from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer
+    from ifcsr.evaluation.endpoint_cache import EndpointCache, default_cache_dir
     from ifcsr.models import IFCSR
     from ifcsr.risk import RiskAwareGamma
-    from ifcsr.sweep import EndpointCache, default_cache_dir
 
     t_start = time.time()
     model = IFCSR.load()
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         # ---- part 3: auto gamma (each objective as the library runs it)
         for obj in ("psnr", "niqe", "piqe", "knee"):
             t1 = time.time()
-            res = ends.auto_gamma(obj, hr=hr if obj == "psnr" else None, **kw[obj])
+            res = auto_gamma(ends.fidelity, ends.realism, obj, hr=hr if obj == "psnr" else None, **kw[obj])
             autos.append(dict(image=name, objective=obj, gamma=res.gamma, method=res.method,
                               evaluations=len(res.evaluations), seconds=round(time.time() - t1, 1),
                               **{f"at_{kk}": v for kk, v in scores(ends.blend(res.gamma), hr, niqe).items()},
@@ -153,8 +153,8 @@ def main(argv=None) -> int:
 
 def summarize(args, out, df, auto, *, cache=None, first=None, seconds=None) -> int:
     if cache is None:  # --summarize: the first image's endpoints straight from the cache file, no model load
+        from ifcsr.evaluation.endpoint_cache import default_cache_dir
         from ifcsr.models import Endpoints
-        from ifcsr.sweep import default_cache_dir
 
         name = sorted(df["image"].unique())[0]
         files = sorted(default_cache_dir().glob(f"*/{name}-*.pt"))
@@ -252,7 +252,7 @@ def figure(df, auto, means, n, path, first, cache):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ifcsr.images import to_uint8
+    from ifcsr.data.images import to_uint8
 
     sc = df[df["method"] == "scalar"].groupby("mean_gamma")[["psnr", "niqe", "ghost"]].mean()
     ra = df[df["method"] == "risk-aware"].groupby("mean_gamma")[["psnr", "niqe", "ghost"]].mean()

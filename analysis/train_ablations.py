@@ -34,7 +34,7 @@ HERE = Path(__file__).resolve().parent
 
 
 def main(argv=None) -> int:
-    from ifcsr.baselines import ABLATIONS, train_ablation
+    from ifcsr.evaluation.ablations import ABLATIONS, train_ablation
     from ifcsr.models import BUNDLED_CHECKPOINT
     from ifcsr.provenance import record
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     if args.adopt:
         if len(args.kinds) != 1:
             raise SystemExit("--adopt keeps one checkpoint as one ablation: give exactly one --kinds")
-        from ifcsr.baselines import adopt_ablation
+        from ifcsr.evaluation.ablations import adopt_ablation
 
         kind = args.kinds[0]
         out = adopt_ablation(kind, args.adopt, Path(args.out) / kind, base=args.base)

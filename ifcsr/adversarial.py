@@ -5,11 +5,11 @@ sharpens and streaks (issue 13). ESRGAN-style adversarial training is the classi
 realism without such a prior; ESRGAN's network interpolation is the ancestor of IFCSR's blend.
 With four training photos a plain patch discriminator learns almost nothing, so this one is
 "projected" (Sauer et al., Projected GANs, NeurIPS 2021): a FROZEN pretrained VGG16 trunk
-(the HED weights the losses already use, `ifcsr.hed`) with small trainable spectral-norm heads
+(the HED weights the losses already use, `ifcsr.weights.hed`) with small trainable spectral-norm heads
 on a few of its layers. Both inputs go through DiffAugment (Zhao et al., NeurIPS 2020) and the
 hinge loss (SNGAN / BigGAN); an R1 penalty (Mescheder et al. 2018) is optional.
 
-Imports: torch, ifcsr.config and ifcsr.hed only.
+Imports: torch, ifcsr.config and ifcsr.weights.hed only.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from .config import ADV_AUGMENTS as AUGMENTS
-from .hed import CAFFE_BGR_MEAN, LAYER_NAMES, LAYER_TAPS, load_hed_vgg16, normalize_tensor
+from .weights.hed import CAFFE_BGR_MEAN, LAYER_NAMES, LAYER_TAPS, load_hed_vgg16, normalize_tensor
 
 
 def diff_augment(x: torch.Tensor, policy: tuple[str, ...], g: torch.Generator) -> torch.Tensor:

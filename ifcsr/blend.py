@@ -1,4 +1,5 @@
 """Image-space fidelity-realism control, the point of the paper.
+Imports numpy, torch and ifcsr.errors only: the blend needs no model.
 
     x_hat = (1 - gamma) * f_theta(x_L) + gamma * f_phi(x_L)          (IFCSR, Eq. for x_hat)
 
@@ -209,17 +210,22 @@ def _blend_numpy(f, r, gamma, extrapolate, out):
 
 
 def _blend_uint8(f, r, g, extrapolate, out):
+    # Fixed-point blend for display (the explorer's path, scalar gamma or per-pixel map): 8-bit
+    # weights w = round(256 gamma), (f (256 - w) + r w + 128) >> 8 in uint16, no float image.
     if g.ndim == 0:
-        # Fixed-point blend for display: 8-bit weights, integer arithmetic, no float temporaries.
         w = int(round(float(g) * 256))
-        if not extrapolate or 0 <= w <= 256:
-            fi = f.astype(np.uint16)
-            res = fi * (256 - w) + r.astype(np.uint16) * w + 128
-            res >>= 8
-            if out is not None:
-                np.copyto(out, res, casting="unsafe")
-                return out
-            return res.astype(np.uint8)
+        fixed = not extrapolate or 0 <= w <= 256
+    else:
+        fixed = not extrapolate or bool(g.min() >= 0 and g.max() <= 1)
+        if fixed:
+            w = np.rint(g * 256).astype(np.uint16)
+    if fixed:
+        res = f.astype(np.uint16) * (256 - w) + r.astype(np.uint16) * w + 128
+        res >>= 8
+        if out is not None:
+            np.copyto(out, res, casting="unsafe")
+            return out
+        return res.astype(np.uint8)
     res = f.astype(np.float32) + g * (r.astype(np.float32) - f.astype(np.float32))
     res = np.clip(np.rint(res), 0, 255).astype(np.uint8)
     if out is not None:

@@ -1,6 +1,5 @@
 """Checkpoints on disk: the trainer state without code, sha256 records, atomic folder swaps, run locks.
-
-Imports only torch, safetensors and ifcsr.errors.
+Imports torch (safetensors) and ifcsr.errors only.
 
 Trainer state: tensors in safetensors, structure in JSON.
 

@@ -23,7 +23,7 @@ DEFAULT_TARGET_MODULES = (
 
 TINY = "tiny"  # sentinel backbone name: the bundled tiny backbone (or one built by stage 0)
 SD21_BASE = "stabilityai/stable-diffusion-2-1-base"
-VGG_LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # = ifcsr.hed.LAYER_NAMES
+VGG_LAYER_NAMES = ("relu1_2", "relu2_2", "relu3_3", "relu4_3", "relu5_3")  # = ifcsr.weights.hed.LAYER_NAMES
 ADV_AUGMENTS = ("color", "translation", "cutout")  # DiffAugment policies (ifcsr/adversarial.py)
 
 

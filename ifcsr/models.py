@@ -1,4 +1,5 @@
 """Backbone loading, the two LoRA adapters, and the IFCSR model (infer both endpoints once, blend).
+Imports torch, diffusers, peft, ifcsr.weights, ifcsr.data.images and the core (blend, risk, tiling, checkpoint, config).
 
 One-step SR (DESIGN 1): the LR image is bicubic-upsampled to the HR size, mapped to
 [-1, 1] and VAE-encoded to z_L; the UNet maps z_L to z_H in one pass; the VAE decodes z_H.
@@ -28,7 +29,7 @@ from .blend import blend
 from .checkpoint import apply_umask, new_temp_folder, recover_folder, swap_in, verify_manifest, write_manifest
 from .config import TINY, ModelConfig, TrainConfig
 from .errors import CheckpointError, InputError, OutputError, WeightsUnavailable, describe_os_error
-from .images import ImageError, to_tensor
+from .data.images import ImageError, to_tensor
 
 
 class _DropMessage:
@@ -210,10 +211,10 @@ def _missing_backbone(source, err) -> BackboneNotFoundError:
 def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu") -> torch.Tensor:
     """Empty-prompt embedding: read from `empty_prompt.safetensors`, else computed once with the
     backbone's tokenizer + text encoder (freed afterwards) and cached next to a local backbone
-    (or in ``ifcsr.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
+    (or in ``ifcsr.weights.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
     from safetensors.torch import load_file, save_file
 
-    from .cache import ifcsr_cache_dir
+    from .weights.cache import ifcsr_cache_dir
 
     local = Path(str(source))
     cache = (local / PROMPT_FILE) if local.is_dir() else (
@@ -428,14 +429,6 @@ class Endpoints:
 
         risk = self.ghosting_risk() if risk is None else risk
         return self.blend(risk_aware_gamma(risk, mean_gamma, strength=strength))
-
-    def auto_gamma(self, objective="knee", hr=None, **kwargs):
-        """Choose gamma from these endpoints alone, no network call (``ifcsr.autogamma``):
-        "psnr" (closed form, needs hr), "knee", or a no-reference index ("niqe", "piqe", a
-        callable). Returns an ``AutoGamma``; ``float()`` of it is the gamma."""
-        from .autogamma import auto_gamma
-
-        return auto_gamma(self.fidelity, self.realism, objective, hr, **kwargs)
 
 
 class IFCSR(nn.Module):

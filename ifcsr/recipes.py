@@ -157,7 +157,7 @@ class MixedDegradation:
     """
 
     def __init__(self, scale: int = 4, p_bicubic: float = 0.5):
-        from .data import BicubicDegradation, RealESRGANDegradation
+        from .data.degradations import BicubicDegradation, RealESRGANDegradation
 
         self.scale, self.p_bicubic = scale, p_bicubic
         self.bicubic, self.real = BicubicDegradation(scale), RealESRGANDegradation(scale)
@@ -168,7 +168,7 @@ class MixedDegradation:
 
 
 def make_degradation(name: str, scale: int = 4):
-    from .data import BicubicDegradation, RealESRGANDegradation
+    from .data.degradations import BicubicDegradation, RealESRGANDegradation
 
     if name == "bicubic":
         return BicubicDegradation(scale)
@@ -205,7 +205,7 @@ def make_dataset(cfg: TrainConfig, crop_size: int, *, seed: int = 0, degradation
     mixed by cfg.data_ratio (the paper's LSDIR + first 10k FFHQ: data=(LSDIR, FFHQ),
     data_limit=(0, 10000)). Any folder of images works; files are checked by header only
     (a truncated file is skipped with a warning when first read), so huge folders open fast."""
-    from .data import ImageFolder, MixedDataset, SampleDataset
+    from .data.folders import ImageFolder, MixedDataset, SampleDataset
 
     check_data(cfg)
     deg = degradation if degradation is not None else make_degradation(cfg.degradation, cfg.model.scale)

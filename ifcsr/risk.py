@@ -7,7 +7,7 @@ endpoints put an edge in different places, a mid-gamma blend shows both, a doubl
 inference time; `risk_aware_gamma` turns it into a per-pixel gamma map of a given mean that
 keeps gamma low there; `ghost_edge_energy` measures doubled edges of an output against HR.
 
-Definitions (Y = BT.601 luma in [0, 1], as ``ifcsr.metrics.psnr_y``; G_s = Gaussian of std s):
+Definitions (Y = BT.601 luma in [0, 1], as ``ifcsr.evaluation.ymetrics.psnr_y``; G_s = Gaussian of std s):
 
     g_k   = grad(G_sigma * Y_k)                       k in {F, R}: fidelity, realism
     T_k   = G_rho * |g_k|^2                           local gradient energy (trace of the structure tensor)
@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-# BT.601 studio-swing luma of RGB in [0, 1] (pyiqa's rgb2ycbcr, as ifcsr.metrics.psnr_y).
+# BT.601 studio-swing luma of RGB in [0, 1] (pyiqa's rgb2ycbcr, as ifcsr.evaluation.ymetrics.psnr_y).
 _Y_WEIGHTS = (65.481 / 255.0, 128.553 / 255.0, 24.966 / 255.0)
 _Y_BIAS = 16.0 / 255.0
 
@@ -61,7 +61,7 @@ def _as_batch(x, name: str) -> tuple[torch.Tensor, bool]:
         raise RiskInputError(f"{name}: expected a torch tensor or numpy array, got {type(x).__name__}")
     if not torch.isfinite(t).all():
         raise RiskInputError(f"{name} contains NaN or infinite values")
-    # 1e-4 of slack: blends of [0, 1] images may round just outside (as ifcsr.metrics allows)
+    # 1e-4 of slack: blends of [0, 1] images may round just outside (as ifcsr.evaluation.metrics allows)
     if t.numel() and (t.min() < -1e-4 or t.max() > 1 + 1e-4):
         raise RiskInputError(f"{name}: values must be in [0, 1], got [{t.min().item():.3g}, {t.max().item():.3g}]")
     if min(t.shape[-2:]) < 2:
@@ -95,7 +95,7 @@ def _is_batched(x) -> bool:
 
 
 def luma(x: torch.Tensor) -> torch.Tensor:
-    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) BT.601 luma in [0, 1] (ifcsr.metrics.psnr_y's Y)."""
+    """(B, 3, H, W) RGB in [0, 1] -> (B, 1, H, W) BT.601 luma in [0, 1] (ifcsr.evaluation.ymetrics.psnr_y's Y)."""
     w = torch.tensor(_Y_WEIGHTS, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
     return (x * w).sum(dim=1, keepdim=True) + _Y_BIAS
 

@@ -1,4 +1,5 @@
 """Tiled inference for large images, and the colour fixes OSEDiff offers.
+Imports torch and ifcsr.errors only.
 
 Large images go through the same one-step pipeline in tiles, so that peak memory stays
 bounded as the image grows:

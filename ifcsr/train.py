@@ -5,7 +5,7 @@
               with theta frozen and gamma drawn per sample.
 
 Built on `accelerate` as its authors intend: the same code runs on one CPU, one GPU or several
-(`accelerate launch -m ifcsr.train_cli ...`). Per stage, `accelerator.prepare` gets
+(`accelerate launch -m ifcsr.cli.train ...`). Per stage, `accelerator.prepare` gets
   - the trainable module, `StageModule`: it holds the IFCSR model and its forward IS the stage
     loss, so the adapter switches inside IFCSR happen inside one (DDP-)forward and DDP reduces
     the LoRA gradients in its buckets (as diffusers' train_*_lora scripts prepare the UNet);
@@ -536,7 +536,7 @@ class Trainer:
         """D on frozen HED-VGG16 features (ifcsr/adversarial.py), its heads seeded by the stage-2 seed."""
         from .adversarial import ProjectedDiscriminator
 
-        from .hed import HedPerceptual, _freeze, _vgg16_features
+        from .weights.hed import HedPerceptual, _freeze, _vgg16_features
 
         c = self.config.loss
         with torch.random.fork_rng(devices=[]):
@@ -546,7 +546,7 @@ class Trainer:
             elif c.feature_net == "vgg-random":
                 trunk = _freeze(_vgg16_features())  # tests: a seeded random trunk, as the losses use
             else:
-                trunk = None  # the HED trunk (ifcsr.hed.load_hed_vgg16)
+                trunk = None  # the HED trunk (ifcsr.weights.hed.load_hed_vgg16)
             self._disc = ProjectedDiscriminator(c.adv_taps, c.adv_channels, trunk=trunk).to(self.device)
         self._d_opt = torch.optim.AdamW(self._disc.heads.parameters(), lr=c.adv_lr, betas=c.adv_betas,
                                         weight_decay=0.0)

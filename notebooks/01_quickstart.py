@@ -30,10 +30,11 @@ import time
 import torch
 
 from ifcsr.data import pairs_from_samples
-from ifcsr.figures import endpoints_figure
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import describe_model, sweep
 from ifcsr.models import IFCSR
-from ifcsr.sweep import EndpointCache, describe_model, sweep
-from ifcsr.viz import BlendExplorer
+from ifcsr.widgets import BlendExplorer
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"  # CI: small images, few gammas
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
@@ -45,7 +46,7 @@ CROP = 128 if SMALL else None  # None: the whole photo
 #
 # `pairs_from_samples` takes a photo that ships inside scikit-image and makes its x4 bicubic
 # low-resolution (LR) version, so we also have the high-resolution (HR) original to compare
-# with. To use your own LR image instead: `lr = ifcsr.images.load_image("my.png")` and
+# with. To use your own LR image instead: `lr = ifcsr.data.images.load_image("my.png")` and
 # `hr = None`.
 
 # %%
@@ -111,7 +112,7 @@ explorer
 #    with the best PSNR? With the best NIQE?
 # 2. Time 1000 blends (`ends.blend(g)` for random `g`) and compare with one
 #    `model.infer(lr)`. How many slider moves does one inference pay for?
-# 3. Use your own photo: `lr = ifcsr.images.load_image("photo.png")`, `ends = model.infer(lr)`,
+# 3. Use your own photo: `lr = ifcsr.data.images.load_image("photo.png")`, `ends = model.infer(lr)`,
 #    then `BlendExplorer(ends.fidelity, ends.realism)` (no HR, so no PSNR readout).
 #
 # Worked solutions: `notebooks/solutions/01_quickstart.py`.

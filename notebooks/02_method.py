@@ -39,7 +39,7 @@ from ifcsr.data import pairs_from_samples
 from ifcsr.losses import build_feature_net, build_loss, depth_weights
 from ifcsr.models import IFCSR
 from ifcsr.train import Trainer
-from ifcsr.viz import depth_weights_figure, per_layer_figure
+from ifcsr.widgets import depth_weights_figure, per_layer_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint

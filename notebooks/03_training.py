@@ -32,11 +32,11 @@ import torch.nn.functional as F
 
 from ifcsr.config import TrainConfig
 from ifcsr.data import ImageFolder, SampleDataset, pairs_from_samples
-from ifcsr.figures import endpoints_figure
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
 from ifcsr.recipes import make_degradation
 from ifcsr.train import Trainer
-from ifcsr.viz import loss_curves_figure
+from ifcsr.widgets import loss_curves_figure
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = Path(os.environ.get("IFCSR_CHECKPOINT") or BUNDLED_CHECKPOINT)  # its backbone and recipe

@@ -25,16 +25,13 @@
 
 # %%
 import os
-from pathlib import Path
 
 import pandas as pd
 
-import ifcsr
-from ifcsr.baselines import load_ablation, run_baselines, train_ablation
-from ifcsr.figures import gamma_curves_figure, perception_distortion_figure
-from ifcsr.models import IFCSR
-from ifcsr.sweep import (
-    EndpointCache,
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import run_baselines
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import (
     figure_note,
     gamma_grid,
     load_pairs,
@@ -44,17 +41,17 @@ from ifcsr.sweep import (
     summarize,
     sweep,
 )
-from ifcsr.viz import BlendExplorer
+from ifcsr.models import IFCSR
+from ifcsr.widgets import BlendExplorer
+from ifcsr.widgets.figures import gamma_curves_figure, perception_distortion_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
 PAIRS = "samples"  # the held-out photos (chelsea, coffee), bicubic x4; or a folder with test_LR/ and test_HR/
 CROP = 128 if SMALL else 256  # centred crops of the sample photos; None = whole photos (slow: DNI re-infers)
 STEP = 0.25 if SMALL else 0.05  # gamma grid
-# None = every per-image metric in ifcsr.metrics.REGISTRY; unavailable ones are reported.
+# None = every per-image metric in ifcsr.evaluation.metrics.REGISTRY; unavailable ones are reported.
 METRICS = ["psnr", "ssim", "lpips", "musiq", "niqe", "lpips-hed"] if SMALL else None
-# The ablation checkpoints of analysis/train_ablations.py (single_stage/ and k1/), next to the package.
-ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
 
 # %% [markdown]
 # ## The sweep: infer once per image, then score every gamma
@@ -79,15 +76,9 @@ res.summary.round(4)
 # a couple of steps, enough to run the code, not to compare; full mode leaves them out.
 
 # %%
-ablations = {}
-for kind in ("single_stage", "k1"):
-    try:
-        ablations[kind] = load_ablation(ABLATIONS / kind)
-    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-        print(f"{kind}: {err}")
-        if SMALL:
-            ablations[kind] = load_ablation(train_ablation(kind, Path("runs/ablations") / kind, base=CHECKPOINT,
-                                                           steps=2, progress=False))
+# analysis/checkpoints (or $IFCSR_ABLATIONS); where one does not fit, small mode trains it for 2 steps
+ablations = {kind: ablation_or_train(kind, base=CHECKPOINT, steps=2, train=SMALL, progress=False)
+             for kind in ("single_stage", "k1")}
 base = run_baselines(model, PAIRS, suite=make_suite(METRICS), gammas=gamma_grid(STEP), cache=cache,
                      single_stage=ablations.get("single_stage"), k1=ablations.get("k1"),
                      dni_gammas=gamma_grid(0.5 if SMALL else 0.25), crop=CROP)
@@ -174,8 +165,8 @@ pd.DataFrame(peaks)
 # images each row was measured and which checkpoint made the IFCSR rows.
 
 # %%
-from ifcsr.benchmark import best_gamma_per_image, load_results
-from ifcsr.figures import best_gamma_figure
+from ifcsr.evaluation.benchmark import best_gamma_per_image, load_results
+from ifcsr.widgets.figures import best_gamma_figure
 
 realsr = load_results()  # analysis/results/paper_table.csv, realsr_summary.csv, realsr_per_image.csv
 realsr["table"]
@@ -206,7 +197,7 @@ best.pivot(index="image", columns="metric", values="best_gamma")
 # ## Exercises
 #
 # 1. Find the gamma with the best PSNR and the gamma with the best perception score. Where
-#    do the paper's numbers put them on RealSR (`ifcsr.sweep.paper_reference_table()`)?
+#    do the paper's numbers put them on RealSR (`ifcsr.evaluation.tables.paper_reference_table()`)?
 # 2. Is LPIPS (or lpips-hed) monotone in gamma here? The paper reports it is not; explain
 #    why a blend of two images can be closer to HR in deep features than both endpoints.
 # 3. Count the network calls in the cost table and estimate how long DNI would take for a

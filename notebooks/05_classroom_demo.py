@@ -24,18 +24,17 @@
 
 # %%
 import os
-from pathlib import Path
 
 import pandas as pd
 
-import ifcsr
-from ifcsr.baselines import bicubic_upscale, load_ablation, realism_ablation, stage2_label, train_ablation
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import to_tensor
+from ifcsr.data.images import to_tensor
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import bicubic_upscale, realism_ablation, stage2_label
+from ifcsr.evaluation.gamma_maps import GammaMap
+from ifcsr.evaluation.sweep import sweep
 from ifcsr.models import IFCSR
-from ifcsr.sweep import GammaMap, sweep
-from ifcsr.viz import (
+from ifcsr.widgets import (
     BlendExplorer,
     ablation_figure,
     colorize_map,
@@ -45,11 +44,11 @@ from ifcsr.viz import (
     realism_ablation_figure,
     texture_mask,
 )
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
-# The ablation checkpoints of analysis/train_ablations.py (single_stage/ and k1/), next to the package.
-ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
+# The ablation checkpoints come from analysis/checkpoints (or $IFCSR_ABLATIONS); a missing one is trained:
 ABLATION_STEPS = 2 if SMALL else None  # when one must be trained; None: the recipe's (~10 min per stage on a CPU)
 GAMMA_FACE, GAMMA_ELSEWHERE = 0.0, 0.8
 
@@ -123,13 +122,7 @@ print(scores.round(3).to_string(index=False))
 # %%
 variants = {"two-stage, k=7": model}
 for kind, label in (("single_stage", "single-stage, k=7"), ("k1", "two-stage, k=1")):
-    try:
-        variants[label] = load_ablation(ABLATIONS / kind)
-    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-        print(f"{kind}: {err}; training it now")
-        path = train_ablation(kind, Path("runs/ablations") / kind, base=CHECKPOINT, steps=ABLATION_STEPS,
-                              progress=not SMALL)
-        variants[label] = load_ablation(path)
+    variants[label] = ablation_or_train(kind, base=CHECKPOINT, steps=ABLATION_STEPS, progress=not SMALL)
 pair = pairs_from_samples(["coffee"], crop=128 if SMALL else 256)[0]
 endpoints = {label: m.infer(pair["lr"][None]) for label, m in variants.items()}
 fig = ablation_figure(endpoints, gammas=(0.0, 0.5, 1.0))
@@ -161,7 +154,7 @@ fig = metric_vs_gamma_figure(curves, ["psnr", "lpips-hed"],
 # - an **adversarial term** (SRGAN, ESRGAN: `LossConfig.adv_weight`). ESRGAN's interpolation
 #   between a PSNR-oriented and a GAN-trained network is the ancestor of IFCSR's blend. With
 #   four training photos its discriminator stayed near chance and the realism endpoint grew
-#   halos and stripes (README, "Realism without a generative prior");
+#   halos and stripes (docs/bundled-checkpoint.md);
 # - a **texture term** (EnhanceNet, Sajjadi et al. 2017: `LossConfig.texture_weight`): the
 #   Gram matrices of VGG features over 32-px patches of the realism endpoint must match HR's.
 #   It asks for HR's local texture *statistics*, not its exact pixels, so the network may
@@ -176,12 +169,7 @@ fig = metric_vs_gamma_figure(curves, ["psnr", "lpips-hed"],
 # NIQE) as it moves right (lower PSNR); one that only sharpens moves up.
 
 # %%
-try:
-    paper_l2 = load_ablation(ABLATIONS / "paper_l2")
-except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-    print(f"paper_l2: {err}; training it now")
-    paper_l2 = load_ablation(train_ablation("paper_l2", Path("runs/ablations") / "paper_l2", base=CHECKPOINT,
-                                            steps=ABLATION_STEPS, progress=not SMALL))
+paper_l2 = ablation_or_train("paper_l2", base=CHECKPOINT, steps=ABLATION_STEPS, progress=not SMALL)
 pair = pairs_from_samples(["chelsea"], crop=128 if SMALL else None)[0]
 result = realism_ablation({f"paper_l2 ({stage2_label(paper_l2)})": paper_l2,
                            f"bundled ({stage2_label(model)})": model}, pair)

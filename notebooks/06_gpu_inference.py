@@ -28,12 +28,12 @@ import torch
 
 from ifcsr.config import SD21_BASE
 from ifcsr.data import BicubicDegradation, load_sample
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import save_image, to_tensor
+from ifcsr.data.images import save_image, to_tensor
+from ifcsr.evaluation.sweep import describe_model
 from ifcsr.models import IFCSR, BackboneNotFoundError
-from ifcsr.sweep import describe_model
 from ifcsr.tiling import TileConfig
-from ifcsr.viz import BlendExplorer
+from ifcsr.widgets import BlendExplorer
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # the tiny fallback (None: bundled)

@@ -28,10 +28,9 @@
 import os
 
 import numpy as np
-import pandas as pd
 
-from ifcsr.figures import dp_toy_figure
-from ifcsr.theory import example_problem, w2_gaussian
+from ifcsr.evaluation.theory import example_problem
+from ifcsr.widgets.figures import dp_toy_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
@@ -116,7 +115,7 @@ my_guess_parameter = None         # "on", "above" or "below"
 
 # %%
 fig = dp_toy_figure(problem, gammas=np.linspace(0, 1, 11),
-                    note="Exact closed forms (ifcsr.theory); the optimal curve is Freirich et al. (2021), Thm. 4.")
+                    note="Exact closed forms (ifcsr.evaluation.theory); the optimal curve is Freirich et al. (2021), Thm. 4.")
 _, d_ps, p_ps = problem.posterior_sample_blend_curve([0.5])[0]
 lam, d_t, p_t = problem.tikhonov_curve([problem.noise**2 * 0.3])[0]
 print(f"posterior-sample blend, gamma 0.5: D = {d_ps:.4f}; the optimum at its P = {p_ps:.4f} is "
@@ -141,8 +140,8 @@ print("your guesses:", my_guess_posterior_sample, my_guess_parameter, "-> the an
 # bundled **tiny** backbone (not SD 2.1, not the paper's numbers).
 
 # %%
+from ifcsr.evaluation.sweep import sweep  # noqa: E402
 from ifcsr.models import IFCSR  # noqa: E402
-from ifcsr.sweep import sweep  # noqa: E402
 
 model = IFCSR.load(CHECKPOINT)
 gammas = np.linspace(0, 1, 6 if SMALL else 11)

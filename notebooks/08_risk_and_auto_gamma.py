@@ -17,7 +17,7 @@
 # - how to turn that risk map into a per-pixel gamma map of a chosen mean that keeps gamma low
 #   where the risk is high (`ifcsr.risk.risk_aware_gamma`), and how to check whether it beats
 #   the scalar gamma of the same mean (PSNR-Y, NIQE and a ghost-edge energy against HR);
-# - how `Endpoints.auto_gamma` picks gamma for each image from its cached endpoints: the
+# - how `auto_gamma(fidelity, realism, objective)` picks gamma for each image from its cached endpoints: the
 #   PSNR optimum in closed form (with HR), a no-reference index by a 1-D search, or the knee
 #   of the perception-distortion curve -- and how far each is from the per-image oracle.
 #
@@ -29,13 +29,14 @@ import os
 
 import pandas as pd
 
-from ifcsr.autogamma import nr_scorer
-from ifcsr.figures import risk_figure
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import load_pairs
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR
 from ifcsr.risk import RiskAwareGamma, ghost_edge_energy
-from ifcsr.sweep import EndpointCache, load_pairs
-from ifcsr.viz import BlendExplorer
+from ifcsr.widgets import BlendExplorer
+from ifcsr.widgets.figures import risk_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
@@ -95,7 +96,7 @@ pd.DataFrame(rows).pivot_table(index=["image", "mean_gamma"], columns="method").
 choices = []
 for n, e in ends.items():
     for objective in ("psnr", "niqe", "knee"):
-        res = e.auto_gamma(objective, hr=hrs[n] if objective == "psnr" else None,
+        res = auto_gamma(e.fidelity, e.realism, objective, hr=hrs[n] if objective == "psnr" else None,
                            **(SEARCH if objective == "niqe" else {}))
         x = e.blend(res.gamma)
         choices.append(dict(image=n, objective=objective, gamma=round(res.gamma, 3), how=res.method,

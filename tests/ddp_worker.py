@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save_file
 
-from ifcsr import cli, train_cli
+from ifcsr.cli import app as cli
+from ifcsr.cli import train as train_cli
 from ifcsr.models import adapter_state_dict
 from ifcsr.recipes import train_recipe
 

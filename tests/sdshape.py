@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ifcsr.bench import SD21_BASE_UNET, SD21_BASE_VAE
+from ifcsr.evaluation.bench_common import SD21_BASE_UNET, SD21_BASE_VAE
 
 # stabilityai/stable-diffusion-2-1-base, scheduler/scheduler_config.json
 SD21_BASE_SCHEDULER = {

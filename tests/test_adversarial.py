@@ -13,9 +13,9 @@ from ifcsr.adversarial import (
     r1_penalty,
 )
 from ifcsr.config import LossConfig, TrainConfig
-from ifcsr.hed import _freeze, _vgg16_features
 from ifcsr.models import lora_parameters
 from ifcsr.train import Trainer, quick_config
+from ifcsr.weights.hed import _freeze, _vgg16_features
 from tests.test_core import FixedData, make_model
 
 
@@ -148,7 +148,7 @@ def test_stage2_resume_restores_discriminator_exactly(tiny_backbone_dir, feature
 
 def test_presets_leave_the_adversarial_term_off():
     """Off in every preset: the paper has no GAN loss, and for the tiny preset no setting tried met
-    issue 13's criteria (README, "An adversarial realism term")."""
+    issue 13's criteria (docs/bundled-checkpoint.md, "An adversarial realism term")."""
     from ifcsr.recipes import PRESETS
 
     assert PRESETS and all(make().loss.adv_weight == 0.0 for make in PRESETS.values())

@@ -1,11 +1,11 @@
-"""Artefact measures (ifcsr/artefacts.py): stripes in the spectrum, halos against HR."""
+"""Artefact measures (ifcsr/evaluation/artefacts.py): stripes in the spectrum, halos against HR."""
 
 import numpy as np
 import pytest
 import torch
 
-from ifcsr.artefacts import halo_score, stripe_score
 from ifcsr.data import load_sample
+from ifcsr.evaluation.artefacts import halo_score, stripe_score
 
 
 def _photo(name="astronaut", size=192):
@@ -85,7 +85,7 @@ def test_known_bad_images_leave_the_hr_like_range():
     (bundle of commit 052e201, whole image, x4 bicubic LR), crop box (150, 80, 278, 208), and HR there."""
     from pathlib import Path
 
-    from ifcsr.images import load_image, to_tensor
+    from ifcsr.data.images import load_image, to_tensor
 
     hr = _photo("coffee", 256)
     bic = torch.nn.functional.interpolate(torch.nn.functional.interpolate(hr, scale_factor=0.25, mode="bicubic",
@@ -130,7 +130,8 @@ def test_bundled_checkpoint_trades_distortion_for_perception(bundled_endpoints):
     on each photo. Measured on the bundle (analysis/results/realism_check_summary.csv): NIQE
     falls by about 1.5 and PSNR-Y by about 0.5 dB; NIQE differs across numpy/scipy builds by
     ~2e-3 (tests/test_metrics.py), far below these margins."""
-    from ifcsr.metrics import compute_metrics, psnr_y
+    from ifcsr.evaluation.metrics import compute_metrics
+    from ifcsr.evaluation.ymetrics import psnr_y
 
     def niqe(x):
         return float(compute_metrics(x.clamp(0, 1), names=["niqe"])["value"].iloc[0])

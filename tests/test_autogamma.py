@@ -1,11 +1,11 @@
-"""ifcsr.autogamma: a gamma that picks itself, from the cached endpoints, no network call."""
+"""ifcsr.evaluation.autogamma: a gamma that picks itself, from the cached endpoints, no network call."""
 
 import numpy as np
 import pytest
 import torch
 
-from ifcsr.autogamma import AutoGamma, auto_gamma, knee_point, search_gamma
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.autogamma import AutoGamma, auto_gamma, knee_point, search_gamma
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import Endpoints
 
 
@@ -27,7 +27,7 @@ class NoModel:
 @pytest.mark.parametrize("seed", [0, 1])
 def test_psnr_closed_form_equals_the_dense_grid_argmax(seed):
     fid, real, hr = images(seed=seed)
-    res = Endpoints(fid, real).auto_gamma("psnr", hr=hr)
+    res = auto_gamma(fid, real, "psnr", hr=hr)
     assert isinstance(res, AutoGamma) and res.method == "closed form" and 0 < res.gamma < 1
     grid = np.linspace(0, 1, 1001)
     n = len(grid)  # one batch: gamma per sample
@@ -41,10 +41,10 @@ def test_psnr_closed_form_equals_the_dense_grid_argmax(seed):
 
 def test_psnr_gamma_is_clipped_to_the_unit_interval():
     fid, real, hr = images()
-    assert Endpoints(hr.clone(), real).auto_gamma("psnr", hr=hr).gamma == 0.0     # fidelity is HR
-    assert Endpoints(fid, hr.clone()).auto_gamma("psnr", hr=hr).gamma == 1.0      # realism is HR
-    assert Endpoints(fid, 2 * fid - hr).auto_gamma("psnr", hr=hr).gamma == 0.0    # realism moves away
-    assert Endpoints(fid, fid.clone()).auto_gamma("psnr", hr=hr).gamma == 0.0     # endpoints agree
+    assert auto_gamma(hr.clone(), real, "psnr", hr=hr).gamma == 0.0     # fidelity is HR
+    assert auto_gamma(fid, hr.clone(), "psnr", hr=hr).gamma == 1.0      # realism is HR
+    assert auto_gamma(fid, 2 * fid - hr, "psnr", hr=hr).gamma == 0.0    # realism moves away
+    assert auto_gamma(fid, fid.clone(), "psnr", hr=hr).gamma == 0.0     # endpoints agree
 
 
 @pytest.mark.parametrize("g0", [0.0, 0.137, 0.5, 0.82, 1.0])
@@ -57,7 +57,7 @@ def test_search_finds_the_minimum_of_a_unimodal_objective(g0):
 def test_nr_search_through_endpoints_with_a_callable_objective():
     fid, real, _ = images()
     target = Endpoints(fid, real).blend(0.3)
-    res = Endpoints(fid, real).auto_gamma(lambda x: float(((x - target) ** 2).mean()), tol=1e-3)
+    res = auto_gamma(fid, real, lambda x: float(((x - target) ** 2).mean()), tol=1e-3)
     assert res.method == "grid + golden section" and abs(res.gamma - 0.3) <= 1e-3
 
 
@@ -71,7 +71,7 @@ def test_search_keeps_the_best_grid_point_of_a_multimodal_objective():
 def test_nr_metric_objective_runs_on_the_blends():
     pytest.importorskip("pyiqa")
     fid, real, _ = images(h=64, w=64)
-    res = Endpoints(fid, real).auto_gamma("piqe", grid=3, tol=0.2)
+    res = auto_gamma(fid, real, "piqe", grid=3, tol=0.2)
     assert res.objective == "piqe" and 0 <= res.gamma <= 1 and np.isfinite(res.value)
     assert res.value == min(e["piqe"] for e in res.evaluations)  # the best evaluated point
 
@@ -100,13 +100,13 @@ def test_knee_gamma_uses_the_grid_and_the_fidelity_endpoint_without_hr():
     fid, real, hr = images()
     ends = Endpoints(fid, real)
     # a perception index that falls with gamma like exp(-8 gamma): the knee of D = gamma
-    res = ends.auto_gamma("knee", perception=lambda x: float(np.exp(-8 * _gamma_of(x, fid, real))),
+    res = auto_gamma(ends.fidelity, ends.realism, "knee", perception=lambda x: float(np.exp(-8 * _gamma_of(x, fid, real))),
                           gammas=np.linspace(0, 1, 21))
     assert res.method.startswith("knee") and "fidelity endpoint" in res.method
     rmse = [e["rmse_y"] for e in res.evaluations]
     assert rmse[0] == 0 and np.allclose(np.diff(rmse), rmse[1], rtol=1e-4)  # linear in gamma without HR
     assert 0.1 <= res.gamma <= 0.4
-    with_hr = ends.auto_gamma("knee", hr=hr, perception=lambda x: 1.0 - _gamma_of(x, fid, real))
+    with_hr = auto_gamma(ends.fidelity, ends.realism, "knee", hr=hr, perception=lambda x: 1.0 - _gamma_of(x, fid, real))
     assert "hr" in with_hr.method and 0 <= with_hr.gamma <= 1
 
 
@@ -121,8 +121,8 @@ def test_auto_gamma_never_touches_a_model():
     ends = Endpoints(fid, real)
     ends.model = NoModel()  # a stray model reference would fail the test if used
     auto_gamma(fid, real, "psnr", hr)
-    ends.auto_gamma("psnr", hr=hr)
-    ends.auto_gamma(lambda x: float(x.mean()), grid=3, tol=0.3)
+    auto_gamma(ends.fidelity, ends.realism, "psnr", hr=hr)
+    auto_gamma(ends.fidelity, ends.realism, lambda x: float(x.mean()), grid=3, tol=0.3)
     assert torch.equal(ends.fidelity, fid) and torch.equal(ends.realism, real)  # endpoints untouched
 
 
@@ -135,13 +135,13 @@ def test_auto_gamma_never_touches_a_model():
 def test_auto_gamma_errors(kwargs, err, match):
     fid, real, _ = images()
     with pytest.raises(err, match=match):
-        Endpoints(fid, real).auto_gamma(**kwargs)
+        auto_gamma(fid, real, **kwargs)
 
 
 def test_auto_gamma_wants_one_image():
     fid, real, hr = images()
     with pytest.raises(ValueError, match="batch of 2"):
-        Endpoints(torch.cat([fid, fid]), torch.cat([real, real])).auto_gamma("psnr", hr=torch.cat([hr, hr]))
+        auto_gamma(torch.cat([fid, fid]), torch.cat([real, real]), "psnr", hr=torch.cat([hr, hr]))
 
 
 # ----------------------------------------------------------------------------- ifcsr infer --gamma auto
@@ -150,7 +150,7 @@ def test_auto_gamma_wants_one_image():
 def test_gamma_argument_parsing():
     import argparse
 
-    from ifcsr.infer_cli import gamma_arg
+    from ifcsr.cli.infer import gamma_arg
 
     assert gamma_arg("0.25") == 0.25 and gamma_arg("auto") == "auto:knee" and gamma_arg("auto:niqe") == "auto:niqe"
     assert gamma_arg("1.5") == 1.5  # the range is check_gammas' (an InputError), as for any number
@@ -162,8 +162,8 @@ def test_gamma_argument_parsing():
 def test_infer_cli_auto_psnr_writes_the_chosen_blend(tmp_path, capsys):
     from PIL import Image
 
-    from ifcsr.cli import main
-    from ifcsr.images import load_image, to_tensor
+    from ifcsr.cli.app import main
+    from ifcsr.data.images import load_image, to_tensor
     from ifcsr.models import IFCSR
 
     rng = np.random.default_rng(0)
@@ -174,12 +174,12 @@ def test_infer_cli_auto_psnr_writes_the_chosen_blend(tmp_path, capsys):
                  "--gamma", "auto:psnr", "--hr", str(tmp_path / "a_hr.png")]) == 0
     line = [x for x in capsys.readouterr().out.splitlines() if "auto:psnr chose gamma" in x][0]
     files = sorted(p.name for p in out.glob("a_auto-psnr_gamma*.png"))
-    from ifcsr.infer_cli import gamma_label
+    from ifcsr.cli.infer import gamma_label
 
     assert len(files) == 1
     # the choice is the library's closed form on the saved endpoints' model outputs
     ends = IFCSR.load().infer(to_tensor(load_image(tmp_path / "a.png")))
-    g = ends.auto_gamma("psnr", hr=to_tensor(load_image(tmp_path / "a_hr.png"))).gamma
+    g = auto_gamma(ends.fidelity, ends.realism, "psnr", hr=to_tensor(load_image(tmp_path / "a_hr.png"))).gamma
     assert f"gamma {g:.3f}" in line and files[0] == f"a_auto-psnr_gamma{gamma_label(g)}.png"
     assert main(["infer", str(tmp_path / "a.png"), "--out", str(out), "--quiet", "--gamma", "auto:psnr"]) == 2
     assert "needs --hr" in capsys.readouterr().err

@@ -5,7 +5,8 @@ import csv
 import pytest
 import torch
 
-from ifcsr import bench, cli
+from ifcsr.cli import app as cli
+from ifcsr.evaluation import bench, bench_common
 
 
 def read_rows(path):
@@ -25,7 +26,7 @@ def test_quick_benchmark_writes_table_and_csv(tmp_path, capsys):
                    "--blend-repeats", "5", "--threads", "1", "--out", str(tmp_path)])
     assert rc == 0
     columns, rows = read_rows(tmp_path / "benchmarks.csv")
-    assert columns == bench.COLUMNS
+    assert columns == bench_common.COLUMNS
     assert {r["part"] for r in rows} == {"a", "b", "e"}
     for r in rows:  # every figure records where it was measured
         assert r["machine"] and r["threads"] == "1" and r["weights"]
@@ -48,47 +49,47 @@ def test_quick_benchmark_writes_table_and_csv(tmp_path, capsys):
 
 def test_bench_rejects_unknown_parts(tmp_path):
     with pytest.raises(ValueError, match="unknown parts"):
-        bench.run(bench.BenchConfig.quick_config(parts=("a", "z")))
+        bench.run(bench_common.BenchConfig.quick_config(parts=("a", "z")))
 
 
 def test_peer_controls_reproduce_the_endpoints():
     """DNI at a = 0 / 1 is the fidelity / realism network; PiSA-style latent control at gamma = 0
     is the fidelity output; the merged weights are restored afterwards."""
-    model = bench.random_tiny_model()
-    lr = bench.photo_lr(12)
+    model = bench_common.random_tiny_model()
+    lr = bench_common.photo_lr(12)
     with torch.no_grad():
         xp, _ = model._pad(model.prepare(lr))
         z = model.encode(xp)
         fid = model.decode(model.denoise(z, "fidelity"))
         real = model.decode(model.denoise(z, "realism"))
         assert (fid - real).abs().max() > 1e-2
-        with bench.WeightInterpolation(model) as dni:
+        with bench_common.WeightInterpolation(model) as dni:
             assert (dni.change(z, 0.0) - fid).abs().max() < 1e-4
             assert (dni.change(z, 1.0) - real).abs().max() < 1e-4
             mid = dni.change(z, 0.5)
         assert (mid - fid).abs().max() > 1e-3 and (mid - real).abs().max() > 1e-3
         assert torch.equal(model.decode(model.denoise(z, "fidelity")), fid)  # weights and adapters restored
-        assert (bench.latent_control(model, z, 0.0) - fid).abs().max() < 1e-5
-        assert (bench.latent_control(model, z, 1.0) - real).abs().max() < 1e-5
+        assert (bench_common.latent_control(model, z, 0.0) - fid).abs().max() < 1e-5
+        assert (bench_common.latent_control(model, z, 1.0) - real).abs().max() < 1e-5
 
 
 def test_sd21_base_config_is_exact():
     """Part e builds SD 2.1-base from these dicts: check the parts that define its cost."""
     from diffusers import UNet2DConditionModel
 
-    assert bench.SD21_BASE_UNET["block_out_channels"] == [320, 640, 1280, 1280]
-    assert bench.SD21_BASE_UNET["attention_head_dim"] == [5, 10, 20, 20]
-    assert bench.SD21_BASE_UNET["cross_attention_dim"] == 1024 and bench.SD21_BASE_UNET["use_linear_projection"]
-    assert bench.SD21_BASE_VAE["block_out_channels"] == [128, 256, 512, 512]
+    assert bench_common.SD21_BASE_UNET["block_out_channels"] == [320, 640, 1280, 1280]
+    assert bench_common.SD21_BASE_UNET["attention_head_dim"] == [5, 10, 20, 20]
+    assert bench_common.SD21_BASE_UNET["cross_attention_dim"] == 1024 and bench_common.SD21_BASE_UNET["use_linear_projection"]
+    assert bench_common.SD21_BASE_VAE["block_out_channels"] == [128, 256, 512, 512]
     with torch.device("meta"):
-        unet = UNet2DConditionModel(**bench.SD21_BASE_UNET)
+        unet = UNet2DConditionModel(**bench_common.SD21_BASE_UNET)
     assert 865_000_000 < sum(p.numel() for p in unet.parameters()) < 866_000_000  # SD 2.x UNet: 865.9M
 
 
 @pytest.mark.slow
 def test_subprocess_parts_measure_training_and_peak_rss(tmp_path):
     """Parts c and d run each measurement in a fresh process and report its peak RSS."""
-    rows = bench.run(bench.BenchConfig.quick_config(parts=("c", "d"), repeats=1, threads=1), log=lambda m: None)
+    rows = bench.run(bench_common.BenchConfig.quick_config(parts=("c", "d"), repeats=1, threads=1), log=lambda m: None)
     path = bench.write_csv(rows, tmp_path / "benchmarks.csv")
     _, rows = read_rows(path)
     for stage in (1, 2):

@@ -1,4 +1,4 @@
-"""Real-world benchmark tables (ifcsr.benchmark) on a synthetic test set laid out as the
+"""Real-world benchmark tables (ifcsr.evaluation.benchmark) on a synthetic test set laid out as the
 StableSR/OSEDiff crops (test_LR/, test_HR/, same file names), with a random tiny checkpoint.
 
 Everything is offline and small (32x32 HR): the real RealSR set is used only by
@@ -13,18 +13,18 @@ import pandas as pd
 import pytest
 import torch
 
-from ifcsr.benchmark import (
+from ifcsr.data import BicubicDegradation, PairedFolder, load_sample, quantize
+from ifcsr.data.images import ImageError, save_image
+from ifcsr.evaluation.benchmark import evaluate_benchmark
+from ifcsr.evaluation.benchmark_sets import (
     OutputCache,
-    evaluate_benchmark,
     load_benchmark,
     load_outputs,
     parse_compare,
     parse_gammas,
     read_pyiqa_log,
 )
-from ifcsr.data import BicubicDegradation, PairedFolder, load_sample, quantize
-from ifcsr.images import ImageError, save_image
-from ifcsr.metrics import psnr_y, ssim_y
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 from ifcsr.models import IFCSR, build_tiny_backbone, lora_parameters
 from ifcsr.train import quick_config
 
@@ -186,7 +186,7 @@ def test_ifcsr_rows_from_one_batched_inference_then_the_cache(realsr_like, check
     assert [i for i in res.table.index if i.startswith("IFCSR")] == [
         "IFCSR gamma=0", "IFCSR gamma=0.2", "IFCSR gamma=0.6", "IFCSR gamma=1"]
     # the rows are the blends of the endpoints cached on disk, rounded to 8 bits
-    from ifcsr.sweep import EndpointCache
+    from ifcsr.evaluation.endpoint_cache import EndpointCache
 
     disk = EndpointCache(model, cache)
     pairs = load_benchmark(realsr_like).pairs
@@ -231,7 +231,7 @@ def test_dni_and_output_cache(realsr_like, checkpoint, tmp_path):
 
 
 def test_cli_evaluate_dataset(realsr_like, tmp_path, capsys):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     out = tmp_path / "out"
     rc = main(["evaluate", "--dataset", str(realsr_like), "--no-model", "--compare",

@@ -1,4 +1,4 @@
-"""Every cache path is decided by ifcsr.cache and honours the documented variables."""
+"""Every cache path is decided by ifcsr.weights.cache and honours the documented variables."""
 
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from ifcsr import cache
+from ifcsr.weights import cache
 
 
 @pytest.fixture
@@ -27,7 +27,7 @@ def test_xdg_cache_home_moves_everything(clean_env, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(clean_env / "xdg"))
     assert cache.ifcsr_cache_dir() == clean_env / "xdg" / "ifcsr"
     assert cache.hf_hub_cache_dir() == clean_env / "xdg" / "huggingface" / "hub"
-    from ifcsr.sweep import default_cache_dir
+    from ifcsr.evaluation.endpoint_cache import default_cache_dir
 
     assert default_cache_dir() == clean_env / "xdg" / "ifcsr" / "endpoints"
 
@@ -54,6 +54,6 @@ def test_torch_rule_matches_torch(clean_env, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(clean_env / "xdg"))
     code = "import torch; print(torch.hub.get_dir())"
     theirs = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
-    code = "from ifcsr.cache import torch_hub_dir; print(torch_hub_dir())"  # torch not imported
+    code = "from ifcsr.weights.cache import torch_hub_dir; print(torch_hub_dir())"  # torch not imported
     ours = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
     assert Path(theirs) == Path(ours) == clean_env / "xdg" / "torch" / "hub"

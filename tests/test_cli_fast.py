@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from ifcsr.cli import COMMANDS
+from ifcsr.cli.app import COMMANDS
 
 PROBE = """
 import sys

@@ -166,7 +166,7 @@ def test_infer_encodes_vae_once(tiny_backbone_dir, monkeypatch):
 
 
 def test_infer_rejects_bad_input(tiny_backbone_dir):
-    from ifcsr.images import ImageError
+    from ifcsr.data.images import ImageError
 
     model = make_model(tiny_backbone_dir)
     with pytest.raises(ImageError, match="NaN"):
@@ -618,7 +618,7 @@ def test_infer_progress_bar_only_when_asked(tiny_backbone_dir, capsys, batched):
 def test_infer_cli_quiet(tmp_path, capsys):
     from PIL import Image
 
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(tmp_path / "a.png")
     assert main(["infer", str(tmp_path / "a.png"), "--out", str(tmp_path / "o"), "--gamma", "0.5"]) == 0

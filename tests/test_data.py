@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 
 from ifcsr import data
-from ifcsr.images import ImageError, to_tensor
+from ifcsr.data.images import ImageError, to_tensor
 
 
 @pytest.fixture(scope="module")

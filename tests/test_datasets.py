@@ -1,4 +1,4 @@
-"""Getting the test sets (ifcsr.datasets): resolution, sha256-checked download, pinning, offline
+"""Getting the test sets (ifcsr.data.datasets): resolution, sha256-checked download, pinning, offline
 messages. No network: a fake opener serves the files from memory.
 """
 
@@ -10,8 +10,8 @@ import urllib.error
 import pytest
 import torch
 
-from ifcsr import datasets
-from ifcsr.datasets import (
+from ifcsr.data import datasets
+from ifcsr.data.datasets import (
     DATASETS,
     DatasetDownloadError,
     DatasetNotFoundError,
@@ -21,7 +21,7 @@ from ifcsr.datasets import (
     resolve_dataset,
     verify_dataset,
 )
-from ifcsr.images import save_image
+from ifcsr.data.images import save_image
 
 
 def _png(size, seed) -> bytes:
@@ -29,7 +29,7 @@ def _png(size, seed) -> bytes:
     buf = io.BytesIO()
     from PIL import Image
 
-    from ifcsr.images import to_uint8
+    from ifcsr.data.images import to_uint8
 
     Image.fromarray(to_uint8(torch.rand(3, size, size, generator=g))).save(buf, format="PNG")
     return buf.getvalue()
@@ -171,7 +171,7 @@ def test_bundled_manifests():
 
 
 def test_cli_fetch_data_verify(served, tmp_path, capsys):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     # a folder that is not a realsr copy fails verification with the reasons
     save_image(torch.rand(3, 4, 4), tmp_path / "test_LR" / "x.png")

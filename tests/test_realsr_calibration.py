@@ -39,8 +39,8 @@ def realsr():
 @pytest.fixture(scope="module")
 def scored(realsr):
     """Our values for every image of the log: {metric: {image: value}}, and the log's."""
-    from ifcsr.benchmark import load_benchmark, load_outputs, read_pyiqa_log
-    from ifcsr.metrics import MetricSuite
+    from ifcsr.evaluation.benchmark_sets import load_benchmark, load_outputs, read_pyiqa_log
+    from ifcsr.evaluation.metrics import MetricSuite
 
     root, log = realsr
     logged, means = read_pyiqa_log(log)
@@ -68,7 +68,7 @@ def test_log_covers_the_whole_set(scored):
 # Per-image tolerances. The log prints 6 decimals (rounding <= 5e-7). PSNR and SSIM are plain
 # float arithmetic on identical 8-bit inputs: our psnr_y follows pyiqa's float32 op order, and
 # ssim_y uses an exact float64 window where pyiqa rounds its window to float32 (up to ~2e-6,
-# ifcsr.metrics). Measured on this machine (numpy 2.4.6, scipy 1.17.1, torch 2.14.1 CPU): max
+# ifcsr.evaluation.metrics). Measured on this machine (numpy 2.4.6, scipy 1.17.1, torch 2.14.1 CPU): max
 # |diff| 4.3e-6 dB (PSNR, Nikon_023) and 1.2e-6 (SSIM). The tolerances leave room for BLAS/CPU
 # builds that sum float32 in another order: 1e-4 dB and 1e-5.
 # NIQE fits an asymmetric generalised Gaussian by grid search over its shape parameter and
@@ -107,7 +107,7 @@ def test_means_match_the_log(scored, metric):
 
 def test_manifest_sha256_matches_the_shared_copy(realsr):
     """ifcsr/assets/datasets/realsr.json (what `ifcsr fetch-data realsr` checks) describes this copy."""
-    from ifcsr.datasets import verify_dataset
+    from ifcsr.data.datasets import verify_dataset
 
     root, _ = realsr
     assert verify_dataset("realsr", root) == []

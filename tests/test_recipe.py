@@ -90,7 +90,7 @@ def test_bundled_checkpoint_is_the_tiny_preset():
 
 
 def test_demo_writes_every_file(tmp_path, capfd):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--step", "0.25", "--no-fetch"]) == 0
@@ -116,7 +116,7 @@ def test_demo_writes_every_file(tmp_path, capfd):
 def test_demo_on_user_image_and_bad_file(tmp_path, capsys):
     from PIL import Image
 
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     Image.fromarray((np.random.default_rng(0).random((32, 28, 3)) * 255).astype(np.uint8)).save(tmp_path / "my.png")
     assert main(["demo", "--image", str(tmp_path / "my.png"), "--out", str(tmp_path / "o"), "--step", "0.5"]) == 0
@@ -160,9 +160,9 @@ def test_mixed_degradation_fraction():
 
 def test_train_cli_options_reach_the_config():
     """`ifcsr train` options land in the TrainConfig it runs; no option leaves the preset as is."""
-    from ifcsr.cli import build_parser
+    from ifcsr.cli.app import build_parser
+    from ifcsr.cli.train import config_from_args
     from ifcsr.recipes import tiny_preset
-    from ifcsr.train_cli import config_from_args
 
     parse = build_parser().parse_args
     assert config_from_args(parse(["train"])) == tiny_preset()

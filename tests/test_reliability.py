@@ -25,6 +25,7 @@ from ifcsr.checkpoint import (
     write_manifest,
 )
 from ifcsr.config import LossConfig, ModelConfig, TrainConfig
+from ifcsr.data.images import BACKGROUND, ImageError, load_image, to_tensor
 from ifcsr.errors import (
     CheckpointError,
     ConfigError,
@@ -33,7 +34,6 @@ from ifcsr.errors import (
     NonFiniteError,
     RunLockedError,
 )
-from ifcsr.images import BACKGROUND, ImageError, load_image, to_tensor
 from ifcsr.models import IFCSR, load_backbone, lora_parameters
 
 REPO = Path(__file__).resolve().parents[1]
@@ -449,7 +449,7 @@ def test_run_lock_refuses_a_live_owner_and_takes_over_a_dead_one(tmp_path):
 
 
 def test_second_run_into_one_folder_is_refused_by_the_cli(tmp_path, capsys):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
@@ -525,7 +525,7 @@ def test_nan_on_one_rank_stops_every_rank_with_real_processes(tmp_path):
     (["--k", "nan"], "k must be a finite"), (["--k", "0"], "k must be a finite"),
 ])
 def test_train_cli_refuses_nonsense_before_training(tmp_path, capsys, argv, match):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     assert main(["train", "--preset", "smoke", "--out", str(tmp_path / "o"), *argv]) == 2
     err = capsys.readouterr().err
@@ -572,8 +572,8 @@ def test_changed_config_against_a_folder_from_before_run_config(tmp_path, saved)
 def test_infer_output_names_are_unique(tmp_path, saved, capsys):
     from PIL import Image
 
-    from ifcsr.cli import main
-    from ifcsr.infer_cli import gamma_label, output_stems
+    from ifcsr.cli.app import main
+    from ifcsr.cli.infer import gamma_label, output_stems
 
     assert gamma_label(0.121) != gamma_label(0.124) and gamma_label(0.5) == "0.50"
     assert output_stems(["a/x.png", "b/x.png", "x.jpg", "y.png"]) == ["a_x", "b_x", "x_jpg", "y"]
@@ -594,7 +594,7 @@ def test_infer_output_names_are_unique(tmp_path, saved, capsys):
 def test_very_large_input_needs_a_flag(tmp_path, saved, capsys):
     from PIL import Image
 
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
     from ifcsr.tiling import check_large, estimate_cost
 
     m = IFCSR.load(saved)
@@ -612,7 +612,7 @@ def test_very_large_input_needs_a_flag(tmp_path, saved, capsys):
 
 
 def test_cli_prints_one_line_for_ifcsr_and_os_errors(tmp_path, capsys, saved):
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     assert main(["demo", "--photo", "nonsense", "--out", str(tmp_path / "d")]) == 2
     err = capsys.readouterr().err
@@ -625,13 +625,13 @@ def test_cli_prints_one_line_for_ifcsr_and_os_errors(tmp_path, capsys, saved):
 
 
 def test_cli_programming_errors_say_so_and_show_the_traceback_under_debug(capsys, monkeypatch):
-    import ifcsr.infer_cli
-    from ifcsr.cli import main
+    import ifcsr.cli.infer
+    from ifcsr.cli.app import main
 
     def buggy(args):
         return {}["no such key"]
 
-    monkeypatch.setattr(ifcsr.infer_cli, "main", buggy)
+    monkeypatch.setattr(ifcsr.cli.infer, "main", buggy)
     assert main(["infer", "x.png"]) == 1
     err = capsys.readouterr().err
     assert "internal error" in err and "--debug" in err

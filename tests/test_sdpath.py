@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from ifcsr import bench, cli, train_cli
-from ifcsr.config import LossConfig, ModelConfig, StageConfig, TrainConfig
+from ifcsr.cli import app as cli
+from ifcsr.cli import train as train_cli
+from ifcsr.config import LossConfig, StageConfig, TrainConfig
+from ifcsr.evaluation import bench, bench_common, bench_sd
 from ifcsr.models import IFCSR, adapter_state_dict, load_backbone, lora_parameters
 from ifcsr.recipes import describe_config, make_dataset, paper_preset, preset_for, train_recipe
 from ifcsr.train import EpochSampler, Trainer
@@ -257,7 +259,7 @@ def test_sd_shaped_backbone_loads_trains_both_stages_and_infers(sd_dir, tmp_path
 def test_sd_bench_without_gpu_says_what_it_would_measure(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     lines = []
-    rows = bench.run(bench.BenchConfig.quick_config(parts=("sd",)), log=lines.append)
+    rows = bench.run(bench_common.BenchConfig.quick_config(parts=("sd",)), log=lines.append)
     text = "\n".join(lines)
     assert "no GPU present" in text and "batch 4, 512 px HR crops" in text and "gradient checkpointing" in text
     assert [r["note"] for r in rows] == ["skipped: no GPU"] and rows[0]["part"] == "e"
@@ -266,10 +268,10 @@ def test_sd_bench_without_gpu_says_what_it_would_measure(monkeypatch):
 def test_sd_bench_logic_on_a_small_model_on_cpu(sd_dir, fresh_accelerate):
     """measure_sd is the GPU part's code: run it on the CPU on the reduced-width SD-shaped model."""
     model = IFCSR.from_backbone(load_backbone(sd_dir), TrainConfig(loss=MSE))
-    bc = bench.BenchConfig.quick_config(gpu_size=64, train_batch_gpu=2, train_crop_gpu=64, train_steps_gpu=1,
+    bc = bench_common.BenchConfig.quick_config(gpu_size=64, train_batch_gpu=2, train_crop_gpu=64, train_steps_gpu=1,
                                         train_precision_gpu="no", repeats=1, blend_repeats=2,
                                         extra={"gpu_large": ()})
-    rows = bench.measure_sd(model, bc, device="cpu", log=lambda *_: None, note="cpu check")
+    rows = bench_sd.measure_sd(model, bc, device="cpu", log=lambda *_: None, note="cpu check")
     measures = [r["measure"] for r in rows]
     for what in ("single branch", "both endpoints, batched", "both endpoints, sequential", "IFCSR blend"):
         assert any(what in m for m in measures), what

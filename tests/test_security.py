@@ -49,7 +49,7 @@ def test_crafted_payload_is_live_but_never_runs(tmp_path):
 
 def test_crafted_payload_through_the_cli(tmp_path, tiny_backbone_dir, capsys):
     """`ifcsr train` resumes by default: a prepared OUT must not run anything."""
-    from ifcsr.cli import main
+    from ifcsr.cli.app import main
 
     out = tmp_path / "out"
     shutil.copytree(tiny_backbone_dir, out / "backbone")  # stage 0 is reused, not trained

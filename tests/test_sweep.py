@@ -1,4 +1,4 @@
-"""Gamma sweeps, the paper's table, the baselines (ifcsr.sweep, ifcsr.baselines, figures).
+"""Gamma sweeps, the paper's table, the baselines (ifcsr.evaluation.sweep, ifcsr.evaluation.baselines, figures).
 
 A random tiny backbone with two distinct adapters, saved as a checkpoint once per module;
 two 64x64 scikit-image crops as a PairedFolder. Everything runs offline in seconds.
@@ -13,34 +13,22 @@ import pandas as pd
 import pytest
 import torch
 
-from ifcsr.baselines import (
+from ifcsr.data.images import ImageError, save_image
+from ifcsr.evaluation.ablations import K1, SINGLE_STAGE, SingleStageTrainer, load_ablation, train_ablation
+from ifcsr.evaluation.baselines import (
     BICUBIC,
     DNI,
     FIDELITY_ONLY,
-    K1,
     REALESRGAN,
     REALISM_ONLY,
-    SINGLE_STAGE,
     LoraInterpolation,
-    SingleStageTrainer,
-    load_ablation,
     run_baselines,
-    train_ablation,
 )
-from ifcsr.images import ImageError, save_image
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.endpoint_cache import EndpointCache, model_fingerprint
+from ifcsr.evaluation.gamma_maps import GammaMap, load_gamma_map
+from ifcsr.evaluation.sweep import make_suite, paper_table, position_vs_curve, summarize, sweep
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR, build_tiny_backbone, lora_parameters
-from ifcsr.sweep import (
-    EndpointCache,
-    GammaMap,
-    load_gamma_map,
-    make_suite,
-    model_fingerprint,
-    paper_table,
-    position_vs_curve,
-    summarize,
-    sweep,
-)
 from ifcsr.train import quick_config
 
 FAST = ["psnr", "ssim"]
@@ -120,7 +108,7 @@ def test_sweep_calls_network_once_per_image_and_writes_csv_and_figures(checkpoin
     assert (s["n_images"] == 2).all()
 
     # the sweep scores the pixel blend: recompute one value by hand
-    from ifcsr.sweep import load_pairs
+    from ifcsr.evaluation.sweep import load_pairs
 
     pairs = load_pairs(pairs_dir)
     fresh = IFCSR.load(checkpoint)
@@ -131,7 +119,10 @@ def test_sweep_calls_network_once_per_image_and_writes_csv_and_figures(checkpoin
     ramp = s[s.gamma_map == "ramp"]
     assert ramp["gamma"].item() == pytest.approx(0.5, abs=1e-3)
 
+    from ifcsr.widgets.figures import save_figures
+
     files = res.save(tmp_path / "out")
+    files.update(save_figures(res.summary, tmp_path / "out"))
     for key in ("sweep", "summary", "timings", "gamma_curves", "perception_distortion"):
         assert files[key].is_file() and files[key].stat().st_size > 0, key
     back = pd.read_csv(files["sweep"])
@@ -143,7 +134,7 @@ def test_sweep_calls_network_once_per_image_and_writes_csv_and_figures(checkpoin
 
 
 def _hed():
-    from ifcsr.metrics import available_metrics
+    from ifcsr.evaluation.metrics import available_metrics
 
     return bool(available_metrics(["lpips-hed"]).iloc[0]["available"])
 
@@ -201,7 +192,7 @@ def test_gamma_maps_from_files_and_their_errors(tmp_path):
 
 
 def test_load_pairs_samples_and_folders(pairs_dir, tmp_path):
-    from ifcsr.sweep import load_pairs
+    from ifcsr.evaluation.sweep import load_pairs
 
     pairs = load_pairs("samples", crop=64)
     assert [p["name"] for p in pairs] == ["chelsea", "coffee"]  # the held-out photos
@@ -279,7 +270,7 @@ def test_lora_interpolation_leaves_the_model_as_it_was(checkpoint):
 
 
 def test_run_baselines_counts_costs_and_reports_missing(checkpoint, pairs_dir, tmp_path):
-    from ifcsr.realesrgan import RRDBNet
+    from ifcsr.weights.realesrgan import RRDBNet
 
     pth = tmp_path / "rrdb.pth"
     torch.manual_seed(0)
@@ -366,26 +357,25 @@ def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpo
 
 
 def _cli(argv) -> int:
-    """`ifcsr <command> ...` through the parser functions that ifcsr.cli calls (options in
-    ifcsr.options, code in ifcsr.sweep)."""
+    """`ifcsr <command> ...` through the module that ifcsr.cli runs for it (ifcsr.cli.sweep,
+    ifcsr.cli.evaluate: their options and `main`)."""
     import argparse
+    import importlib
 
-    from ifcsr import options
-    from ifcsr import sweep as mod
-
+    mod = importlib.import_module(f"ifcsr.cli.{argv[0]}")
     p = argparse.ArgumentParser()
-    getattr(options, f"add_{argv[0]}_arguments")(p)
-    return getattr(mod, f"main_{argv[0]}")(p.parse_args(argv[1:]))
+    mod.add_arguments(p)
+    return mod.main(p.parse_args(argv[1:]))
 
 
 def _hide_weight_caches(monkeypatch, tmp_path):
     """No cached weights and no network: pyiqa metrics must report themselves unavailable."""
-    from ifcsr import metrics
+    from ifcsr.weights import metric_files
 
     monkeypatch.setenv("IFCSR_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf"))
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
-    monkeypatch.setattr(metrics, "pyiqa_cache_dir", lambda: tmp_path / "hub" / "pyiqa")
+    monkeypatch.setattr(metric_files, "pyiqa_cache_dir", lambda: tmp_path / "hub" / "pyiqa")
 
 
 def test_evaluate_prints_the_paper_table_with_unavailable_metrics(checkpoint, pairs_dir, tmp_path, monkeypatch,
@@ -433,8 +423,8 @@ def test_sweep_cli_writes_outputs(checkpoint, pairs_dir, tmp_path, capsys):
 def test_realism_ablation_scores_every_variant_bicubic_and_labels_the_adversarial_weight(checkpoint):
     from dataclasses import replace
 
-    from ifcsr.baselines import realism_ablation, stage2_label
     from ifcsr.data import BicubicDegradation
+    from ifcsr.evaluation.baselines import realism_ablation, stage2_label
 
     model = IFCSR.load(checkpoint)
     hr = torch.rand(3, 32, 32)
@@ -457,7 +447,7 @@ def test_adopt_ablation_keeps_adapters_trained_on_the_same_backbone_only(checkpo
 
     from safetensors.torch import load_file, save_file
 
-    from ifcsr.baselines import adopt_ablation
+    from ifcsr.evaluation.ablations import adopt_ablation
     from ifcsr.models import adapter_state_dict
 
     source = tmp_path / "source"  # the same backbone files, another realism adapter

@@ -1,9 +1,9 @@
-"""The Gaussian distortion-perception toy of notebook 07 (ifcsr.theory): exact numbers."""
+"""The Gaussian distortion-perception toy of notebook 07 (ifcsr.evaluation.theory): exact numbers."""
 
 import numpy as np
 import pytest
 
-from ifcsr.theory import GaussianProblem, example_problem, ot_map_gaussian, w2_gaussian
+from ifcsr.evaluation.theory import GaussianProblem, example_problem, ot_map_gaussian, w2_gaussian
 
 # Everything below is closed-form float64 linear algebra on 2x2 matrices (eigh of well-conditioned
 # matrices): agreement to 1e-9 is ~1e6 ulp of headroom; a wrong formula is off by >1e-3.

@@ -1,4 +1,4 @@
-"""ifcsr.viz: the live explorer without a kernel, its live metrics, gamma maps and figures."""
+"""ifcsr.widgets: the live explorer without a kernel, its live metrics, gamma maps and figures."""
 
 import io
 import subprocess
@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from ifcsr.blend import GammaError, blend
-from ifcsr.metrics import psnr_y, ssim_y
+from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
 from ifcsr.models import Endpoints
 
 widgets = pytest.importorskip("ipywidgets")
-viz = pytest.importorskip("ifcsr.viz")
+viz = pytest.importorskip("ifcsr.widgets")
 
 
 def images(h=48, w=64, seed=0):
@@ -41,7 +41,7 @@ def decode(png_or_jpeg: bytes) -> np.ndarray:
 
 
 def test_import_ifcsr_pulls_in_neither_matplotlib_nor_ipywidgets():
-    code = ("import sys, ifcsr, ifcsr.models, ifcsr.blend, ifcsr.metrics, ifcsr.viz; "
+    code = ("import sys, ifcsr, ifcsr.models, ifcsr.blend, ifcsr.evaluation.metrics, ifcsr.widgets; "
             "bad = [m for m in ('matplotlib', 'ipywidgets') if m in sys.modules]; "
             "assert not bad, bad")
     subprocess.run([sys.executable, "-c", code], check=True)

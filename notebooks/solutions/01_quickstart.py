@@ -24,13 +24,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ifcsr.bench import median_time
 from ifcsr.data import BicubicDegradation, load_sample, pairs_from_samples
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import load_image, save_image, to_tensor
+from ifcsr.data.images import load_image, save_image, to_tensor
+from ifcsr.evaluation.bench_common import median_time
+from ifcsr.evaluation.sweep import gamma_grid, sweep
 from ifcsr.models import IFCSR
-from ifcsr.sweep import gamma_grid, sweep
-from ifcsr.viz import BlendExplorer, time_updates
+from ifcsr.widgets import BlendExplorer, time_updates
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
@@ -117,4 +117,4 @@ explorer
 # Without HR the explorer has no PSNR/SSIM readout (`explorer.metrics` is None): there is
 # nothing to compare with. The image, the zoomed crop and **save image** work as before;
 # judge by eye, or score the blends with a no-reference metric
-# (`ifcsr.metrics.compute_metrics(own.blend(g), names=["niqe"])`).
+# (`ifcsr.evaluation.metrics.compute_metrics(own.blend(g), names=["niqe"])`).

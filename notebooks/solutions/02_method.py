@@ -22,11 +22,11 @@ from scipy.optimize import brentq
 
 from ifcsr.blend import GammaError
 from ifcsr.data import pairs_from_samples
-from ifcsr.figures import endpoints_figure
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.losses import build_feature_net, build_loss, depth_weights
-from ifcsr.metrics import psnr_y
 from ifcsr.models import IFCSR
-from ifcsr.viz import depth_weights_figure
+from ifcsr.widgets import depth_weights_figure
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint

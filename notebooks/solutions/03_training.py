@@ -30,12 +30,12 @@ import pandas as pd
 from PIL import Image
 
 import ifcsr
-from ifcsr.baselines import load_ablation
 from ifcsr.config import TrainConfig
 from ifcsr.data import BicubicDegradation, ImageFolder, SampleDataset, pairs_from_samples
-from ifcsr.images import save_image, to_tensor
+from ifcsr.data.images import save_image, to_tensor
+from ifcsr.evaluation.ablations import load_ablation
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.losses import build_feature_net
-from ifcsr.metrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
 from ifcsr.recipes import make_degradation
 from ifcsr.train import Trainer

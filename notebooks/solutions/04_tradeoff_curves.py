@@ -22,11 +22,13 @@ import numpy as np
 import pandas as pd
 import torch.nn.functional as F
 
-from ifcsr.baselines import LoraInterpolation
-from ifcsr.bench import median_time
-from ifcsr.metrics import REGISTRY
+from ifcsr.evaluation.baselines import LoraInterpolation
+from ifcsr.evaluation.bench_common import median_time
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.metrics import REGISTRY
+from ifcsr.evaluation.sweep import gamma_grid, load_pairs, sweep
+from ifcsr.evaluation.tables import paper_reference_table
 from ifcsr.models import IFCSR
-from ifcsr.sweep import EndpointCache, gamma_grid, load_pairs, paper_reference_table, sweep
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint

@@ -27,20 +27,19 @@ import skimage.data
 from scipy.ndimage import binary_dilation
 from skimage.filters import threshold_otsu
 
-import ifcsr
-from ifcsr.baselines import bicubic_upscale, load_ablation, train_ablation
 from ifcsr.blend import mse_optimal_gamma
 from ifcsr.data import BicubicDegradation, pairs_from_samples
-from ifcsr.figures import endpoints_figure
-from ifcsr.images import load_image, to_tensor
-from ifcsr.metrics import psnr_y
+from ifcsr.data.images import load_image, to_tensor
+from ifcsr.evaluation.ablations import ablation_or_train
+from ifcsr.evaluation.baselines import bicubic_upscale
+from ifcsr.evaluation.sweep import gamma_grid, sweep
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR
-from ifcsr.sweep import gamma_grid, sweep
-from ifcsr.viz import BlendExplorer, colorize_map, gamma_from_mask, y_channel
+from ifcsr.widgets import BlendExplorer, colorize_map, gamma_from_mask, y_channel
+from ifcsr.widgets.figures import endpoints_figure
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")  # None: the bundled tiny checkpoint
-ABLATIONS = Path(os.environ.get("IFCSR_ABLATIONS") or Path(ifcsr.__file__).parents[1] / "analysis" / "checkpoints")
 CROP = 128 if SMALL else 256
 WORK = Path(tempfile.mkdtemp(prefix="ifcsr-solutions-05-"))
 model = IFCSR.load(CHECKPOINT)
@@ -118,7 +117,7 @@ fig = endpoints_figure({"mask of the letters": colorize_map(letters), **outputs,
 # exactly the realism endpoint's (a blend is per pixel): its two PSNR columns equal the
 # gamma-0 row on the letters and the gamma-1 row on the background. Letters are where
 # realism is risky: a sharpening branch can thicken, thin or ring strokes, and reading
-# suffers before PSNR does. The soft edge of a feathered mask (e.g. `ifcsr.viz.disk`)
+# suffers before PSNR does. The soft edge of a feathered mask (e.g. `ifcsr.widgets.live.disk`)
 # avoids a visible seam where the two regimes meet.
 
 # %% [markdown]
@@ -130,12 +129,8 @@ fig = endpoints_figure({"mask of the letters": colorize_map(letters), **outputs,
 # %%
 variants = {"two-stage, k=7": model}
 for kind, label in (("single_stage", "single-stage, k=7"), ("k1", "two-stage, k=1")):
-    try:
-        variants[label] = load_ablation(ABLATIONS / kind)
-    except (FileNotFoundError, ValueError) as err:  # missing, or trained on another backbone
-        print(f"{kind}: {err}; training it now (2 steps in small mode: the code path, not the answer)")
-        variants[label] = load_ablation(train_ablation(kind, WORK / kind, base=CHECKPOINT, steps=2 if SMALL else None,
-                                                       progress=False))
+    # a missing one is trained (2 steps in small mode: the code path, not the answer)
+    variants[label] = ablation_or_train(kind, work=WORK, base=CHECKPOINT, steps=2 if SMALL else None, progress=False)
 pairs = pairs_from_samples(["chelsea", "coffee"], crop=CROP)
 rows = []
 for label, m in variants.items():

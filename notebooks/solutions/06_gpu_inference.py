@@ -22,10 +22,11 @@ import os
 import pandas as pd
 import torch
 
-from ifcsr.bench import median_time, photo_lr, sd21_base_model
 from ifcsr.config import SD21_BASE
+from ifcsr.evaluation.bench_common import median_time, photo_lr
+from ifcsr.evaluation.bench_sd import sd21_base_model
+from ifcsr.evaluation.sweep import describe_model
 from ifcsr.models import IFCSR, BackboneNotFoundError
-from ifcsr.sweep import describe_model
 from ifcsr.tiling import TileConfig
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
@@ -104,7 +105,7 @@ else:
 # ## 3. SD 2.1 in float16 and float32
 #
 # With the SD 2.1-base weights (`IFCSR_SD21`) we load the real backbone; without them, on a
-# GPU, we build the same architecture with random weights (`ifcsr.bench.sd21_base_model`):
+# GPU, we build the same architecture with random weights (`ifcsr.evaluation.bench_sd.sd21_base_model`):
 # speed and memory do not depend on the weights' values, image quality does, so only speed
 # and memory are reported. Without a GPU nothing is run: SD 2.1 on a CPU takes minutes per
 # image in float32 and float16 matrix kernels on CPUs are slow or missing.

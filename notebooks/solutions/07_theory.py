@@ -15,7 +15,7 @@
 # %%
 import numpy as np
 
-from ifcsr.theory import GaussianProblem, example_problem
+from ifcsr.evaluation.theory import GaussianProblem, example_problem
 
 problem = example_problem()
 

@@ -20,11 +20,12 @@ import os
 import pandas as pd
 import torch
 
-from ifcsr.autogamma import nr_scorer, search_gamma
-from ifcsr.metrics import psnr_y
+from ifcsr.evaluation.autogamma import auto_gamma, nr_scorer, search_gamma
+from ifcsr.evaluation.endpoint_cache import EndpointCache
+from ifcsr.evaluation.sweep import load_pairs
+from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import IFCSR, Endpoints
 from ifcsr.risk import RiskAwareGamma, ghost_edge_energy, ghosting_risk
-from ifcsr.sweep import EndpointCache, load_pairs
 
 SMALL = os.environ.get("IFCSR_SMALL") == "1"
 CHECKPOINT = os.environ.get("IFCSR_CHECKPOINT")
@@ -91,4 +92,4 @@ for grid in (5, 21):
     print(f"grid {grid:2d}: gamma {g:.3f}, objective {v:+.3f}, {len(evals)} evaluations")
 # the same search through Endpoints, with the objective as a callable of the blended image
 two = Endpoints(torch.zeros(1, 3, 8, 8), torch.ones(1, 3, 8, 8))  # blend(g) is g everywhere
-print(two.auto_gamma(lambda x: bimodal(float(x.mean())), grid=5, tol=1e-3).gamma)
+print(auto_gamma(two.fidelity, two.realism, lambda x: bimodal(float(x.mean())), grid=5, tol=1e-3).gamma)

@@ -1,4 +1,4 @@
-"""Real-browser test of the live explorer (ifcsr.viz.BlendExplorer) in notebooks/01_quickstart.
+"""Real-browser test of the live explorer (ifcsr.widgets.explorer.BlendExplorer) in notebooks/01_quickstart.
 
 Voila serves the quickstart on localhost (small mode); Debian's headless Chromium, driven
 by Playwright with the system browser, drags the gamma slider and checks that the gamma

@@ -353,6 +353,23 @@ def test_train_ablation_saves_adapters_with_a_checked_backbone_reference(checkpo
         load_ablation(out)
 
 
+def test_ablation_or_train_loads_a_fitting_checkpoint_and_trains_a_missing_one(checkpoint, tmp_path):
+    """The notebooks' "load the ablation, else train it" (ifcsr.evaluation.ablations.ablation_or_train)."""
+    from ifcsr.evaluation.ablations import ablation_or_train
+
+    said = []
+    assert ablation_or_train("k1", folder=tmp_path / "none", train=False, log=said.append) is None
+    assert said and said[0].startswith("k1: ") and "training" not in said[0]
+    model = ablation_or_train("k1", folder=tmp_path / "none", work=tmp_path / "work", base=checkpoint, steps=1,
+                              progress=False, log=said.append)
+    assert (tmp_path / "work" / "k1" / "ifcsr.json").is_file() and "training it now" in said[1]
+    assert model.config.loss.k == 1.0
+    again = ablation_or_train("k1", folder=tmp_path / "work", log=said.append)  # now it fits: loaded, no training
+    assert len(said) == 2
+    lr = torch.rand(1, 3, 8, 8)
+    assert torch.equal(again.infer(lr).realism, model.infer(lr).realism)
+
+
 # --------------------------------------------------------------------------- command line
 
 

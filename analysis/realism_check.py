@@ -32,6 +32,7 @@ from ifcsr.evaluation.artefacts import halo_score, stripe_score
 from ifcsr.evaluation.metrics import compute_metrics
 from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+from ifcsr.provenance import record
 
 RESULTS = Path(__file__).parent / "results"
 REALSR = Path(__file__).resolve().parents[2] / "shared" / "data" / "realsr"
@@ -181,6 +182,10 @@ def main(argv=None) -> pd.DataFrame:
             realsr_images=args.realsr, date=time.strftime("%Y-%m-%d", time.gmtime()),
             command="python analysis/realism_check.py " + " ".join(argv if argv is not None else sys.argv[1:])),
             indent=2))
+        # Made from OLD (outside the repository: its sha256 is in the meta file), HR and bicubic,
+        # not from the bundle: no repository inputs.
+        record([RESULTS / "artefact_calibration.csv", RESULTS / "artefact_calibration_meta.json"], inputs=(),
+               note=f"OLD_CHECKPOINT = {args.calibrate} (sha256 {sha256(Path(args.calibrate))[:12]}...)")
         summ = df.groupby(["set", "kind"], sort=False)[["stripe", "halo"]].agg(["mean", "min", "max"])
         with pd.option_context("display.float_format", "{:.4f}".format, "display.width", 160):
             print(summ.to_string())
@@ -201,10 +206,13 @@ def main(argv=None) -> pd.DataFrame:
     (RESULTS / f"{args.tag}_meta.json").write_text(json.dumps(meta, indent=2))
     with pd.option_context("display.float_format", "{:.3f}".format, "display.width", 160):
         print(summ.to_string())
+    written = [RESULTS / f"{args.tag}{suffix}" for suffix in (".csv", "_summary.csv", "_meta.json")]
     if keep is not None:
         from crop_sheet import write_crop_sheet
 
         print("crop sheet:", write_crop_sheet(keep, RESULTS / f"{args.tag}_crops.png"))
+        written.append(RESULTS / f"{args.tag}_crops.png")
+    record(written, inputs=(src,))
     return df
 
 

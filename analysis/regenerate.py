@@ -63,6 +63,10 @@ STEPS = (
     Step("gamma_sweep", ("analysis/gamma_sweep.py", "--crop", "192"), True,
          "gamma_sweep*.csv, gamma_curves.png, perception_distortion*.png: IFCSR and every baseline, centre 192 px "
          "(DNI re-infers per point: whole photos cost ~5x)"),
+    Step("realism_check", ("analysis/realism_check.py", "--realsr", "4", "--realesrgan", "--crops"), True,
+         "realism_check*.csv/png: issue 13's trade-off and artefact check of the bundle (chelsea, coffee, "
+         "4 RealSR images; ~8 min). Its --calibrate mode (artefact_calibration*) needs the bundle before "
+         "issue 13 and is rerun by hand: its command is in the manifest"),
     Step("explorer_screenshot", ("analysis/explorer_screenshot.py",), True,
          "explorer_screenshot.png: the real-browser test of the quickstart's explorer (needs Chromium)"),
     Step("stage2_seeds", ("analysis/stage2_seeds.py", "--seeds", "0", "1", "2", "3", "4", "--init", "zero",
@@ -87,8 +91,6 @@ NOT_RERUN = {"analysis/recipe_probe.py": f"{RESULTS}/recipe_probes.csv holds 22 
              "analysis/realism_variants.py": f"{RESULTS}/realism_variants.csv: a stage-2 training study (about 35 min "
                                              "per variant on 2 cores); its commands are in the CSV",
              "analysis/realism_quick_eval.py": "scores realism_variants.py's runs; rerun with them",
-             "analysis/realism_check.py": f"{RESULTS}/artefact_calibration.csv and the crop sheet; needs Real-ESRGAN and "
-                                          "RealSR and about an hour here; its command is in the manifest",
              "analysis/crop_sheet.py": "the crop sheet of realism_check.py --crops (a helper of it)",
              "analysis/cli_latency.py": "prints the command line's answer times; writes no results file"}
 

@@ -37,15 +37,16 @@ def tiny_preset() -> TrainConfig:
         # the network only sees gradients of the finest band, and chelsea lost 0.18 dB.
         model=ModelConfig(backbone="tiny", formulation="residual", timestep=1, lora_rank=4, lora_alpha=4.0,
                           color_fix="wavelet", color_fix_levels=3),
-        # Stage 2 adds two terms the paper does not have (README, "Realism without a generative
-        # prior"): the tiny backbone has no Stable Diffusion prior to unlock, and the depth-weighted
-        # loss alone only sharpened and streaked (NIQE rose with gamma). EnhanceNet's texture loss
-        # on the realism endpoint asks for HR's local texture statistics; the overshoot penalty
-        # keeps that texture inside HR's local range (no halos). Measured (issue 13,
-        # analysis/results/realism_variants.csv): texture alone 10 -> NIQE 4.7 but halos 1.9-2.3
-        # grey levels; overshoot 1000 -> NIQE 6.4 (too little texture); 250 -> NIQE 5.6, halo 0.7.
+        # Stage 2 adds two terms the paper does not have (docs/bundled-checkpoint.md, "Realism
+        # without a generative prior"): the tiny backbone has no Stable Diffusion prior to unlock,
+        # and the depth-weighted loss alone only sharpened and streaked (NIQE rose with gamma).
+        # EnhanceNet's texture loss on the realism endpoint asks for HR's local texture
+        # statistics; the overshoot penalty keeps that texture inside HR's local range (no
+        # halos). Measured on chelsea + coffee (analysis/results/texture_variants.csv): texture
+        # alone -> NIQE 4.7 but halos of 1.9 grey levels; overshoot 1000 -> NIQE 6.4 (too little
+        # texture); 250 -> 5.6, halo 0.66; 150 -> 5.5, halo 0.79; 100 -> 5.4, halo 1.02.
         loss=LossConfig(k=7.0, num_layers=5, feature_net="vgg-hed", color_fix_levels=5,
-                        texture_weight=10.0, overshoot_weight=250.0),
+                        texture_weight=10.0, overshoot_weight=150.0),
         stage0=Stage0Config(vae_steps=2000, unet_steps=200, batch_size=8, crop_size=64),
         stage1=replace(stage, steps=800),  # fidelity kept improving up to ~1000 steps (measured)
         # Stage 2 starts the realism adapter as a copy of the fidelity one (the blend starts at

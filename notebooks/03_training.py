@@ -18,7 +18,8 @@
 #
 # Two modes: **small** (`IFCSR_SMALL=1`, what CI runs: a few steps on tiny crops, seconds)
 # and **full** (for a class: the bundled checkpoint's settings, 300 steps per stage on 64x64
-# crops, 6-10 minutes for both stages on two CPU cores; the bundle itself ran 800 + 300).
+# crops, 6-10 minutes for both stages on two CPU cores; the bundle itself ran 800 + 200,
+# stage 2 with its texture term and overshoot penalty).
 # Training is resumable: interrupt the cell and run it again, it continues from the last
 # checkpoint in `OUT`.
 
@@ -57,7 +58,7 @@ OUT = Path("runs") / "notebook03"  # checkpoints land here (resumable)
 # %%
 base = TrainConfig.load(CHECKPOINT / "config.json")
 stage = replace(base.stage1, steps=STEPS, crop_size=CROP, batch_size=BATCH, checkpoint_every=0 if SMALL else 50)
-cfg = replace(base, stage1=stage, stage2=replace(stage, seed=base.stage2.seed))
+cfg = replace(base, stage1=stage, stage2=replace(stage, seed=base.stage2.seed, init_from=base.stage2.init_from))
 print(f"loss: k={cfg.loss.k:g} on {cfg.loss.feature_net} features; LoRA rank {cfg.model.lora_rank}; "
       f"lr {stage.lr:g}; {STEPS} steps x batch {BATCH} of {CROP}x{CROP} crops per stage; "
       f"degradation: {cfg.degradation}")

@@ -51,7 +51,7 @@ WORK = Path(tempfile.mkdtemp(prefix="ifcsr-solutions-03-"))  # fresh runs: nothi
 
 base = TrainConfig.load(CHECKPOINT / "config.json")
 stage = replace(base.stage1, steps=STEPS, crop_size=CROP, batch_size=BATCH, checkpoint_every=0)
-cfg = replace(base, stage1=stage, stage2=replace(stage, seed=base.stage2.seed))
+cfg = replace(base, stage1=stage, stage2=replace(stage, seed=base.stage2.seed, init_from=base.stage2.init_from))
 degradation = make_degradation(cfg.degradation, cfg.model.scale)
 data = SampleDataset(PHOTOS, crop_size=CROP, scale=cfg.model.scale, degradation=degradation, seed=0)
 features = build_feature_net(cfg.loss.feature_net, seed=cfg.loss.random_seed)  # shared by every run below
@@ -129,7 +129,7 @@ print(scores.round(2).to_string())
 # %% [markdown]
 # A model trained on one kind of photo does best, relative to the bundled one, on that kind:
 # in full mode the row to watch is the unseen half of the portrait. The bundled checkpoint
-# trained longer (800 + 300 steps) on four photos, so on the cat and the coffee it usually
+# trained longer (800 + 200 steps) on four photos, so on the cat and the coffee it usually
 # stays ahead. In small mode three steps leave our adapters near their start (the bare
 # backbone, which is VAE(bicubic) for the tiny one), so "ours" sits near bicubic everywhere
 # and the bundled model wins: the table then shows the code path, not an answer. More

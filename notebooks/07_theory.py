@@ -177,7 +177,8 @@ fig = dp_toy_figure(problem, real=real, real_label=label,
 #   only as far as a LoRA on a (here tiny) backbone, trained on a few photos, can. Stage 2
 #   trains the realism network *on the blend* with $\gamma \sim U(0,1)$, which is the right
 #   objective for the blend, but it optimises a depth-weighted feature loss (plus, in the
-#   tiny preset, an adversarial term), not a $W_2$ transport.
+#   tiny preset, a texture term and an overshoot penalty on the realism endpoint), not a
+#   $W_2$ transport.
 # - **The axes differ:** the theorem is about distributions (W2 between populations) and
 #   expected MSE; NIQE scores single images with hand-made natural-scene statistics, and we
 #   average it over two photos. A curve that bends the right way is evidence, not proof.

@@ -209,6 +209,7 @@ class Trainer:
         self.progress = progress and self.accelerator.is_local_main_process
         self._feature_net = feature_net
         self._disc = self._d_opt = None  # stage 2's discriminator when LossConfig.adv_weight > 0
+        self._terms_log: dict[str, torch.Tensor] = {}  # this micro-batch's stage-2 terms (_realism_terms)
         self.history: list[dict] = list(model.history) if model is not None else []
         # Named objects with state_dict()/load_state_dict() saved in every checkpoint and restored
         # on resume next to the stage's optimizer (e.g. "discriminator", "discriminator_optimizer").
@@ -429,7 +430,7 @@ class Trainer:
                 check_finite_everywhere(loss.detach().float(), f"stage {stage} step {step}: the loss", acc)
                 acc.backward(loss / sc.grad_accum)
             losses.append(acc.reduce(loss.detach().float(), reduction="mean").item())  # same history everywhere
-            for name, value in getattr(self, "_terms_log", {}).items():
+            for name, value in self._terms_log.items():
                 terms.setdefault(name, []).append(acc.reduce(value.float(), reduction="mean").item())
             if stage == 2:
                 gammas.append(acc.gather(batch["gamma"].float()).mean().item())

@@ -131,3 +131,19 @@ ex
 #    passed to `auto_gamma`) whose deeper minimum a coarse grid (`grid=5`) misses.
 #
 # Worked solutions: `notebooks/solutions/08_risk_and_auto_gamma.py`.
+
+# %% [markdown]
+# ## Questionnaire
+#
+# The answers are all in this notebook.
+#
+# 1. What is a ghost in a mid-gamma blend, and why can it not appear at gamma 0 or 1?
+# 2. Which two images does `ghosting_risk` need, and why does it not need HR?
+# 3. Why is the risk weighted by the structure of the *weaker* endpoint?
+# 4. How is the offset $c$ of the risk-aware gamma map chosen, and what does it guarantee?
+# 5. Which three numbers compare the risk-aware map with the scalar gamma, and which way is
+#    better for each?
+# 6. Which auto-gamma objective needs HR, and how is it solved without a search?
+# 7. How is the knee of the perception-distortion curve defined when there is no HR?
+# 8. How many network calls do the risk map, the risk-aware map and every auto-gamma search
+#    cost once the endpoints are cached?

@@ -56,16 +56,17 @@ def test_pair_in_sync_and_without_outputs(source):
 
 
 @pytest.mark.parametrize("source", NOTEBOOKS, ids=lambda p: p.stem)
-def test_notebook_starts_with_goals_and_ends_with_exercises(source):
+def test_notebook_starts_with_goals_and_ends_with_exercises_and_questionnaire(source):
     cells = jupytext.read(source).cells
     first_md = next(c for c in cells if c.cell_type == "markdown")
     assert "What you will learn" in first_md.source
     last = cells[-1]
     assert last.cell_type == "markdown"
-    if "Questionnaire" in last.source:  # fastbook style: questions whose answers are in the notebook
-        n = len(re.findall(r"^\d+\. ", last.source, flags=re.MULTILINE))
-        assert 5 <= n <= 8, f"{source.name}: {n} questionnaire questions, expected five to eight"
-        last = [c for c in cells if c.cell_type == "markdown"][-2]
+    # fastbook style: a questionnaire whose answers are in the notebook closes every notebook
+    assert "Questionnaire" in last.source, f"{source.name}: the last cell should be the questionnaire"
+    n = len(re.findall(r"^\d+\. ", last.source, flags=re.MULTILINE))
+    assert 5 <= n <= 8, f"{source.name}: {n} questionnaire questions, expected five to eight"
+    last = [c for c in cells if c.cell_type == "markdown"][-2]
     assert "Exercises" in last.source
     n = len(re.findall(r"^\d+\. ", last.source, flags=re.MULTILINE))
     assert 2 <= n <= 3, f"{source.name}: {n} exercises, expected two or three"

@@ -81,6 +81,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", default=str(DATA))
     p.add_argument("--means", type=float, nargs="+", default=[0.25, 0.5, 0.75])
     p.add_argument("--limit", type=int, default=None, help="at most this many images")
+    p.add_argument("--every", type=int, default=1, help="every k-th image by name (default 1: all)")
     p.add_argument("--infer", action="store_true", help="infer endpoints missing from the cache")
     p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--nr-grid", type=int, default=11, help="auto_gamma's NR search grid (library default 11)")
@@ -89,6 +90,8 @@ def main(argv=None) -> int:
     p.add_argument("--summarize", action="store_true",
                    help="only rebuild the summaries and the figure from the per-image CSVs in --out")
     args = p.parse_args(argv)
+    if args.every < 1:
+        p.error(f"--every must be at least 1, got {args.every}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     if args.summarize:
@@ -108,6 +111,7 @@ def main(argv=None) -> int:
         lr = to_tensor(load_image(lp))
         if args.infer or cache.path(name, lr).is_file():
             todo.append((name, lr, hp))
+    todo = todo[:: args.every]
     todo = todo[: args.limit] if args.limit else todo
     if not todo:
         raise SystemExit(f"no cached endpoints in {default_cache_dir()} for model {cache.fingerprint[:16]}; "
@@ -236,7 +240,9 @@ def summarize(args, out, df, auto, *, cache=None, first=None, seconds=None) -> i
     try:
         from ifcsr.provenance import record
 
-        record(files, expensive=True, note=f"RealSR, {n} images with cached endpoints: {', '.join(meta['images'])}")
+        names = meta["images"]
+        shown = ", ".join(names) if len(names) <= 10 else f"{names[0]} ... {names[-1]}"
+        record(files, expensive=True, note=f"RealSR, {n} images with cached endpoints ({shown})")
     except ImportError:
         (out / "risk_realsr_meta.json").write_text(json.dumps(meta, indent=2))
     with pd.option_context("display.width", 160, "display.max_columns", 20):

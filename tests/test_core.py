@@ -256,6 +256,13 @@ def test_blend_numpy_float_and_uint8_agree_with_torch():
     assert out.dtype == np.uint8
     assert np.abs(out.astype(float) - (f8 * 0.5 + r8 * 0.5)).max() <= 1.0
     assert np.abs(blend(f8, r8, gm).astype(float) - (f8 * (1 - gm[..., None]) + r8 * gm[..., None])).max() <= 1.0
+    # a batch with one map per sample (the map is broadcast over the channels, not copied)
+    fb, rb, gb = np.stack([f8, r8]), np.stack([r8, f8]), np.stack([gm, 1 - gm])
+    want = fb * (1 - gb[..., None]) + rb * gb[..., None]
+    assert np.abs(blend(fb, rb, gb).astype(float) - want).max() <= 1.0  # 8-bit weights: within one level
+    for bad in (np.full((8, 8), np.nan, np.float32), gm + 1):  # NaN and out-of-range numpy maps
+        with pytest.raises(GammaError):
+            blend(f8, r8, bad)
 
 
 @pytest.mark.parametrize("gamma", [-0.1, 1.5, float("nan"), [0.2, 0.3, 0.4]])

@@ -149,9 +149,14 @@ class StageConfig:
     # step sees batch_size * processes * grad_accum samples: the paper's 4 is batch 4 on one GPU,
     # batch 1 on four, or batch 2 with grad_accum 2 on one card that only fits 2.
     grad_accum: int = 1
+    # This stage's LR degradation ("bicubic", "realesrgan", "mixed:<p>"); None: TrainConfig.degradation.
+    # E.g. a realism stage that sees more real-world LR than the fidelity stage did.
+    degradation: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
+        if self.degradation is not None and not (isinstance(self.degradation, str) and self.degradation):
+            raise InputError(f"degradation must be None or a name such as 'mixed:0.5', got {self.degradation!r}")
         if self.steps < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
             raise InputError(f"invalid stage: steps={self.steps}, batch_size={self.batch_size}, lr={self.lr}")
         if not isinstance(self.grad_accum, int) or self.grad_accum < 1:
@@ -325,7 +330,7 @@ OPTIONAL_KEYS = {
     "LossConfig": ("random_seed", "color_fix_levels",
                    *(f.name for f in dataclasses.fields(LossConfig)
                      if f.name.startswith(("adv_", "texture_", "overshoot_")))),
-    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum"),
+    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum", "degradation"),
     "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
 }
 

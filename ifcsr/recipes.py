@@ -190,6 +190,12 @@ def make_degradation(name: str, scale: int = 4):
                      "(p = fraction of plain bicubic LR, e.g. 'mixed:0.8')")
 
 
+def stage_degradation(cfg: TrainConfig, sc) -> object | None:
+    """The degradation a stage's data uses when it overrides TrainConfig.degradation, else None
+    (make_dataset then builds the run's own)."""
+    return None if sc.degradation is None else make_degradation(sc.degradation, cfg.model.scale)
+
+
 def check_data(cfg: TrainConfig) -> None:
     """Fail at once when the config names no training data (the paper preset has no default)."""
     if cfg.data is None:
@@ -372,7 +378,7 @@ def _train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool =
         if s not in stages:
             continue
         sc = cfg.stage1 if s == 1 else cfg.stage2
-        trainer.data = make_dataset(cfg, sc.crop_size, seed=sc.seed)
+        trainer.data = make_dataset(cfg, sc.crop_size, seed=sc.seed, degradation=stage_degradation(cfg, sc))
         t0 = time.perf_counter()
         if resume and trainer._completed_stage() > s:
             log(f"stage {s}: already complete in {trainer.checkpoint_dir}")

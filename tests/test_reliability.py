@@ -523,6 +523,8 @@ def test_nan_on_one_rank_stops_every_rank_with_real_processes(tmp_path):
     (["--stages", "3"], "no stage 3"), (["--stages", "1,x"], "--stages"), (["--stages", ","], "no stage given"),
     (["--steps", "0"], "--steps 0"), (["--steps", "-5"], "--steps -5"), (["--k", "inf"], "k must be a finite"),
     (["--k", "nan"], "k must be a finite"), (["--k", "0"], "k must be a finite"),
+    (["--stage2-degradation", "jpeg"], "unknown degradation 'jpeg'"),
+    (["--stage2-degradation", "mixed:2"], "bicubic fraction"),
 ])
 def test_train_cli_refuses_nonsense_before_training(tmp_path, capsys, argv, match):
     from ifcsr.cli.app import main

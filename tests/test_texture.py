@@ -105,3 +105,23 @@ def test_stage2_terms_reach_the_realism_adapter_and_stage1_ignores_them(tiny_bac
     (fid0, real0), (fid1, real1) = states[False], states[True]
     assert all(torch.equal(fid0[k], fid1[k]) for k in fid0)  # stage 1 trains exactly as without the terms
     assert any(not torch.equal(real0[k], real1[k]) for k in real0)  # the terms reach f_phi
+
+
+def test_stage_degradation_overrides_the_runs_for_that_stage_only():
+    from ifcsr.config import StageConfig
+    from ifcsr.data.degradations import RealESRGANDegradation
+    from ifcsr.recipes import make_dataset, stage_degradation, tiny_preset
+
+    cfg = tiny_preset()
+    assert cfg.stage2.degradation is None and stage_degradation(cfg, cfg.stage2) is None  # the run's own
+    cfg = replace(cfg, stage2=replace(cfg.stage2, degradation="realesrgan"))
+    assert isinstance(stage_degradation(cfg, cfg.stage2), RealESRGANDegradation)
+    assert stage_degradation(cfg, cfg.stage1) is None
+    data = make_dataset(cfg, 64, seed=0, degradation=stage_degradation(cfg, cfg.stage2))
+    assert isinstance(data.degradation, RealESRGANDegradation)
+    with pytest.raises(ValueError):
+        StageConfig(degradation="")
+    assert TrainConfig.from_dict(cfg.to_dict()).stage2.degradation == "realesrgan"
+    old = cfg.to_dict()  # a checkpoint from before the field: its stages used the run's degradation
+    del old["stage2"]["degradation"]
+    assert TrainConfig.from_dict(old).stage2.degradation is None

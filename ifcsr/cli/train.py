@@ -64,6 +64,9 @@ def add_arguments(p):
     p.add_argument("--stage2-seed", type=int, default=None,
                    help="seed of stage 2 alone (its data order, crops and gammas), e.g. for a seed study "
                         "with --fidelity-from")
+    p.add_argument("--stage2-degradation", default=None, metavar="NAME",
+                   help="stage 2 alone: the LR degradation (bicubic, realesrgan, mixed:<p> with p the bicubic "
+                        "fraction); default: the run's --degradation")
     p.add_argument("--stages", default=None, help="comma-separated stages to run, e.g. 1,2")
     p.add_argument("--fidelity-from", default=None, metavar="CHECKPOINT",
                    help="retrain only stage 2 (the realism adapter) on this checkpoint's backbone and fidelity "
@@ -134,6 +137,11 @@ def config_from_args(args):
             raise InputError(f"--texture-weight / --overshoot-weight / --adv-weight: {err}") from None
     if args.stage2_seed is not None:
         cfg = replace(cfg, stage2=replace(cfg.stage2, seed=args.stage2_seed))
+    if args.stage2_degradation is not None:
+        from ifcsr.recipes import make_degradation
+
+        make_degradation(args.stage2_degradation)  # a clear error before any model loads
+        cfg = replace(cfg, stage2=replace(cfg.stage2, degradation=args.stage2_degradation))
     if args.loss_layers:
         try:
             layers = tuple(int(x) for x in args.loss_layers.split(","))

@@ -22,7 +22,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, adapter_state_dict, load_adapter_state_dict, load_backbone
-from ifcsr.recipes import make_dataset
+from ifcsr.recipes import make_dataset, stage_degradation
 from ifcsr.train import Trainer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -37,7 +37,7 @@ def train_variant(src: Path, loss: dict, stage2: dict, seed: int, top: dict | No
     cfg = replace(bundled.config, loss=replace(bundled.config.loss, **loss), stage2=s2, **(top or {}))
     model = IFCSR.from_backbone(load_backbone(src / "backbone"), cfg)
     load_adapter_state_dict(model.unet, "fidelity", adapter_state_dict(bundled.unet, "fidelity"))
-    trainer = Trainer(model, make_dataset(cfg, s2.crop_size, seed=s2.seed), config=cfg, progress=False)
+    trainer = Trainer(model, make_dataset(cfg, s2.crop_size, seed=s2.seed, degradation=stage_degradation(cfg, s2)), config=cfg, progress=False)
     trainer.train_stage(2)
     return model, trainer.history
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import functools
-import hashlib
 import json
 import sys
 import time
@@ -32,6 +31,7 @@ from ifcsr.evaluation.artefacts import halo_score, stripe_score
 from ifcsr.evaluation.metrics import compute_metrics
 from ifcsr.evaluation.ymetrics import psnr_y
 from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR
+from ifcsr.provenance import checkpoint_sha256 as sha256
 from ifcsr.provenance import record
 
 RESULTS = Path(__file__).parent / "results"
@@ -144,15 +144,6 @@ def calibrate(old_checkpoint: Path, *, realsr: int = 10, realesrgan=None, cache:
             rows.append(dict(set=set_, image=name, kind=kind, stripe=stripe_score(x, hr), halo=halo_score(x, hr)))
         print(pd.DataFrame(rows[-len(kinds):]).round(4).to_string(index=False), flush=True)
     return pd.DataFrame(rows)
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    for f in sorted(Path(path).rglob("*")):
-        if f.is_file():
-            h.update(f.relative_to(path).as_posix().encode())
-            h.update(f.read_bytes())
-    return h.hexdigest()
 
 
 def main(argv=None) -> pd.DataFrame:

@@ -25,7 +25,6 @@ per 512x512 image on a busy 2-core CPU); --infer infers the missing ones.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import sys
 import time
@@ -35,23 +34,11 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ifcsr.provenance import bundle_sha256
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "analysis" / "results"
 DATA = ROOT.parent / "shared" / "data" / "realsr"
-
-
-def bundle_sha256() -> str:
-    try:
-        from ifcsr.provenance import bundle_sha256 as sha
-
-        return sha()
-    except ImportError:  # before ifcsr.provenance: the same idea, sha256 over (path, content) pairs
-        h = hashlib.sha256()
-        base = ROOT / "ifcsr" / "assets" / "tiny"
-        for p in sorted(base.rglob("*")):
-            if p.is_file():
-                h.update(str(p.relative_to(base)).encode() + b"\0" + p.read_bytes())
-        return h.hexdigest()
 
 
 def pairs(root: Path):
@@ -235,16 +222,14 @@ def summarize(args, out, df, auto, *, cache=None, first=None, seconds=None) -> i
                 bundle_sha256=sha, model_fingerprint=cache.fingerprint, images=sorted(df["image"].unique()),
                 n_images=n, means=args.means, date=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 seconds=seconds, nr_grid=args.nr_grid, nr_tol=args.nr_tol, knee_grid=args.knee_grid)
+    (out / "risk_realsr_meta.json").write_text(json.dumps(meta, indent=2))
     files = [out / f for f in ("risk_realsr.csv", "risk_realsr_summary.csv", "autogamma_realsr.csv",
-                               "autogamma_realsr_summary.csv", "risk_realsr.png")]
-    try:
-        from ifcsr.provenance import record
+                               "autogamma_realsr_summary.csv", "risk_realsr.png", "risk_realsr_meta.json")]
+    from ifcsr.provenance import record
 
-        names = meta["images"]
-        shown = ", ".join(names) if len(names) <= 10 else f"{names[0]} ... {names[-1]}"
-        record(files, expensive=True, note=f"RealSR, {n} images with cached endpoints ({shown})")
-    except ImportError:
-        (out / "risk_realsr_meta.json").write_text(json.dumps(meta, indent=2))
+    names = meta["images"]
+    shown = ", ".join(names) if len(names) <= 10 else f"{names[0]} ... {names[-1]}"
+    record(files, expensive=True, note=f"RealSR, {n} images with cached endpoints ({shown})")
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         print(f"\nRealSR, {n} images, bundle sha256 {sha[:16]}")
         print(summary.round(4).to_string(index=False))

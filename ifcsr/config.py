@@ -150,7 +150,8 @@ class StageConfig:
     # batch 1 on four, or batch 2 with grad_accum 2 on one card that only fits 2.
     grad_accum: int = 1
     # This stage's LR degradation ("bicubic", "realesrgan", "mixed:<p>"); None: TrainConfig.degradation.
-    # E.g. a realism stage that sees more real-world LR than the fidelity stage did.
+    # E.g. a realism stage that sees more real-world LR than the fidelity stage did. Read where the
+    # stage's data is built (`ifcsr train`, recipes.make_dataset); a Trainer given data uses that data.
     degradation: str | None = None
 
     def __post_init__(self):

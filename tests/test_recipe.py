@@ -172,5 +172,8 @@ def test_train_cli_options_reach_the_config():
     assert cfg.stage1.lr_schedule == cfg.stage2.lr_schedule == "cosine"
     assert cfg.stage1.steps == cfg.stage2.steps == 7 and cfg.loss.k == 1.0 and cfg.degradation == "mixed:0.5"
     assert config_from_args(parse(["train", "--realism-init", "zero"])).stage2.init_from is None
+    cfg = config_from_args(parse(["train", "--stage2-degradation", "realesrgan"]))
+    assert cfg.stage2.degradation == "realesrgan" and cfg.stage1.degradation is None
+    assert cfg.degradation == tiny_preset().degradation  # the run's own mix is untouched
     with pytest.raises(ValueError, match="mixed"):
         config_from_args(parse(["train", "--degradation", "mixed:2"]))

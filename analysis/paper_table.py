@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-whole-set", action="store_true",
                    help="skip the no-model rows on every image (bicubic and OSEDiff on all pairs; "
                    "never run when the model rows cover every pair)")
+    p.add_argument("--gammas", default="0:1:0.05", help="IFCSR's curve: START:STOP:STEP or numbers separated "
+                   "by commas (default 0:1:0.05; the table shows the paper's 0, 0.2, 0.6, 1 in any case)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -78,7 +80,8 @@ def main(argv=None) -> int:
     whole = None if args.no_whole_set or all_pairs else evaluate_benchmark(
         dataset, no_model=True, compare=compare, metrics=metrics, cache="default")
     model = evaluate_benchmark(dataset, checkpoint=args.checkpoint, compare=compare, metrics=metrics,
-                               gammas=parse_gammas(["0:1:0.05"]), table_gammas=PAPER_TABLE_GAMMAS,
+                               gammas=parse_gammas([*PAPER_TABLE_GAMMAS, *args.gammas.split(",")]),
+                               table_gammas=PAPER_TABLE_GAMMAS,
                                baselines=args.baselines, every=args.every, names=args.images, cache="default")
     wall = time.perf_counter() - t0
     meta = model.meta

@@ -244,7 +244,14 @@ class TrainConfig:
         return self.data if isinstance(self.data, tuple) else (self.data,)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        # A stage without its own degradation is written as before the field existed, so saved
+        # configs and everything hashed from them (endpoint-cache fingerprints, checkpoint
+        # sha256) stay the same for every run that does not use it.
+        for stage in ("stage1", "stage2"):
+            if d[stage].get("degradation") is None:
+                d[stage].pop("degradation", None)
+        return d
 
     @classmethod
     def from_dict(cls, d: dict, *, source: str = "config") -> "TrainConfig":

@@ -114,6 +114,8 @@ def test_stage_degradation_overrides_the_runs_for_that_stage_only():
 
     cfg = tiny_preset()
     assert cfg.stage2.degradation is None and stage_degradation(cfg, cfg.stage2) is None  # the run's own
+    # unset, it is not written: saved configs and endpoint-cache fingerprints stay as they were
+    assert "degradation" not in cfg.to_dict()["stage2"] and TrainConfig.from_dict(cfg.to_dict()) == cfg
     cfg = replace(cfg, stage2=replace(cfg.stage2, degradation="realesrgan"))
     assert isinstance(stage_degradation(cfg, cfg.stage2), RealESRGANDegradation)
     assert stage_degradation(cfg, cfg.stage1) is None

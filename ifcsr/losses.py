@@ -197,16 +197,34 @@ def texture_loss(fx: list[torch.Tensor], fy: list[torch.Tensor], taps, patch: in
     return total / len(taps)
 
 
-def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5) -> torch.Tensor:
+def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.Tensor:
+    """HR's edge neighbourhoods, (B, 1, H, W) bool: per image, the pixels whose luma gradient
+    magnitude is at or above its `quantile` quantile, dilated by `dilate` px (where halos live;
+    the mask of `ifcsr.evaluation.artefacts.halo_score`)."""
+    luma = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2]) if y.shape[1] == 3 else y[:, 0]
+    gy, gx = torch.gradient(luma, dim=(-2, -1))
+    grad = torch.hypot(gx, gy).flatten(1)
+    thresh = torch.quantile(grad.float(), quantile, dim=1).to(grad.dtype)
+    edges = (grad >= thresh[:, None]).view(luma.shape)[:, None].to(y.dtype)
+    return F.max_pool2d(edges, dilate, 1, dilate // 2) > 0
+
+
+def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5,
+                   edges: float | None = None) -> torch.Tensor:
     """Mean amount (per pixel and channel, in [0, 1] units) by which x leaves y's local range.
 
     y's range is its max / min over window x window px; inside it x may do anything (invent
     grain in a textured region, shift an edge by a pixel), outside it x rings or halos. The
-    training-time form of `ifcsr.artefacts.halo_score`, which measures the same on luma near
-    HR's edges."""
+    training-time form of `ifcsr.evaluation.artefacts.halo_score`, which measures the same on
+    luma near HR's edges. `edges` (a quantile, e.g. 0.9): average only over HR's edge
+    neighbourhoods (`edge_mask`), as halo_score does; None: over every pixel."""
     hi = F.max_pool2d(y, window, 1, window // 2)
     lo = -F.max_pool2d(-y, window, 1, window // 2)
-    return (F.relu(x - hi) + F.relu(lo - x)).mean()
+    over = F.relu(x - hi) + F.relu(lo - x)
+    if edges is None:
+        return over.mean()
+    mask = edge_mask(y.detach(), edges).expand_as(over)
+    return over[mask].mean() if mask.any() else over.sum() * 0.0
 
 
 # Registry by name, for notebooks and the CLI: name -> (schedule, k).

@@ -83,6 +83,27 @@ def test_overshoot_loss_is_zero_inside_the_local_range_and_catches_halos():
     assert overshoot_loss(sharp, hr) > 20 * overshoot_loss(_blur(hr, 1.0), hr)
 
 
+def test_edge_only_overshoot_ignores_grain_in_flat_regions_and_matches_halo_scores_mask():
+    from ifcsr.evaluation.artefacts import halo_score
+    from ifcsr.losses import edge_mask
+
+    hr = _photo("coffee", 96)
+    mask = edge_mask(hr, 0.9)
+    assert mask.shape == (1, 1, 96, 96) and mask.dtype == torch.bool
+    # at least the top 10 % of gradients are in it, dilated by 7 px; the flat rest is not
+    assert 0.1 <= mask.float().mean() < 0.9
+    # grain added only away from edges: the whole-image penalty sees it, the edge-only one does not
+    grain = (hr + 0.2 * (torch.rand_like(hr) - 0.5) * (~mask)).clamp(0, 1)
+    assert overshoot_loss(grain, hr) > 0 and overshoot_loss(grain, hr, edges=0.9) == 0
+    # and halos at edges weigh more in the edge-only mean (same excursions, fewer pixels)
+    sharp = (hr + 2.0 * (hr - _blur(hr, 2.0))).clamp(0, 1)
+    assert overshoot_loss(sharp, hr, edges=0.9) > overshoot_loss(sharp, hr)
+    # halo_score measures the same pixels: it too ignores the off-edge grain
+    assert halo_score(grain[0], hr[0]) == 0
+    with pytest.raises(ValueError, match="overshoot_edges"):
+        replace(quick_config().loss, overshoot_edges=1.5)
+
+
 def _cfg(model, **loss_kw):
     base = quick_config(steps=2, crop_size=32, batch_size=2, feature_net="vgg-random")
     return replace(base, model=model.mcfg, loss=replace(base.loss, **loss_kw))

@@ -59,6 +59,9 @@ def add_arguments(p):
                         "tiny preset: on, paper preset: 0 = off)")
     p.add_argument("--overshoot-weight", type=float, default=None,
                    help="stage 2: weight of the overshoot (halo) penalty on the realism endpoint (0 = off)")
+    p.add_argument("--overshoot-edges", type=float, default=None, metavar="Q",
+                   help="stage 2: apply the overshoot penalty only near HR's edges (luma gradient above its "
+                        "Q-quantile, dilated 7 px; the pixels halo_score measures), e.g. 0.9")
     p.add_argument("--adv-weight", type=float, default=None,
                    help="stage 2: weight of the adversarial term (not in the paper; 0 = off, every preset)")
     p.add_argument("--stage2-seed", type=int, default=None,
@@ -130,11 +133,13 @@ def config_from_args(args):
                                         k=cfg.loss.k if args.k is None else args.k))
     terms = {f"{name}_weight": getattr(args, f"{name}_weight") for name in ("texture", "overshoot", "adv")
              if getattr(args, f"{name}_weight") is not None}
+    if args.overshoot_edges is not None:
+        terms["overshoot_edges"] = args.overshoot_edges
     if terms:
         try:
             cfg = replace(cfg, loss=replace(cfg.loss, **terms))
         except ValueError as err:  # LossConfig refuses negative and non-finite weights
-            raise InputError(f"--texture-weight / --overshoot-weight / --adv-weight: {err}") from None
+            raise InputError(f"--texture-weight / --overshoot-weight / --overshoot-edges / --adv-weight: {err}") from None
     if args.stage2_seed is not None:
         cfg = replace(cfg, stage2=replace(cfg.stage2, seed=args.stage2_seed))
     if args.stage2_degradation is not None:

@@ -95,6 +95,10 @@ class LossConfig:
     # `ifcsr.evaluation.artefacts.halo_score` measures: texture in flat and textured regions
     # away from strong edges goes unpenalised, halos at edges are penalised harder.
     overshoot_edges: float | None = None
+    # How the excursions are averaged: "mean" (mean absolute, the first form) or "rms" (root mean
+    # square, halo_score's own form): the same units, but a few large excursions (halos) weigh
+    # more than many small ones (grain inside HR's range by a grey level or so).
+    overshoot_reduce: str = "mean"
 
     def __post_init__(self):
         object.__setattr__(self, "adv_taps", tuple(self.adv_taps))
@@ -113,6 +117,8 @@ class LossConfig:
                              f"got {self.texture_patch!r}")
         if not isinstance(self.overshoot_window, int) or self.overshoot_window < 1 or self.overshoot_window % 2 == 0:
             raise ValueError(f"overshoot_window must be an odd positive integer, got {self.overshoot_window!r}")
+        if self.overshoot_reduce not in ("mean", "rms"):
+            raise ValueError(f"overshoot_reduce must be 'mean' or 'rms', got {self.overshoot_reduce!r}")
         if self.overshoot_edges is not None and not 0 < self.overshoot_edges < 1:
             raise ValueError(f"overshoot_edges must be None or a quantile in (0, 1), got {self.overshoot_edges!r}")
         if self.adv_weight < 0 or self.adv_r1 < 0 or self.adv_lr <= 0:
@@ -260,6 +266,8 @@ class TrainConfig:
                 d[stage].pop("degradation", None)
         if d["loss"].get("overshoot_edges") is None:  # likewise (issue 13's edge-only penalty)
             d["loss"].pop("overshoot_edges", None)
+        if d["loss"].get("overshoot_reduce") == "mean":
+            d["loss"].pop("overshoot_reduce", None)
         return d
 
     @classmethod

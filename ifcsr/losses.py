@@ -210,21 +210,29 @@ def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.
 
 
 def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5,
-                   edges: float | None = None) -> torch.Tensor:
+                   edges: float | None = None, reduce: str = "mean") -> torch.Tensor:
     """Mean amount (per pixel and channel, in [0, 1] units) by which x leaves y's local range.
 
     y's range is its max / min over window x window px; inside it x may do anything (invent
     grain in a textured region, shift an edge by a pixel), outside it x rings or halos. The
     training-time form of `ifcsr.evaluation.artefacts.halo_score`, which measures the same on
     luma near HR's edges. `edges` (a quantile, e.g. 0.9): average only over HR's edge
-    neighbourhoods (`edge_mask`), as halo_score does; None: over every pixel."""
+    neighbourhoods (`edge_mask`), as halo_score does; None: over every pixel. reduce: "mean"
+    (mean absolute excursion) or "rms" (root mean square, as halo_score: large excursions count
+    more than many small ones)."""
+    if reduce not in ("mean", "rms"):
+        raise ValueError(f"reduce must be 'mean' or 'rms', got {reduce!r}")
     hi = F.max_pool2d(y, window, 1, window // 2)
     lo = -F.max_pool2d(-y, window, 1, window // 2)
     over = F.relu(x - hi) + F.relu(lo - x)
-    if edges is None:
-        return over.mean()
-    mask = edge_mask(y.detach(), edges).expand_as(over)
-    return over[mask].mean() if mask.any() else over.sum() * 0.0
+    if edges is not None:
+        mask = edge_mask(y.detach(), edges).expand_as(over)
+        if not mask.any():
+            return over.sum() * 0.0
+        over = over[mask]
+    if reduce == "rms":  # + eps: sqrt's gradient at 0 (x inside the range everywhere) is infinite
+        return (over.pow(2).mean() + 1e-12).sqrt()
+    return over.mean()
 
 
 # Registry by name, for notebooks and the CLI: name -> (schedule, k).

@@ -383,7 +383,7 @@ class Trainer:
             self._terms_log["texture"] = tex.detach()
             terms = terms + c.texture_weight * tex
         if c.overshoot_weight > 0:
-            over = overshoot_loss(real, hr, c.overshoot_window, c.overshoot_edges)
+            over = overshoot_loss(real, hr, c.overshoot_window, c.overshoot_edges, c.overshoot_reduce)
             self._terms_log["overshoot"] = over.detach()
             terms = terms + c.overshoot_weight * over
         return terms

@@ -104,6 +104,23 @@ def test_edge_only_overshoot_ignores_grain_in_flat_regions_and_matches_halo_scor
         replace(quick_config().loss, overshoot_edges=1.5)
 
 
+def test_rms_overshoot_weighs_a_few_large_excursions_above_many_small_ones():
+    y = torch.full((1, 3, 32, 32), 0.5)
+    small = y.clone(); small[..., :, :16] += 0.01    # half the pixels 0.01 over the (flat) range
+    large = y.clone(); large[..., :1, :] += 0.16     # 1/32 of them 0.16 over: the same mean
+    assert torch.isclose(overshoot_loss(small, y), overshoot_loss(large, y))
+    # rms: sqrt(0.16^2 / 32) = 0.028 vs sqrt(0.01^2 / 2) = 0.0071, a ratio of 4
+    assert overshoot_loss(large, y, reduce="rms") > 3 * overshoot_loss(small, y, reduce="rms")
+    assert torch.isclose(overshoot_loss(y, y, reduce="rms"), torch.tensor(1e-6))  # sqrt(0 + eps), finite
+    inside = y.clone().requires_grad_()
+    overshoot_loss(inside, y, reduce="rms").backward()
+    assert torch.isfinite(inside.grad).all()
+    with pytest.raises(ValueError, match="reduce"):
+        overshoot_loss(y, y, reduce="max")
+    with pytest.raises(ValueError, match="overshoot_reduce"):
+        replace(quick_config().loss, overshoot_reduce="max")
+
+
 def _cfg(model, **loss_kw):
     base = quick_config(steps=2, crop_size=32, batch_size=2, feature_net="vgg-random")
     return replace(base, model=model.mcfg, loss=replace(base.loss, **loss_kw))

@@ -62,6 +62,8 @@ def add_arguments(p):
     p.add_argument("--overshoot-edges", type=float, default=None, metavar="Q",
                    help="stage 2: apply the overshoot penalty only near HR's edges (luma gradient above its "
                         "Q-quantile, dilated 7 px; the pixels halo_score measures), e.g. 0.9")
+    p.add_argument("--overshoot-reduce", choices=("mean", "rms"), default=None,
+                   help="stage 2: average the overshoot as mean absolute (default) or root mean square excursion")
     p.add_argument("--adv-weight", type=float, default=None,
                    help="stage 2: weight of the adversarial term (not in the paper; 0 = off, every preset)")
     p.add_argument("--stage2-seed", type=int, default=None,
@@ -135,6 +137,8 @@ def config_from_args(args):
              if getattr(args, f"{name}_weight") is not None}
     if args.overshoot_edges is not None:
         terms["overshoot_edges"] = args.overshoot_edges
+    if args.overshoot_reduce is not None:
+        terms["overshoot_reduce"] = args.overshoot_reduce
     if terms:
         try:
             cfg = replace(cfg, loss=replace(cfg.loss, **terms))

@@ -92,7 +92,9 @@ NOT_RERUN = {"analysis/recipe_probe.py": f"{RESULTS}/recipe_probes.csv holds 22 
                                              "per variant on 2 cores); its commands are in the CSV",
              "analysis/realism_quick_eval.py": "scores realism_variants.py's runs; rerun with them",
              "analysis/crop_sheet.py": "the crop sheet of realism_check.py --crops (a helper of it)",
-             "analysis/cli_latency.py": "prints the command line's answer times; writes no results file"}
+             "analysis/cli_latency.py": "prints the command line's answer times; writes no results file",
+             "analysis/package_photos.py": "writes a folder of training photos from packages for the stage-2 variants "
+                                           "*_photos7* of texture_variants.csv; no results file"}
 
 
 def command(step: Step, work: str) -> list[str]:

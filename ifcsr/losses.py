@@ -200,8 +200,10 @@ def texture_loss(fx: list[torch.Tensor], fy: list[torch.Tensor], taps, patch: in
 def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.Tensor:
     """HR's edge neighbourhoods, (B, 1, H, W) bool: per image, the pixels whose luma gradient
     magnitude is at or above its `quantile` quantile, dilated by `dilate` px (where halos live;
-    the mask of `ifcsr.evaluation.artefacts.halo_score`)."""
-    luma = (0.299 * y[:, 0] + 0.587 * y[:, 1] + 0.114 * y[:, 2]) if y.shape[1] == 3 else y[:, 0]
+    `ifcsr.evaluation.artefacts.halo_score` uses this mask). y: (B, 3, H, W) RGB or (B, 1, H, W) luma."""
+    from .risk import luma as rgb_luma
+
+    luma = (rgb_luma(y) if y.shape[1] == 3 else y)[:, 0]
     gy, gx = torch.gradient(luma, dim=(-2, -1))
     grad = torch.hypot(gx, gy).flatten(1)
     thresh = torch.quantile(grad.float(), quantile, dim=1).to(grad.dtype)

@@ -19,7 +19,7 @@ Both take float images in [0, 1], (3, H, W) or (1, 3, H, W) (or what ``ifcsr.dat
 accepts). Calibration on HR, bicubic, an over-sharpened image and a striped realism endpoint:
 ``analysis/realism_check.py`` (results in ``analysis/results/artefact_calibration.csv``).
 
-Imports: numpy, scipy, torch and ifcsr.data.images / ifcsr.evaluation.metrics only.
+Imports: numpy, scipy, torch and ifcsr.data.images / ifcsr.evaluation.metrics / ifcsr.losses (edge_mask) only.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ifcsr.data.images import to_tensor
+from ifcsr.losses import edge_mask
 
 
 def _luma(x, name: str) -> torch.Tensor:
@@ -102,8 +103,5 @@ def halo_score(x, hr, *, window: int = 5, edge_quantile: float = 0.9, dilate: in
     hi = F.max_pool2d(r4, window, 1, window // 2)
     lo = -F.max_pool2d(-r4, window, 1, window // 2)
     over = F.relu(y4 - hi) + F.relu(lo - y4)
-    gy, gx = torch.gradient(r)
-    grad = torch.hypot(gx, gy)
-    edges = (grad >= torch.quantile(grad.flatten().float(), edge_quantile).double()).double()
-    near = F.max_pool2d(edges[None, None], dilate, 1, dilate // 2) > 0
+    near = edge_mask(r4, edge_quantile, dilate)  # the pixels the training-time penalty can target
     return float(255.0 * over[near].pow(2).mean().sqrt())

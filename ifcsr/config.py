@@ -99,6 +99,13 @@ class LossConfig:
     # square, halo_score's own form): the same units, but a few large excursions (halos) weigh
     # more than many small ones (grain inside HR's range by a grey level or so).
     overshoot_reduce: str = "mean"
+    # Which samples pay the penalty: "all", or "bicubic": only those whose LR is HR's plain
+    # bicubic downsample (within half a grey level; `ifcsr.losses.bicubic_consistent`). There the
+    # input determines HR's edges and a halo is the network's own invention; on a blurred, noisy
+    # or compressed LR the realism branch has to restore sharpness and texture the input lost,
+    # and HR's local range is a stricter bound than the task allows. The mean runs over the batch
+    # either way, so a bicubic sample pays what it pays under "all".
+    overshoot_on: str = "all"
 
     def __post_init__(self):
         object.__setattr__(self, "adv_taps", tuple(self.adv_taps))
@@ -119,6 +126,8 @@ class LossConfig:
             raise ValueError(f"overshoot_window must be an odd positive integer, got {self.overshoot_window!r}")
         if self.overshoot_reduce not in ("mean", "rms"):
             raise ValueError(f"overshoot_reduce must be 'mean' or 'rms', got {self.overshoot_reduce!r}")
+        if self.overshoot_on not in ("all", "bicubic"):
+            raise ValueError(f"overshoot_on must be 'all' or 'bicubic', got {self.overshoot_on!r}")
         if self.overshoot_edges is not None and not 0 < self.overshoot_edges < 1:
             raise ValueError(f"overshoot_edges must be None or a quantile in (0, 1), got {self.overshoot_edges!r}")
         if self.adv_weight < 0 or self.adv_r1 < 0 or self.adv_lr <= 0:
@@ -268,6 +277,8 @@ class TrainConfig:
             d["loss"].pop("overshoot_edges", None)
         if d["loss"].get("overshoot_reduce") == "mean":
             d["loss"].pop("overshoot_reduce", None)
+        if d["loss"].get("overshoot_on") == "all":
+            d["loss"].pop("overshoot_on", None)
         return d
 
     @classmethod

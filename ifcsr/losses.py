@@ -211,8 +211,25 @@ def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.
     return F.max_pool2d(edges, dilate, 1, dilate // 2) > 0
 
 
+def bicubic_consistent(lr: torch.Tensor, hr: torch.Tensor, tol: float = 0.5 / 255) -> torch.Tensor:
+    """(B,) bool: which LR images are HR's plain bicubic downsample (`BicubicDegradation`:
+    antialiased bicubic, then uint8 levels), within a mean absolute difference of `tol`.
+
+    Recomputed from the pair itself, so no flag travels with the batch and any dataset works. The
+    default tolerance is half a grey level: the same resize of the same HR differs by rounding
+    noise only (measured: < 0.01 levels on average), while a Real-ESRGAN second-order LR (blur,
+    noise, JPEG, random resize modes) differs by grey levels (`tests/test_texture.py`)."""
+    if lr.dim() != 4 or hr.dim() != 4 or lr.shape[:2] != hr.shape[:2]:
+        raise InputError(f"bicubic_consistent needs (B, C, h, w) LR and (B, C, H, W) HR, got {tuple(lr.shape)} "
+                         f"and {tuple(hr.shape)}")
+    down = F.interpolate(hr.float(), size=lr.shape[-2:], mode="bicubic", align_corners=False, antialias=True)
+    down = torch.clamp((down * 255.0).round(), 0, 255) / 255.0
+    return (down - lr.float()).abs().mean(dim=(1, 2, 3)) <= tol
+
+
 def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5,
-                   edges: float | None = None, reduce: str = "mean") -> torch.Tensor:
+                   edges: float | None = None, reduce: str = "mean",
+                   samples: torch.Tensor | None = None) -> torch.Tensor:
     """Mean amount (per pixel and channel, in [0, 1] units) by which x leaves y's local range.
 
     y's range is its max / min over window x window px; inside it x may do anything (invent
@@ -221,12 +238,18 @@ def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5,
     luma near HR's edges. `edges` (a quantile, e.g. 0.9): average only over HR's edge
     neighbourhoods (`edge_mask`), as halo_score does; None: over every pixel. reduce: "mean"
     (mean absolute excursion) or "rms" (root mean square, as halo_score: large excursions count
-    more than many small ones)."""
+    more than many small ones). `samples`, (B,) bool: only these samples' excursions count (the
+    others count as zero, LossConfig.overshoot_on="bicubic"); the average still runs over the
+    whole batch, so a sample that pays, pays the same as with samples=None."""
     if reduce not in ("mean", "rms"):
         raise ValueError(f"reduce must be 'mean' or 'rms', got {reduce!r}")
     hi = F.max_pool2d(y, window, 1, window // 2)
     lo = -F.max_pool2d(-y, window, 1, window // 2)
     over = F.relu(x - hi) + F.relu(lo - x)
+    if samples is not None:
+        if samples.shape != (x.shape[0],):
+            raise InputError(f"samples must have shape ({x.shape[0]},), got {tuple(samples.shape)}")
+        over = over * samples.to(over.device, over.dtype).view(-1, 1, 1, 1)
     if edges is not None:
         mask = edge_mask(y.detach(), edges).expand_as(over)
         if not mask.any():

@@ -47,7 +47,8 @@ from .checkpoint import (
 )
 from .config import VGG_LAYER_NAMES, Stage0Config, StageConfig, TrainConfig, config_diff
 from .errors import CheckpointError, ConfigError, InputError, NonFiniteError
-from .losses import build_feature_net, build_loss, feature_maps, needs_feature_net, overshoot_loss, texture_loss
+from .losses import (bicubic_consistent, build_feature_net, build_loss, feature_maps, needs_feature_net,
+                     overshoot_loss, texture_loss)
 from .models import ADAPTERS, IFCSR, Backbone, build_tiny_backbone, lora_parameters
 
 # Trainer.extra_state names of the adversarial term's state (stage 2, LossConfig.adv_weight > 0):
@@ -365,9 +366,10 @@ class Trainer:
         self._realism_out = real  # the adversarial term (_train_step) reads the realism endpoint
         gamma = gamma.to(real.device, real.dtype).view(-1, 1, 1, 1)
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
-        return self._loss_inc(x_hat, hr) + self._realism_terms(real, hr), gamma.flatten()
+        return self._loss_inc(x_hat, hr) + self._realism_terms(real, hr, lr), gamma.flatten()
 
-    def _realism_terms(self, real: torch.Tensor, hr: torch.Tensor) -> torch.Tensor | float:
+    def _realism_terms(self, real: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None
+                       ) -> torch.Tensor | float:
         """The optional stage-2 terms on the realism endpoint f_phi(x_L) itself (not the blend: they
         ask the realism end to carry HR's texture without ringing; the blend then moves towards it
         with gamma): texture_weight * texture_loss + overshoot_weight * overshoot_loss. Their
@@ -383,7 +385,13 @@ class Trainer:
             self._terms_log["texture"] = tex.detach()
             terms = terms + c.texture_weight * tex
         if c.overshoot_weight > 0:
-            over = overshoot_loss(real, hr, c.overshoot_window, c.overshoot_edges, c.overshoot_reduce)
+            samples = None
+            if c.overshoot_on == "bicubic":
+                if lr is None:
+                    raise InputError("overshoot_on='bicubic' needs the LR batch to tell bicubic samples apart")
+                samples = bicubic_consistent(lr.to(hr.device), hr)
+                self._terms_log["bicubic_frac"] = samples.float().mean()
+            over = overshoot_loss(real, hr, c.overshoot_window, c.overshoot_edges, c.overshoot_reduce, samples)
             self._terms_log["overshoot"] = over.detach()
             terms = terms + c.overshoot_weight * over
         return terms

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ifcsr.config import LossConfig, TrainConfig
+from ifcsr.errors import InputError
 from ifcsr.losses import build_feature_net, feature_maps, overshoot_loss, patch_gram, texture_loss
 from ifcsr.models import lora_parameters
 from ifcsr.train import Trainer, quick_config
@@ -165,3 +166,52 @@ def test_stage_degradation_overrides_the_runs_for_that_stage_only():
     old = cfg.to_dict()  # a checkpoint from before the field: its stages used the run's degradation
     del old["stage2"]["degradation"]
     assert TrainConfig.from_dict(old).stage2.degradation is None
+
+
+def test_bicubic_consistent_tells_plain_bicubic_lr_from_real_esrgan_lr():
+    from ifcsr.data.degradations import BicubicDegradation, RealESRGANDegradation
+    from ifcsr.losses import bicubic_consistent
+
+    hr = _photo(size=64)
+    bic = BicubicDegradation(4)(hr)
+    # The same resize recomputed in the loss matches to the grey level (0 here; the tolerance is
+    # half a level so a different build's resampling rounding cannot flip a bicubic sample).
+    real = torch.cat([RealESRGANDegradation(4)(hr, seed=s) for s in range(6)])
+    lr = torch.cat([bic, real])
+    flags = bicubic_consistent(lr, hr.expand(len(lr), -1, -1, -1))
+    assert flags.tolist() == [True] + [False] * 6
+    # one grey level of noise on the bicubic LR is no longer bicubic
+    noisy = (bic + torch.where(torch.rand_like(bic) < 0.5, 1.0, -1.0) / 255).clamp(0, 1)
+    assert not bicubic_consistent(noisy, hr)[0]
+    with pytest.raises(InputError, match="bicubic_consistent"):
+        bicubic_consistent(bic[0], hr)
+
+
+def test_overshoot_on_bicubic_samples_only():
+    y = torch.full((2, 3, 32, 32), 0.5)
+    x = y.clone(); x[:, :, :4, :] += 0.2           # both samples overshoot by the same amount
+    both = overshoot_loss(x, y)
+    first = overshoot_loss(x, y, samples=torch.tensor([True, False]))
+    # the second sample's excursions count as zero; the mean still runs over the whole batch
+    assert torch.isclose(first, both / 2)
+    assert overshoot_loss(x, y, samples=torch.tensor([False, False])) == 0
+    assert torch.isclose(overshoot_loss(x, y, samples=torch.tensor([True, True])), both)
+    with pytest.raises(InputError, match="samples"):
+        overshoot_loss(x, y, samples=torch.tensor([True]))
+    with pytest.raises(ValueError, match="overshoot_on"):
+        replace(quick_config().loss, overshoot_on="degraded")
+    cfg = replace(quick_config(), loss=replace(quick_config().loss, overshoot_on="bicubic"))
+    assert TrainConfig.from_dict(cfg.to_dict()) == cfg
+    # at its default the key is not written: checkpoint hashes and cache fingerprints stay
+    assert "overshoot_on" not in quick_config().to_dict()["loss"]
+
+
+def test_stage2_overshoot_on_bicubic_logs_the_bicubic_fraction(tiny_backbone_dir):
+    model = make_model(tiny_backbone_dir)
+    cfg = _cfg(model, overshoot_weight=100.0, overshoot_on="bicubic")
+    tr = Trainer(model, FixedData(), config=cfg, feature_net=build_feature_net("vgg-random", seed=0),
+                 progress=False)
+    tr.train_stage(2)
+    rows = [r for r in tr.history if r["stage"] == 2]
+    # FixedData's LR is bicubic of its HR: every sample pays
+    assert rows and all(r["bicubic_frac"] == 1.0 and r["overshoot"] >= 0 for r in rows)

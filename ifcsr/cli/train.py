@@ -64,6 +64,9 @@ def add_arguments(p):
                         "Q-quantile, dilated 7 px; the pixels halo_score measures), e.g. 0.9")
     p.add_argument("--overshoot-reduce", choices=("mean", "rms"), default=None,
                    help="stage 2: average the overshoot as mean absolute (default) or root mean square excursion")
+    p.add_argument("--overshoot-on", choices=("all", "bicubic"), default=None,
+                   help="stage 2: which samples pay the overshoot penalty: all (default) or only those whose LR "
+                        "is HR's plain bicubic downsample (halos on degraded LR go unpenalised)")
     p.add_argument("--adv-weight", type=float, default=None,
                    help="stage 2: weight of the adversarial term (not in the paper; 0 = off, every preset)")
     p.add_argument("--stage2-seed", type=int, default=None,
@@ -139,6 +142,8 @@ def config_from_args(args):
         terms["overshoot_edges"] = args.overshoot_edges
     if args.overshoot_reduce is not None:
         terms["overshoot_reduce"] = args.overshoot_reduce
+    if args.overshoot_on is not None:
+        terms["overshoot_on"] = args.overshoot_on
     if terms:
         try:
             cfg = replace(cfg, loss=replace(cfg.loss, **terms))

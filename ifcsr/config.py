@@ -40,8 +40,23 @@ class ModelConfig:
     color_fix_levels: int = 5       # wavelet depth at inference: the LR supplies periods above ~2^levels px
     revision: str | None = None     # hub revision for a hub backbone
     variant: str | None = None      # e.g. "fp16" for hub weights
+    # Anti-ringing at inference (NOT in the paper; ifcsr.models.clamp_halos): near the fidelity
+    # endpoint's edges (luma gradient above its antiring_edges quantile, dilated 7 px) the realism
+    # endpoint is clamped to the fidelity endpoint's local [min, max] over antiring px, the
+    # resamplers' classic anti-ringing clamp (as in mpv / libplacebo's "antiringing") with the
+    # fidelity endpoint as the reference. Halos go; texture away from edges and contrast inside
+    # the edge's own range stay. Inference only: the stage-2 losses see the raw realism endpoint
+    # (the overshoot penalty teaches it; inside a loss the clamp would cut the gradient of exactly
+    # the pixels it clamps). 0 = off (every checkpoint before issue 13's clamp).
+    antiring: int = 0
+    antiring_edges: float = 0.9
 
     def __post_init__(self):
+        if not isinstance(self.antiring, int) or isinstance(self.antiring, bool) or self.antiring < 0 or \
+                (self.antiring and (self.antiring < 3 or self.antiring % 2 == 0)):
+            raise InputError(f"antiring must be 0 (off) or an odd window of at least 3 px, got {self.antiring!r}")
+        if not 0 < self.antiring_edges < 1:
+            raise InputError(f"antiring_edges must be a quantile in (0, 1), got {self.antiring_edges!r}")
         if self.formulation not in ("residual", "x0"):
             raise InputError(f"formulation must be 'residual' or 'x0', got {self.formulation!r}")
         if not 0 <= self.timestep <= 999:
@@ -277,6 +292,10 @@ class TrainConfig:
             d["loss"].pop("overshoot_edges", None)
         if d["loss"].get("overshoot_reduce") == "mean":
             d["loss"].pop("overshoot_reduce", None)
+        if d["model"].get("antiring") == 0:  # likewise (issue 13's anti-ringing clamp)
+            d["model"].pop("antiring", None)
+        if d["model"].get("antiring_edges") == 0.9:
+            d["model"].pop("antiring_edges", None)
         if d["loss"].get("overshoot_on") == "all":
             d["loss"].pop("overshoot_on", None)
         return d
@@ -360,7 +379,7 @@ OPTIONAL_KEYS = {
     # stage 0 exists only for the tiny backbone; the data mix and the runtime keys came with issue 15
     "TrainConfig": ("stage0", "degradation", "data", "data_ratio", "data_limit", "mixed_precision",
                     "gradient_checkpointing", "num_workers"),
-    "ModelConfig": ("color_fix_levels", "revision", "variant"),
+    "ModelConfig": ("color_fix_levels", "revision", "variant", "antiring", "antiring_edges"),
     # adv_*, texture_*, overshoot_*: the optional stage-2 terms (issue 13); a checkpoint without
     # them trained without them
     "LossConfig": ("random_seed", "color_fix_levels",

@@ -197,6 +197,19 @@ def texture_loss(fx: list[torch.Tensor], fy: list[torch.Tensor], taps, patch: in
     return total / len(taps)
 
 
+def _quantile_rows(x: torch.Tensor, q: float) -> torch.Tensor:
+    """torch.quantile(x, q, dim=1) (linear interpolation) for (B, N) x of any N: torch.quantile
+    refuses inputs above 2^24 elements (a 4096 x 4096 output), kthvalue does not."""
+    n = x.shape[1]
+    if x.numel() <= 2 ** 24:
+        return torch.quantile(x, q, dim=1)
+    pos = q * (n - 1)
+    lo_k, frac = int(pos), pos - int(pos)
+    lo = x.kthvalue(lo_k + 1, dim=1).values
+    hi = x.kthvalue(min(lo_k + 2, n), dim=1).values
+    return lo + (hi - lo) * frac
+
+
 def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.Tensor:
     """HR's edge neighbourhoods, (B, 1, H, W) bool: per image, the pixels whose luma gradient
     magnitude is at or above its `quantile` quantile, dilated by `dilate` px (where halos live;
@@ -206,8 +219,10 @@ def edge_mask(y: torch.Tensor, quantile: float = 0.9, dilate: int = 7) -> torch.
     luma = (rgb_luma(y) if y.shape[1] == 3 else y)[:, 0]
     gy, gx = torch.gradient(luma, dim=(-2, -1))
     grad = torch.hypot(gx, gy).flatten(1)
-    thresh = torch.quantile(grad.float(), quantile, dim=1).to(grad.dtype)
-    edges = (grad >= thresh[:, None]).view(luma.shape)[:, None].to(y.dtype)
+    thresh = _quantile_rows(grad.float(), quantile).to(grad.dtype)
+    # grad > 0 too: where more than (1 - quantile) of an image is perfectly flat (graphics,
+    # borders) the quantile is 0, and "at or above 0" would call every pixel an edge
+    edges = ((grad >= thresh[:, None]) & (grad > 0)).view(luma.shape)[:, None].to(y.dtype)
     return F.max_pool2d(edges, dilate, 1, dilate // 2) > 0
 
 

@@ -406,6 +406,34 @@ def _finite_endpoints(images, adapters) -> tuple:
     return tuple(images)
 
 
+def clamp_halos(realism: torch.Tensor, fidelity: torch.Tensor, window: int = 5, edges: float = 0.9) -> torch.Tensor:
+    """The realism endpoint with its halos clamped away (`ModelConfig.antiring`).
+
+    Near the fidelity endpoint's edges (`ifcsr.losses.edge_mask`: luma gradient at or above its
+    `edges` quantile per image, dilated 7 px; the neighbourhoods `halo_score` measures, found on
+    the fidelity endpoint since HR is unknown at inference), each channel of `realism` is clamped
+    to the fidelity endpoint's local [min, max] over `window` px. A halo is an excursion beyond
+    both sides of an edge, so it goes; the edge's contrast inside that range and all texture away
+    from edges stay. The classic anti-ringing clamp of image resamplers, with the fidelity
+    endpoint (halo-free: it is trained for distortion) as the reference instead of the source pixels.
+    (B, 3, H, W) in, same out; no network call."""
+    import torch.nn.functional as F
+
+    from .losses import edge_mask
+
+    if realism.shape != fidelity.shape or realism.dim() != 4:
+        raise InputError(f"clamp_halos needs two (B, 3, H, W) endpoints of one shape, got {tuple(realism.shape)} "
+                         f"and {tuple(fidelity.shape)}")
+    if window < 3 or window % 2 == 0:
+        raise InputError(f"clamp_halos: window must be an odd number of at least 3 px, got {window}")
+    ref = fidelity.float()
+    hi = F.max_pool2d(ref, window, 1, window // 2)
+    lo = -F.max_pool2d(-ref, window, 1, window // 2)
+    near = edge_mask(ref, edges)
+    x = realism.float()
+    return torch.where(near, torch.minimum(torch.maximum(x, lo), hi), x).to(realism.dtype)
+
+
 @dataclass
 class Endpoints:
     """The two endpoint images, inferred once. `blend(gamma)` costs no network call."""
@@ -573,8 +601,9 @@ class IFCSR(nn.Module):
             if progress and cfg.progress is None:
                 cfg = _replace(cfg, progress=True)
             fid, real = tiling.infer_tiled(self, x_up, ADAPTERS, cfg, batched=batched)
-            return Endpoints(*_finite_endpoints(tiling.color_fix_all((fid, real), x_up, color_fix,
-                                                                     self.mcfg.color_fix_levels), ADAPTERS))
+            # the clamp runs on the stitched images: its edge quantile is the whole image's
+            return Endpoints(*_finite_endpoints(self._antiring(*tiling.color_fix_all(
+                (fid, real), x_up, color_fix, self.mcfg.color_fix_levels)), ADAPTERS))
         xp, (H, W) = self._pad(x_up)
         steps = ["VAE encode", "UNet (both adapters)", "VAE decode"] if batched else \
             ["VAE encode", "UNet fidelity", "VAE decode", "UNet realism", "VAE decode"]
@@ -607,13 +636,24 @@ class IFCSR(nn.Module):
                 done(3)
                 real = self.decode(z)[..., :H, :W]
                 done(4)
-        return Endpoints(*_finite_endpoints(tiling.color_fix_all((fid.contiguous(), real.contiguous()), x_up,
-                                                                 color_fix, self.mcfg.color_fix_levels), ADAPTERS))
+        return Endpoints(*_finite_endpoints(self._antiring(*tiling.color_fix_all(
+            (fid.contiguous(), real.contiguous()), x_up, color_fix, self.mcfg.color_fix_levels)), ADAPTERS))
+
+    def _antiring(self, fid: torch.Tensor, real: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(fidelity, realism) with ModelConfig.antiring's clamp applied to realism (when on)."""
+        if not self.mcfg.antiring:
+            return fid, real
+        return fid, clamp_halos(real, fid, self.mcfg.antiring, self.mcfg.antiring_edges)
 
     @torch.no_grad()
     def infer_branch(self, lr, adapter: str = "fidelity", *, tile=None, color_fix: str | None = "config") -> torch.Tensor:
-        """One endpoint only (e.g. the single-branch cost baseline). tile, color_fix: as in `infer`."""
+        """One endpoint only (e.g. the single-branch cost baseline). tile, color_fix: as in `infer`.
+        The realism endpoint of a model with `ModelConfig.antiring` needs the fidelity one as its
+        clamp's reference: both are inferred then (one encode, as `infer`)."""
         from . import tiling
+
+        if adapter == "realism" and self.mcfg.antiring:
+            return self.infer(lr, tile=tile, color_fix=color_fix).realism
 
         color_fix = self.mcfg.color_fix if color_fix == "config" else color_fix
         tiling.check_color_fix(color_fix)

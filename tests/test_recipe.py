@@ -177,3 +177,8 @@ def test_train_cli_options_reach_the_config():
     assert cfg.degradation == tiny_preset().degradation  # the run's own mix is untouched
     with pytest.raises(ValueError, match="mixed"):
         config_from_args(parse(["train", "--degradation", "mixed:2"]))
+    cfg = config_from_args(parse(["train", "--antiring", "5", "--overshoot-on", "bicubic"]))
+    assert cfg.model.antiring == 5 and cfg.loss.overshoot_on == "bicubic"
+    assert config_from_args(parse(["train", "--antiring", "0"])).model.antiring == 0
+    with pytest.raises(ValueError, match="antiring"):  # InputError is a ValueError
+        config_from_args(parse(["train", "--antiring", "4"]))

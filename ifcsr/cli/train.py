@@ -67,6 +67,10 @@ def add_arguments(p):
     p.add_argument("--overshoot-on", choices=("all", "bicubic"), default=None,
                    help="stage 2: which samples pay the overshoot penalty: all (default) or only those whose LR "
                         "is HR's plain bicubic downsample (halos on degraded LR go unpenalised)")
+    p.add_argument("--antiring", type=int, default=None, metavar="W",
+                   help="inference: clamp the realism endpoint near the fidelity endpoint's edges to the "
+                        "fidelity endpoint's local range over W px (odd, e.g. 5; 0 = off); saved with the "
+                        "checkpoint (ModelConfig.antiring; not in the paper)")
     p.add_argument("--adv-weight", type=float, default=None,
                    help="stage 2: weight of the adversarial term (not in the paper; 0 = off, every preset)")
     p.add_argument("--stage2-seed", type=int, default=None,
@@ -168,6 +172,8 @@ def config_from_args(args):
         cfg = replace(cfg, **runtime)
     if args.backbone:
         cfg = replace(cfg, model=replace(cfg.model, backbone=args.backbone))
+    if args.antiring is not None:
+        cfg = replace(cfg, model=replace(cfg.model, antiring=args.antiring))  # ModelConfig validates
     return cfg
 
 

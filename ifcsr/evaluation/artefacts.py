@@ -104,4 +104,6 @@ def halo_score(x, hr, *, window: int = 5, edge_quantile: float = 0.9, dilate: in
     lo = -F.max_pool2d(-r4, window, 1, window // 2)
     over = F.relu(y4 - hi) + F.relu(lo - y4)
     near = edge_mask(r4, edge_quantile, dilate)  # the pixels the training-time penalty can target
+    if not near.any():  # HR without a single edge (flat): nothing can halo
+        return 0.0
     return float(255.0 * over[near].pow(2).mean().sqrt())

@@ -158,6 +158,11 @@ def main(argv=None) -> pd.DataFrame:
                         "OLD_CHECKPOINT (the bundle before issue 13: `git archive 052e201 ifcsr/assets/tiny "
                         "| tar -x -C /tmp/old`, then /tmp/old/ifcsr/assets/tiny)")
     p.add_argument("--cache", default=None, help="calibration: folder to keep/reuse network outputs (PNG)")
+    p.add_argument("--antiring", type=int, default=None, metavar="W",
+                   help="score with ModelConfig.antiring=W set on the loaded checkpoint (0 = off; default: "
+                        "the checkpoint's own), e.g. the clamp on a run trained without it")
+    p.add_argument("--antiring-edges", type=float, default=None, metavar="Q",
+                   help="with --antiring: ModelConfig.antiring_edges (default: the checkpoint's own)")
     args = p.parse_args(argv)
     esr = None
     if args.realesrgan:
@@ -183,6 +188,11 @@ def main(argv=None) -> pd.DataFrame:
         return df
     src = Path(args.checkpoint) if args.checkpoint else BUNDLED_CHECKPOINT
     model = IFCSR.load(src)
+    if args.antiring is not None or args.antiring_edges is not None:
+        from dataclasses import replace
+
+        ar = {k: v for k, v in (("antiring", args.antiring), ("antiring_edges", args.antiring_edges)) if v is not None}
+        model.config = replace(model.config, model=replace(model.mcfg, **ar))
     keep = {} if args.crops else None
     t0 = time.perf_counter()
     df = evaluate_model(model, realsr=args.realsr, realesrgan=esr, keep=keep)
@@ -192,6 +202,7 @@ def main(argv=None) -> pd.DataFrame:
     summ["n_images"] = df.groupby(["set", "output"], sort=False).size()
     summ.to_csv(RESULTS / f"{args.tag}_summary.csv")
     meta = dict(checkpoint=str(src), checkpoint_sha256=sha256(src), realsr_images=args.realsr,
+                antiring=model.mcfg.antiring, antiring_edges=model.mcfg.antiring_edges,
                 command="python analysis/realism_check.py " + " ".join(argv if argv is not None else sys.argv[1:]),
                 seconds=round(time.perf_counter() - t0))
     (RESULTS / f"{args.tag}_meta.json").write_text(json.dumps(meta, indent=2))

@@ -197,6 +197,13 @@ def texture_loss(fx: list[torch.Tensor], fy: list[torch.Tensor], taps, patch: in
     return total / len(taps)
 
 
+def local_range(y: torch.Tensor, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(min, max) of y over window x window px around each pixel, per channel: the envelope that
+    `overshoot_loss`, `halo_score` and `ifcsr.models.clamp_halos` measure or clamp against."""
+    hi = F.max_pool2d(y, window, 1, window // 2)
+    return -F.max_pool2d(-y, window, 1, window // 2), hi
+
+
 def _quantile_rows(x: torch.Tensor, q: float) -> torch.Tensor:
     """torch.quantile(x, q, dim=1) (linear interpolation) for (B, N) x of any N: torch.quantile
     refuses inputs above 2^24 elements (a 4096 x 4096 output), kthvalue does not."""
@@ -234,11 +241,14 @@ def bicubic_consistent(lr: torch.Tensor, hr: torch.Tensor, tol: float = 0.5 / 25
     default tolerance is half a grey level: the same resize of the same HR differs by rounding
     noise only (measured: < 0.01 levels on average), while a Real-ESRGAN second-order LR (blur,
     noise, JPEG, random resize modes) differs by grey levels (`tests/test_texture.py`)."""
+    from .data.degradations import BicubicDegradation
+
     if lr.dim() != 4 or hr.dim() != 4 or lr.shape[:2] != hr.shape[:2]:
         raise InputError(f"bicubic_consistent needs (B, C, h, w) LR and (B, C, H, W) HR, got {tuple(lr.shape)} "
                          f"and {tuple(hr.shape)}")
-    down = F.interpolate(hr.float(), size=lr.shape[-2:], mode="bicubic", align_corners=False, antialias=True)
-    down = torch.clamp((down * 255.0).round(), 0, 255) / 255.0
+    down = BicubicDegradation(max(1, hr.shape[-1] // lr.shape[-1]))(hr)
+    if down.shape != lr.shape:
+        raise InputError(f"bicubic_consistent: HR {tuple(hr.shape)} is not an integer multiple of LR {tuple(lr.shape)}")
     return (down - lr.float()).abs().mean(dim=(1, 2, 3)) <= tol
 
 
@@ -258,8 +268,7 @@ def overshoot_loss(x: torch.Tensor, y: torch.Tensor, window: int = 5,
     whole batch, so a sample that pays, pays the same as with samples=None."""
     if reduce not in ("mean", "rms"):
         raise ValueError(f"reduce must be 'mean' or 'rms', got {reduce!r}")
-    hi = F.max_pool2d(y, window, 1, window // 2)
-    lo = -F.max_pool2d(-y, window, 1, window // 2)
+    lo, hi = local_range(y, window)
     over = F.relu(x - hi) + F.relu(lo - x)
     if samples is not None:
         if samples.shape != (x.shape[0],):

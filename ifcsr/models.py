@@ -417,9 +417,7 @@ def clamp_halos(realism: torch.Tensor, fidelity: torch.Tensor, window: int = 5, 
     from edges stay. The classic anti-ringing clamp of image resamplers, with the fidelity
     endpoint (halo-free: it is trained for distortion) as the reference instead of the source pixels.
     (B, 3, H, W) in, same out; no network call."""
-    import torch.nn.functional as F
-
-    from .losses import edge_mask
+    from .losses import edge_mask, local_range
 
     if realism.shape != fidelity.shape or realism.dim() != 4:
         raise InputError(f"clamp_halos needs two (B, 3, H, W) endpoints of one shape, got {tuple(realism.shape)} "
@@ -427,8 +425,7 @@ def clamp_halos(realism: torch.Tensor, fidelity: torch.Tensor, window: int = 5, 
     if window < 3 or window % 2 == 0:
         raise InputError(f"clamp_halos: window must be an odd number of at least 3 px, got {window}")
     ref = fidelity.float()
-    hi = F.max_pool2d(ref, window, 1, window // 2)
-    lo = -F.max_pool2d(-ref, window, 1, window // 2)
+    lo, hi = local_range(ref, window)
     near = edge_mask(ref, edges)
     x = realism.float()
     return torch.where(near, torch.minimum(torch.maximum(x, lo), hi), x).to(realism.dtype)

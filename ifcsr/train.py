@@ -368,8 +368,7 @@ class Trainer:
         x_hat = fid + gamma * (real - fid)  # (1 - gamma) f_theta + gamma f_phi, per sample
         return self._loss_inc(x_hat, hr) + self._realism_terms(real, hr, lr), gamma.flatten()
 
-    def _realism_terms(self, real: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor | None = None
-                       ) -> torch.Tensor | float:
+    def _realism_terms(self, real: torch.Tensor, hr: torch.Tensor, lr: torch.Tensor) -> torch.Tensor | float:
         """The optional stage-2 terms on the realism endpoint f_phi(x_L) itself (not the blend: they
         ask the realism end to carry HR's texture without ringing; the blend then moves towards it
         with gamma): texture_weight * texture_loss + overshoot_weight * overshoot_loss. Their
@@ -387,8 +386,6 @@ class Trainer:
         if c.overshoot_weight > 0:
             samples = None
             if c.overshoot_on == "bicubic":
-                if lr is None:
-                    raise InputError("overshoot_on='bicubic' needs the LR batch to tell bicubic samples apart")
                 samples = bicubic_consistent(lr.to(hr.device), hr)
                 self._terms_log["bicubic_frac"] = samples.float().mean()
             over = overshoot_loss(real, hr, c.overshoot_window, c.overshoot_edges, c.overshoot_reduce, samples)

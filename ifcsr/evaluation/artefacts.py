@@ -19,7 +19,7 @@ Both take float images in [0, 1], (3, H, W) or (1, 3, H, W) (or what ``ifcsr.dat
 accepts). Calibration on HR, bicubic, an over-sharpened image and a striped realism endpoint:
 ``analysis/realism_check.py`` (results in ``analysis/results/artefact_calibration.csv``).
 
-Imports: numpy, scipy, torch and ifcsr.data.images / ifcsr.evaluation.metrics / ifcsr.losses (edge_mask) only.
+Imports: numpy, scipy, torch and ifcsr.data.images / ifcsr.evaluation.metrics / ifcsr.losses (edge_mask, local_range) only.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from ifcsr.data.images import to_tensor
-from ifcsr.losses import edge_mask
+from ifcsr.losses import edge_mask, local_range
 
 
 def _luma(x, name: str) -> torch.Tensor:
@@ -100,8 +100,7 @@ def halo_score(x, hr, *, window: int = 5, edge_quantile: float = 0.9, dilate: in
     if not 0 < edge_quantile < 1:
         raise ValueError(f"edge_quantile must be in (0, 1), got {edge_quantile}")
     r4, y4 = r[None, None], y[None, None]
-    hi = F.max_pool2d(r4, window, 1, window // 2)
-    lo = -F.max_pool2d(-r4, window, 1, window // 2)
+    lo, hi = local_range(r4, window)
     over = F.relu(y4 - hi) + F.relu(lo - y4)
     near = edge_mask(r4, edge_quantile, dilate)  # the pixels the training-time penalty can target
     if not near.any():  # HR without a single edge (flat): nothing can halo

@@ -168,6 +168,11 @@ class LossConfig:
                 raise InputError(f"layers must be a non-empty subset of 0..{self.num_layers}, got {self.layers}")
 
 
+# Training sets named instead of given as folders: the four scikit-image training photos, and
+# those plus three more photos from registry packages (ifcsr.data.PHOTO_NAMES).
+NAMED_DATA = ("samples", "package-photos")
+
+
 @dataclass(frozen=True)
 class StageConfig:
     steps: int = 1000               # optimiser steps of this stage
@@ -190,9 +195,17 @@ class StageConfig:
     # E.g. a realism stage that sees more real-world LR than the fidelity stage did. Read where the
     # stage's data is built (`ifcsr train`, recipes.make_dataset); a Trainer given data uses that data.
     degradation: str | None = None
+    # This stage's training data when it differs from TrainConfig.data: "samples" or
+    # "package-photos" (the tiny preset's stage 2: seven photos from registry packages, see
+    # ifcsr.data.PHOTO_NAMES); None: TrainConfig.data. `ifcsr train --data DIR` trains every
+    # stage on DIR (it clears this).
+    data: str | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "betas", tuple(self.betas))
+        if self.data not in (None, *NAMED_DATA):
+            raise InputError(f"a stage's data must be None or one of {', '.join(NAMED_DATA)}, got {self.data!r} "
+                             "(folders go in TrainConfig.data, `--data DIR`)")
         if self.degradation is not None and not (isinstance(self.degradation, str) and self.degradation):
             raise InputError(f"degradation must be None or a name such as 'mixed:0.5', got {self.degradation!r}")
         if self.steps < 0 or self.batch_size < 1 or not 0 < self.lr < math.inf:
@@ -240,7 +253,8 @@ class TrainConfig:
     stage1: StageConfig = field(default_factory=StageConfig)
     stage2: StageConfig = field(default_factory=StageConfig)
     degradation: str = "realesrgan"  # "realesrgan" (second-order, OSEDiff params) or "bicubic"
-    # "samples" (scikit-image training photos), a folder of images, or several folders mixed
+    # "samples" (scikit-image training photos), "package-photos" (those and three more from registry
+    # packages), a folder of images, or several folders mixed
     # (the paper: LSDIR and the first 10k FFHQ). None: no default, a folder must be given.
     data: str | tuple[str, ...] | None = "samples"
     data_ratio: tuple[float, ...] | None = None  # share of each folder (None: by image count, as concatenating them)
@@ -276,7 +290,7 @@ class TrainConfig:
     @property
     def data_folders(self) -> tuple[str, ...]:
         """The training folders (empty for the sample photos or when none is set)."""
-        if self.data is None or self.data == "samples":
+        if self.data is None or self.data in NAMED_DATA:
             return ()
         return self.data if isinstance(self.data, tuple) else (self.data,)
 
@@ -286,8 +300,9 @@ class TrainConfig:
         # configs and everything hashed from them (endpoint-cache fingerprints, checkpoint
         # sha256) stay the same for every run that does not use it.
         for stage in ("stage1", "stage2"):
-            if d[stage].get("degradation") is None:
-                d[stage].pop("degradation", None)
+            for key in ("degradation", "data"):
+                if d[stage].get(key) is None:
+                    d[stage].pop(key, None)
         if d["loss"].get("overshoot_edges") is None:  # likewise (issue 13's edge-only penalty)
             d["loss"].pop("overshoot_edges", None)
         if d["loss"].get("overshoot_reduce") == "mean":
@@ -385,7 +400,8 @@ OPTIONAL_KEYS = {
     "LossConfig": ("random_seed", "color_fix_levels",
                    *(f.name for f in dataclasses.fields(LossConfig)
                      if f.name.startswith(("adv_", "texture_", "overshoot_")))),
-    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum", "degradation"),
+    "StageConfig": ("checkpoint_every", "lr_schedule", "lr_min_ratio", "init_from", "grad_accum", "degradation",
+                    "data"),
     "Stage0Config": tuple(f.name for f in dataclasses.fields(Stage0Config)),
 }
 

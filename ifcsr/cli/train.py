@@ -23,8 +23,8 @@ def add_arguments(p):
     p.add_argument("--backbone", default=None,
                    help="train stages 1-2 on this backbone (diffusers folder or hub id) instead of stage 0")
     p.add_argument("--data", nargs="+", default=None, metavar="DIR",
-                   help="folder(s) of training images, e.g. LSDIR FFHQ (tiny preset default: the sample photos; "
-                        "required by the paper preset)")
+                   help="folder(s) of training images for every stage, e.g. LSDIR FFHQ, or package-photos / samples "
+                        "(tiny preset default: samples, package-photos in stage 2; required by the paper preset)")
     p.add_argument("--data-ratio", nargs="+", type=float, default=None, metavar="R",
                    help="share of each --data folder (default: by image count, as concatenating them)")
     p.add_argument("--data-limit", nargs="+", type=int, default=None, metavar="N",
@@ -119,7 +119,10 @@ def config_from_args(args):
 
     cfg = PRESETS[preset_of(args)]()
     if args.data:
-        cfg = replace(cfg, data=str(args.data[0]) if len(args.data) == 1 else tuple(map(str, args.data)))
+        # The given data trains every stage: a preset's per-stage data (the tiny preset's stage 2
+        # on "package-photos") gives way to it.
+        cfg = replace(cfg, data=str(args.data[0]) if len(args.data) == 1 else tuple(map(str, args.data)),
+                      stage1=replace(cfg.stage1, data=None), stage2=replace(cfg.stage2, data=None))
     if args.data_ratio is not None or args.data_limit is not None:
         if not args.data:
             raise InputError("--data-ratio and --data-limit apply to --data folders: give --data too")

@@ -14,7 +14,7 @@ from torch.utils.data import Dataset
 
 from ifcsr.data.degradations import BicubicDegradation
 from ifcsr.data.images import ImageError, load_image, to_tensor
-from ifcsr.data.samples import HELD_OUT, TRAIN_NAMES, load_sample
+from ifcsr.data.samples import HELD_OUT, PHOTO_NAMES, TRAIN_NAMES, load_photo, load_sample
 from ifcsr.errors import InputError, InputTypeError, MissingFileError
 
 # --------------------------------------------------------------------------------------
@@ -211,6 +211,57 @@ class SampleDataset(Dataset):
             raise IndexError(f"index {index} out of range for SampleDataset of length {self.length}")
         rng = np.random.default_rng([self.seed, self.epoch, index])
         i = index % len(self.names)
+        return _crop_item(self.images[i], rng, crop_size=self.crop_size, degradation=self.degradation,
+                          name=self.names[i], vflip=self.vflip)
+
+
+class PhotoDataset(Dataset):
+    """The "package-photos" training set: random crops of PHOTO_NAMES (the four scikit-image
+    training photos, matplotlib's grace_hopper, scikit-learn's china and flower), in memory.
+
+    Items and `set_epoch` as ImageFolder, and drawn exactly as ImageFolder draws them from a
+    folder holding these photos as files (`analysis/package_photos.py OUT`): one crop per photo
+    per epoch by default, from the random stream (seed, epoch, index), with ImageFolder's
+    fallback permutation drawn first. So `--data OUT` and the preset's "package-photos" train
+    the same crops.
+    """
+
+    def __init__(self, names: Sequence[str] = PHOTO_NAMES, *, crop_size: int = 128, scale: int = 4,
+                 degradation=None, seed: int = 0, length: int | None = None, vflip: bool = False):
+        _check_crop(crop_size, scale)
+        if isinstance(names, str):
+            raise InputTypeError(f"names must be a sequence of names, got the string {names!r}")
+        if not names:
+            raise InputError("names is empty")
+        held = sorted(set(names) & set(HELD_OUT))
+        if held:
+            raise InputError(f"{', '.join(held)}: held-out evaluation photos are never training data")
+        self.names = tuple(names)
+        self.images = [load_photo(n) for n in self.names]
+        small = [f"{n} {im.shape[0]}x{im.shape[1]}"
+                 for n, im in zip(self.names, self.images) if min(im.shape[:2]) < crop_size]
+        if small:
+            raise ImageError(f"training photos smaller than crop_size {crop_size}: {', '.join(small)}")
+        self.crop_size, self.scale, self.seed, self.vflip = crop_size, scale, seed, vflip
+        self.degradation = _check_degradation(degradation, scale)
+        self.length = len(self.names) if length is None else int(length)
+        if self.length < 1:
+            raise InputError(f"length must be positive, got {length}")
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for PhotoDataset of length {self.length}")
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        n = len(self.names)
+        i = index % n
+        rng.permutation(n)  # ImageFolder's fallback order: drawn so the crops below are the same
         return _crop_item(self.images[i], rng, crop_size=self.crop_size, degradation=self.degradation,
                           name=self.names[i], vflip=self.vflip)
 

@@ -18,6 +18,7 @@ RealSR comes from $IFCSR_REALSR, the `ifcsr fetch-data realsr` cache, or --datas
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 import warnings
@@ -37,6 +38,23 @@ def _short(path) -> str:
         if p.is_relative_to(base):
             return prefix + str(p.relative_to(base))
     return str(p)
+
+
+def _training_data(checkpoint) -> str:
+    """What the checkpoint's stages trained on, from its config.json (the run's data, then stage 2's)."""
+    try:
+        cfg = json.loads((Path(checkpoint) / "config.json").read_text())
+    except (OSError, ValueError, TypeError):
+        return "(training data not recorded in the checkpoint)"
+    names = {"samples": "the four scikit-image training photos",
+             "package-photos": "seven package photos (those four, matplotlib's grace_hopper, scikit-learn's "
+                               "china and flower)"}
+
+    def say(data):
+        return names.get(data, str(data)) if isinstance(data, str) else ", ".join(map(str, data or ["?"]))
+
+    run, stage2 = cfg.get("data"), (cfg.get("stage2") or {}).get("data")
+    return say(run) + (f"; stage 2 on {say(stage2)}" if stage2 and stage2 != run else "")
 
 
 def main(argv=None) -> int:
@@ -59,6 +77,9 @@ def main(argv=None) -> int:
                    "never run when the model rows cover every pair)")
     p.add_argument("--gammas", default="0:1:0.05", help="IFCSR's curve: START:STOP:STEP or numbers separated "
                    "by commas (default 0:1:0.05; the table shows the paper's 0, 0.2, 0.6, 1 in any case)")
+    p.add_argument("--extra-metrics", nargs="*", default=[], metavar="NAME",
+                   help="columns beyond the paper's, e.g. piqe (a second offline no-reference index; "
+                   "the paper's rows have no value for it)")
     p.add_argument("--out", default=str(HERE / "results"))
     p.add_argument("--threads", type=int, default=1)
     args = p.parse_args(argv)
@@ -73,7 +94,7 @@ def main(argv=None) -> int:
             dataset = REPO.parent / "shared" / "data" / "realsr"
     dataset = Path(dataset)
     compare = {"OSEDiff (published outputs)": dataset / "results_osediff"}
-    metrics = list(PAPER_METRICS)
+    metrics = list(PAPER_METRICS) + [m for m in args.extra_metrics if m not in PAPER_METRICS]
 
     # The no-model rows on every pair, unless the model rows already cover every pair.
     all_pairs = args.every == 1 and not args.images
@@ -140,8 +161,8 @@ def main(argv=None) -> int:
         "",
         "- Backbone: ours is the tiny backbone (x1 VAE, 1.4M-parameter UNet, pretrained on four photos in CPU "
         "minutes); the paper's is Stable Diffusion 2.1-base (866M-parameter UNet) with its generative prior.",
-        "- Training data: ours four scikit-image photos with bicubic / Real-ESRGAN degradations; the paper's "
-        "LSDIR + 10k FFHQ with Real-ESRGAN degradations, ~24 h per stage on an H100.",
+        f"- Training data: ours {_training_data(meta['checkpoint'])} with bicubic / Real-ESRGAN degradations; "
+        "the paper's LSDIR + 10k FFHQ with Real-ESRGAN degradations, ~24 h per stage on an H100.",
         "- Images: the paper's rows are over all 100 RealSR pairs; our model rows over the images named above.",
         "- Same protocol for every measured row (card above); the paper's protocol is OSEDiff's/PiSA-SR's pyiqa, "
         "which the calibration test reproduces on OSEDiff's outputs (tests/test_realsr_calibration.py).",

@@ -62,7 +62,7 @@ def tiny_preset() -> TrainConfig:
         # trains on seven photos (three more from registry packages, "package-photos"): on four,
         # texture depended on the seed. 60 % of its LR are Real-ESRGAN degraded (stage 1: 20 %) and
         # its learning rate follows a cosine: with a constant one, one seed in three missed the
-        # RealSR criterion (docs/bundled-checkpoint.md, "Where this leaves issue 13").
+        # RealSR criterion (docs/bundled-checkpoint.md, "Anti-ringing at inference").
         stage2=replace(stage, steps=200, seed=1, init_from="fidelity", degradation="mixed:0.4",
                        lr_schedule="cosine", data="package-photos"),
         degradation="mixed:0.8",  # 80 % bicubic, 20 % Real-ESRGAN second-order (see make_degradation)

@@ -19,7 +19,7 @@
 #   the live explorer below re-blends on every slider move in a few milliseconds.
 #
 # The bundled checkpoint is a *tiny* backbone (about 1.4M parameters) trained for minutes on
-# four photos on a CPU. It shows the **mechanics** of IFCSR, not the paper's quality (which
+# four photos on a CPU (its realism adapter on seven). It shows the **mechanics** of IFCSR, not the paper's quality (which
 # needs Stable Diffusion 2.1 and a day on an H100 per stage): its realism branch adds a fine,
 # grain-like texture and crisper edges (a texture term the paper does not have stands in for
 # Stable Diffusion's prior); it does not invent fur.

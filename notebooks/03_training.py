@@ -19,7 +19,7 @@
 # Two modes: **small** (`IFCSR_SMALL=1`, what CI runs: a few steps on tiny crops, seconds)
 # and **full** (for a class: the bundled checkpoint's settings, 300 steps per stage on 64x64
 # crops, 6-10 minutes for both stages on two CPU cores; the bundle itself ran 800 + 200,
-# stage 2 with its texture term and overshoot penalty).
+# stage 2 on seven photos with its texture term and overshoot penalty).
 # Training is resumable: interrupt the cell and run it again, it continues from the last
 # checkpoint in `OUT`.
 

@@ -161,7 +161,9 @@ fig = metric_vs_gamma_figure(curves, ["psnr", "lpips-hed"],
 #   invent grain where it cannot know the positions. An **overshoot penalty**
 #   (`LossConfig.overshoot_weight`) keeps that texture inside HR's local range: no halos.
 #
-# The tiny preset uses the second (stage 2 only; stage 1 never sees it). Two checkpoints with
+# The tiny preset uses the second (stage 2 only; stage 1 never sees it), and clamps what halos
+# remain at inference (`ModelConfig.antiring`: near edges, the realism endpoint stays inside
+# the fidelity endpoint's local range). Two checkpoints with
 # the same backbone and fidelity adapter: the bundled one, and `analysis/checkpoints/paper_l2`,
 # whose stage 2 was rerun with the paper's $L_{2nd}$ alone. The labels say how each was
 # trained. Left: the same crop, zoomed; right: where each blend curve lies on the

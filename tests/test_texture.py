@@ -152,7 +152,11 @@ def test_stage_degradation_overrides_the_runs_for_that_stage_only():
     from ifcsr.recipes import make_dataset, stage_degradation, tiny_preset
 
     cfg = tiny_preset()
-    assert cfg.stage2.degradation is None and stage_degradation(cfg, cfg.stage2) is None  # the run's own
+    assert cfg.stage2.degradation == "mixed:0.4" and cfg.stage1.degradation is None  # issue 13's stage 2
+    mix = stage_degradation(cfg, cfg.stage2)
+    assert mix is not None and mix.p_bicubic == pytest.approx(0.4)  # a float parsed from "0.4"
+    cfg = replace(cfg, stage2=replace(cfg.stage2, degradation=None))
+    assert stage_degradation(cfg, cfg.stage2) is None  # the run's own
     # unset, it is not written: saved configs and endpoint-cache fingerprints stay as they were
     assert "degradation" not in cfg.to_dict()["stage2"] and TrainConfig.from_dict(cfg.to_dict()) == cfg
     cfg = replace(cfg, stage2=replace(cfg.stage2, degradation="realesrgan"))

@@ -8,7 +8,7 @@ import pandas as pd
 # The paper's table, in its column order (MANIQA is pyiqa's maniqa-pipal, as OSEDiff reports).
 PAPER_HEADERS = {"psnr": "PSNR", "ssim": "SSIM", "lpips": "LPIPS", "dists": "DISTS", "niqe": "NIQE",
                  "musiq": "MUSIQ", "maniqa-pipal": "MANIQA", "clipiqa": "CLIPIQA", "fid": "FID",
-                 "lpips-hed": "lpips-hed*"}
+                 "lpips-hed": "lpips-hed*", "piqe": "PIQE*"}
 PAPER_GAMMAS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 # IFCSR (CVPR 2026) on RealSR, SD 2.1-base backbone (DESIGN.md section 1). gamma -> metrics.
 PAPER_REALSR = {
@@ -23,7 +23,7 @@ PAPER_PEERS_REALSR = {
 }
 
 _DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
-             "clipiqa": 3, "fid": 2, "lpips-hed": 4}
+             "clipiqa": 3, "fid": 2, "lpips-hed": 4, "piqe": 1}
 
 
 def metric_cells(table: pd.DataFrame, unavailable: dict, cells: pd.DataFrame) -> pd.DataFrame:

@@ -53,16 +53,19 @@ STEPS = (
          "bundled_quality.csv, bundled_psnr_vs_gamma.csv: PSNR of the endpoints, bicubic, VAE; gamma*"),
     Step("realism_crops", ("analysis/realism_crops.py",), True,
          "realism_crops.png/.csv: crops of the realism endpoints, k = 7 vs k = 1"),
-    Step("paper_table", ("analysis/paper_table.py",), True,
-         "paper_table.md, paper_table/: the paper's table for the bundle next to the paper's numbers"),
+    Step("paper_table", ("analysis/paper_table.py", "--baselines", "realesrgan", "--gammas", "0:1:0.1",
+                         "--extra-metrics", "piqe"), True,
+         "paper_table.md/.csv, realsr_summary.csv, realsr_per_image.csv: the paper's table for the bundle on all "
+         "100 RealSR pairs next to the paper's numbers (~10 min from the endpoint cache; filling it takes ~35 "
+         "min on 2 cores)"),
     Step("demo_figure", ("analysis/demo_figure.py",), True, "docs/demo.png: the README's figure (`ifcsr demo`)"),
     Step("explorer_latency", ("analysis/explorer_latency.py",), True,
          "explorer_latency.csv/.json: one slider move, timed (stand-in endpoints: no checkpoint)"),
     Step("hostile_inputs", ("analysis/hostile_inputs.py",), True,
          "hostile_inputs.csv: bad and edge inputs through the API and the CLI, by outcome (~5 min)"),
-    Step("gamma_sweep", ("analysis/gamma_sweep.py", "--crop", "192"), True,
-         "gamma_sweep*.csv, gamma_curves.png, perception_distortion*.png: IFCSR and every baseline, centre 192 px "
-         "(DNI re-infers per point: whole photos cost ~5x)"),
+    Step("gamma_sweep", ("analysis/gamma_sweep.py", "--threads", "1"), True,
+         "gamma_sweep*.csv, gamma_curves.png, perception_distortion*.png: IFCSR and every baseline, whole "
+         "photos (NIQE on a 192-px crop sees only four 96-px blocks; DNI re-infers per point: ~30 min)"),
     Step("realism_check", ("analysis/realism_check.py", "--realsr", "4", "--realesrgan", "--crops"), True,
          "realism_check*.csv/png: issue 13's trade-off and artefact check of the bundle (chelsea, coffee, "
          "4 RealSR images; ~8 min). Its --calibrate mode (artefact_calibration*) needs the bundle before "
@@ -73,9 +76,10 @@ STEPS = (
                           "fidelity", "--train-photos"), False,
          "stage2_seeds.csv: stage 2 rerun for 5 seeds x 2 starts (~100 min)",
          fresh=(f"{RESULTS}/stage2_seeds.csv",)),
-    Step("risk_realsr", ("analysis/risk_realsr.py",), False,
-         "risk_realsr*.csv, autogamma_realsr*.csv, risk_realsr.png: risk-aware maps and auto-gamma on RealSR "
-         "(endpoints of 100 RealSR images: hours on a CPU)"),
+    Step("risk_realsr", ("analysis/risk_realsr.py", "--every", "2", "--nr-grid", "6", "--nr-tol", "0.05",
+                         "--knee-grid", "6"), False,
+         "risk_realsr*.csv, autogamma_realsr*.csv, risk_realsr.png: risk-aware maps and auto-gamma on 50 RealSR "
+         "images (~20 min from the endpoint cache; filling it for 100 images takes ~35 min on 2 cores)"),
     Step("benchmarks", ("analysis/benchmarks.py",), False, "benchmarks.csv: the README's performance table (~40 min)"),
     Step("notebook_walltime", ("analysis/notebook_walltime.py", "--small", "01_quickstart", "02_method", "03_training",
                                "04_tradeoff_curves", "05_classroom_demo", "06_gpu_inference"), False,

@@ -9,6 +9,11 @@ installed). Used by the stage-2 variants `*_photos7*` in analysis/results/textur
 
     python analysis/package_photos.py OUT [--sklearn-wheel WHEEL]
     ifcsr train --preset tiny --fidelity-from ifcsr/assets/tiny --data OUT ...
+
+The tiny preset itself no longer needs this folder: china and flower now ship in
+ifcsr/assets/photos, and its stage 2 trains on the same seven photos in memory
+(`StageConfig.data="package-photos"`, `ifcsr.data.PhotoDataset`, which draws the same crops as
+an ImageFolder over this script's output).
 """
 
 from __future__ import annotations

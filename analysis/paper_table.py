@@ -18,7 +18,6 @@ RealSR comes from $IFCSR_REALSR, the `ifcsr fetch-data realsr` cache, or --datas
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 import warnings
@@ -42,9 +41,11 @@ def _short(path) -> str:
 
 def _training_data(checkpoint) -> str:
     """What the checkpoint's stages trained on, from its config.json (the run's data, then stage 2's)."""
+    from ifcsr.config import TrainConfig
+
     try:
-        cfg = json.loads((Path(checkpoint) / "config.json").read_text())
-    except (OSError, ValueError, TypeError):
+        cfg = TrainConfig.load(Path(checkpoint) / "config.json")
+    except (OSError, ValueError, TypeError):  # ConfigError is a ValueError
         return "(training data not recorded in the checkpoint)"
     names = {"samples": "the four scikit-image training photos",
              "package-photos": "seven package photos (those four, matplotlib's grace_hopper, scikit-learn's "
@@ -53,7 +54,7 @@ def _training_data(checkpoint) -> str:
     def say(data):
         return names.get(data, str(data)) if isinstance(data, str) else ", ".join(map(str, data or ["?"]))
 
-    run, stage2 = cfg.get("data"), (cfg.get("stage2") or {}).get("data")
+    run, stage2 = cfg.data, cfg.stage2.data
     return say(run) + (f"; stage 2 on {say(stage2)}" if stage2 and stage2 != run else "")
 
 

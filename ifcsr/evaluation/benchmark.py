@@ -70,8 +70,7 @@ def protocol_card(bset: BenchmarkSet, metrics, unavailable: dict, *, quantized: 
                      "ifcsr/assets when pyiqa's file is not cached; lower is better.")
     if "piqe" in metrics:
         lines.append("- PIQE* (not in the paper): pyiqa `piqe`, block-wise (16x16) distortion of mean-subtracted "
-                     "contrast-normalised coefficients, no weights to "
-                     "download; lower is better.")
+                     "contrast-normalised coefficients, no weights to download; lower is better.")
     lines.append(f"- Metric code: ifcsr.evaluation.metrics; pyiqa {v['pyiqa']}, torch {v['torch']}, numpy {v['numpy']}, "
                  f"scipy {v['scipy']}. Means over the images listed; `n` gives their number per row.")
     for m, why in unavailable.items():

@@ -279,6 +279,36 @@ def swap_in(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def write_folder(path, write) -> Path:
+    """Write a checkpoint folder atomically: `write(tmp)` fills a temporary sibling, which gets
+    the user's umask and its checksums.json (last: a folder with its manifest is complete), then
+    replaces `path`. An interrupted or failed write leaves the previous folder in place; an
+    OSError (full disk, no permission) becomes an OutputError naming the folder."""
+    from .errors import OutputError, describe_os_error
+
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        recover_folder(path)
+        tmp = new_temp_folder(path)
+    except OSError as err:
+        raise OutputError(describe_os_error(err, str(path))) from err
+    try:
+        write(tmp)
+        apply_umask(tmp)  # shareable: safetensors writes 0600
+        write_manifest(tmp)
+    except BaseException as err:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(err, OSError):
+            raise OutputError(describe_os_error(err, str(path))) from err
+        raise
+    try:
+        swap_in(tmp, path)  # interrupted here, recover_folder finishes it on the next read or save
+    except OSError as err:
+        raise OutputError(describe_os_error(err, str(path))) from err
+    return path
+
+
 def recover_folder(path) -> str | None:
     """Settle what an interrupted save left next to `path`; returns what it did (or None).
 

@@ -50,8 +50,17 @@ class ModelConfig:
     # the pixels it clamps). 0 = off (every checkpoint before issue 13's clamp).
     antiring: int = 0
     antiring_edges: float = 0.9
+    # Pretrained-generator backbones only (ifcsr.generator, e.g. backbone="realesrgan-x4plus"): LoRA
+    # on the last `lora_blocks` RRDB blocks and on the convolutions after the trunk (target_modules:
+    # conv_body and the upsampler); the blocks before them carry no adapter and are computed once
+    # for both endpoints. None for the diffusion backbones.
+    lora_blocks: int | None = None
 
     def __post_init__(self):
+        if self.lora_blocks is not None and (not isinstance(self.lora_blocks, int) or isinstance(self.lora_blocks, bool)
+                                             or not 0 <= self.lora_blocks <= 1000):
+            raise InputError(f"lora_blocks must be None or an integer in 0..1000 (RRDB blocks with LoRA), "
+                             f"got {self.lora_blocks!r}")
         if not isinstance(self.antiring, int) or isinstance(self.antiring, bool) or self.antiring < 0 or \
                 (self.antiring and (self.antiring < 3 or self.antiring % 2 == 0)):
             raise InputError(f"antiring must be 0 (off) or an odd window of at least 3 px, got {self.antiring!r}")
@@ -170,7 +179,7 @@ class LossConfig:
 
 # Training sets named instead of given as folders: the four scikit-image training photos, and
 # those plus three more photos from registry packages (ifcsr.data.PHOTO_NAMES).
-NAMED_DATA = ("samples", "package-photos")
+NAMED_DATA = ("samples", "package-photos", "package-photos-train")
 
 
 @dataclass(frozen=True)
@@ -197,7 +206,8 @@ class StageConfig:
     degradation: str | None = None
     # This stage's training data when it differs from TrainConfig.data: "samples" or
     # "package-photos" (the tiny preset's stage 2: seven photos from registry packages, see
-    # ifcsr.data.PHOTO_NAMES); None: TrainConfig.data. `ifcsr train --data DIR` trains every
+    # ifcsr.data.PHOTO_NAMES), "package-photos-train" (those without the validation photos,
+    # ifcsr.data.GENERATOR_TRAIN_NAMES: the generator preset's); None: TrainConfig.data. `ifcsr train --data DIR` trains every
     # stage on DIR (it clears this).
     data: str | None = None
 
@@ -311,6 +321,8 @@ class TrainConfig:
             d["model"].pop("antiring", None)
         if d["model"].get("antiring_edges") == 0.9:
             d["model"].pop("antiring_edges", None)
+        if d["model"].get("lora_blocks") is None:  # likewise (issue 27's generator backbones)
+            d["model"].pop("lora_blocks", None)
         if d["loss"].get("overshoot_on") == "all":
             d["loss"].pop("overshoot_on", None)
         return d
@@ -394,7 +406,7 @@ OPTIONAL_KEYS = {
     # stage 0 exists only for the tiny backbone; the data mix and the runtime keys came with issue 15
     "TrainConfig": ("stage0", "degradation", "data", "data_ratio", "data_limit", "mixed_precision",
                     "gradient_checkpointing", "num_workers"),
-    "ModelConfig": ("color_fix_levels", "revision", "variant", "antiring", "antiring_edges"),
+    "ModelConfig": ("color_fix_levels", "revision", "variant", "antiring", "antiring_edges", "lora_blocks"),
     # adv_*, texture_*, overshoot_*: the optional stage-2 terms (issue 13); a checkpoint without
     # them trained without them
     "LossConfig": ("random_seed", "color_fix_levels",

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,11 +24,21 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blend import blend
-from .checkpoint import apply_umask, new_temp_folder, recover_folder, swap_in, verify_manifest, write_manifest
+from .checkpoint import apply_umask, recover_folder, verify_manifest, write_folder
 from .config import TINY, ModelConfig, TrainConfig
-from .errors import CheckpointError, InputError, OutputError, WeightsUnavailable, describe_os_error
+from .errors import CheckpointError, InputError, WeightsUnavailable
 from .data.images import ImageError, to_tensor
+from .generator import GeneratorBackbone, GeneratorIFCSR, is_generator  # noqa: F401
+from .endpoints import Endpoints, clamp_halos, finite_endpoints as _finite_endpoints  # noqa: F401 (public here too)
+from .lora import (  # noqa: F401 (public here too: ifcsr.models has always offered them)
+    ADAPTERS,
+    MixedAdapters as _MixedAdapters,
+    adapter_state_dict,
+    load_adapter_state_dict,
+    load_safetensors as _load_safetensors,
+    lora_parameters,
+    read_json as _read_json,
+)
 
 
 class _DropMessage:
@@ -57,7 +66,6 @@ def _quiet_bitsandbytes() -> None:
 
 _quiet_bitsandbytes()
 
-ADAPTERS = ("fidelity", "realism")
 PROMPT_FILE = "empty_prompt.safetensors"
 BUNDLED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny"
 
@@ -299,161 +307,7 @@ def add_lora_adapters(unet: nn.Module, cfg: ModelConfig, names=ADAPTERS, *, seed
     unet.set_adapter(names[0])
 
 
-def lora_parameters(unet: nn.Module, adapter: str) -> dict[str, nn.Parameter]:
-    """The LoRA parameters of one adapter, by name."""
-    return {n: p for n, p in unet.named_parameters() if "lora_" in n and f".{adapter}." in n + "."}
-
-
-def adapter_state_dict(unet: nn.Module, adapter: str) -> dict[str, torch.Tensor]:
-    from peft.utils import get_peft_model_state_dict
-
-    return {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(unet, adapter_name=adapter).items()}
-
-
-def load_adapter_state_dict(unet: nn.Module, adapter: str, state: dict, *, source=None) -> None:
-    """Load one adapter's LoRA weights. Every key the adapter has must be present with its shape
-    and finite values: a partial, other-rank or corrupt adapter is a CheckpointError, never a
-    silent half-load."""
-    from peft.utils import set_peft_model_state_dict
-
-    where = f"{source}" if source is not None else f"adapter {adapter!r}"
-    want = {k: v.shape for k, v in adapter_state_dict(unet, adapter).items()}
-    missing = sorted(set(want) - set(state))
-    unexpected = sorted(set(state) - set(want))
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{where}: adapter {adapter!r} does not match this model: {len(missing)} of {len(want)} keys missing"
-            f"{' (e.g. ' + missing[0] + ')' if missing else ''}, {len(unexpected)} unexpected"
-            f"{' (e.g. ' + unexpected[0] + ')' if unexpected else ''}; the file is incomplete or from another "
-            "model (target modules, backbone): use the checkpoint's own config.json")
-    for k, shape in want.items():
-        if tuple(state[k].shape) != tuple(shape):
-            got, exp = tuple(state[k].shape), tuple(shape)
-            raise CheckpointError(
-                f"{where}: {k} has shape {got}, this model expects {exp}: the adapter was trained with another "
-                "LoRA rank or backbone than config.json says (ModelConfig.lora_rank); use the config it was saved with")
-        if state[k].is_floating_point() and not torch.isfinite(state[k]).all():
-            raise CheckpointError(f"{where}: {k} holds NaN or infinite values: the adapter is corrupt; "
-                                  "copy the checkpoint again or retrain")
-        if state[k].is_floating_point() and state[k].numel() and state[k].abs().max() > 1e6:
-            # trained LoRA factors are O(1) (the bundle's largest is below 1); 1e6 is overwritten bytes
-            raise CheckpointError(f"{where}: {k} holds values up to {state[k].abs().max().item():.3g}, far beyond any "
-                                  "trained adapter: the file is corrupt; copy the checkpoint again or retrain")
-    set_peft_model_state_dict(unet, state, adapter_name=adapter)
-
-
-def _load_safetensors(path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return load_file(path)
-    except (SafetensorError, OSError, ValueError) as err:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({err}); it is truncated or corrupt: "
-                              "copy the checkpoint again or retrain") from err
-
-
-def _read_json(path):
-    try:
-        return json.loads(Path(path).read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is corrupt: copy it again "
-                              "or retrain") from err
-
-
-class _MixedAdapters:
-    """Context manager: run each batch element through its own adapter in ONE UNet pass.
-
-    peft's LoRA layers accept `adapter_names=[...]` per sample; PeftModel injects it with a
-    forward pre-hook (peft/tuners/lora/model.py `_enable_peft_forward_hooks`). diffusers' UNet
-    is not a PeftModel, so we register the same hook ourselves.
-    """
-
-    def __init__(self, unet, adapter_names):
-        self.unet, self.names, self.handles = unet, list(adapter_names), []
-
-    def __enter__(self):
-        from peft.tuners.lora import LoraLayer
-
-        def hook(module, args, kwargs):
-            kwargs["adapter_names"] = self.names
-            return args, kwargs
-
-        for m in self.unet.modules():
-            if isinstance(m, LoraLayer):
-                self.handles.append(m.register_forward_pre_hook(hook, with_kwargs=True))
-        return self
-
-    def __exit__(self, *exc):
-        for h in self.handles:
-            h.remove()
-
-
 # --------------------------------------------------------------------------- IFCSR
-
-
-def _finite_endpoints(images, adapters) -> tuple:
-    """Refuse NaN/inf endpoints, naming the adapter that produced them (a corrupt adapter file
-    used to give an all-NaN fidelity image without a word)."""
-    from .errors import NonFiniteError
-
-    for img, name in zip(images, adapters):
-        if not bool(torch.isfinite(img).all()):
-            bad = (~torch.isfinite(img)).float().mean().item()
-            raise NonFiniteError(
-                f"the {name} adapter produced NaN or infinite pixels ({bad:.1%} of the image): its weights are "
-                "corrupt or diverged. Reload the checkpoint (IFCSR.load checks each file's sha256) or retrain")
-    return tuple(images)
-
-
-def clamp_halos(realism: torch.Tensor, fidelity: torch.Tensor, window: int = 5, edges: float = 0.9) -> torch.Tensor:
-    """The realism endpoint with its halos clamped away (`ModelConfig.antiring`).
-
-    Near the fidelity endpoint's edges (`ifcsr.losses.edge_mask`: luma gradient at or above its
-    `edges` quantile per image, dilated 7 px; the neighbourhoods `halo_score` measures, found on
-    the fidelity endpoint since HR is unknown at inference), each channel of `realism` is clamped
-    to the fidelity endpoint's local [min, max] over `window` px. A halo is an excursion beyond
-    both sides of an edge, so it goes; the edge's contrast inside that range and all texture away
-    from edges stay. The classic anti-ringing clamp of image resamplers, with the fidelity
-    endpoint (halo-free: it is trained for distortion) as the reference instead of the source pixels.
-    (B, 3, H, W) in, same out; no network call."""
-    from .losses import edge_mask, local_range
-
-    if realism.shape != fidelity.shape or realism.dim() != 4:
-        raise InputError(f"clamp_halos needs two (B, 3, H, W) endpoints of one shape, got {tuple(realism.shape)} "
-                         f"and {tuple(fidelity.shape)}")
-    if window < 3 or window % 2 == 0:
-        raise InputError(f"clamp_halos: window must be an odd number of at least 3 px, got {window}")
-    ref = fidelity.float()
-    lo, hi = local_range(ref, window)
-    near = edge_mask(ref, edges)
-    x = realism.float()
-    return torch.where(near, torch.minimum(torch.maximum(x, lo), hi), x).to(realism.dtype)
-
-
-@dataclass
-class Endpoints:
-    """The two endpoint images, inferred once. `blend(gamma)` costs no network call."""
-    fidelity: torch.Tensor  # (B, 3, H, W) in [0, 1]
-    realism: torch.Tensor   # (B, 3, H, W) in [0, 1]
-
-    def blend(self, gamma, **kwargs) -> torch.Tensor:
-        return blend(self.fidelity, self.realism, gamma, **kwargs)
-
-    def ghosting_risk(self, **kwargs) -> torch.Tensor:
-        """(B, 1, H, W) map in [0, 1] of where the endpoints disagree in structure
-        (``ifcsr.risk.ghosting_risk``); no HR, no network call."""
-        from .risk import ghosting_risk
-
-        return ghosting_risk(self.fidelity, self.realism, **kwargs)
-
-    def risk_aware_blend(self, mean_gamma: float, *, strength: float = 1.0, risk=None) -> torch.Tensor:
-        """Blend with a gamma map of mean `mean_gamma` that stays lower where the ghosting risk is
-        high (``ifcsr.risk.risk_aware_gamma``); pass `risk` to reuse a computed map."""
-        from .risk import risk_aware_gamma
-
-        risk = self.ghosting_risk() if risk is None else risk
-        return self.blend(risk_aware_gamma(risk, mean_gamma, strength=strength))
 
 
 class IFCSR(nn.Module):
@@ -480,7 +334,18 @@ class IFCSR(nn.Module):
         self.history: list[dict] = []
         self._check_formulation()
 
+    kind = "diffusion"
+
     # -- config ---------------------------------------------------------------------
+    @property
+    def adapter_host(self) -> nn.Module:
+        """The module that carries the LoRA layers: the UNet."""
+        return self.unet
+
+    def describe(self) -> str:
+        what = "the tiny diffusion backbone" if self.backbone.is_tiny else f"diffusion backbone {self.backbone.source}"
+        return f"{what} with two rank-{self.mcfg.lora_rank} LoRAs"
+
     @property
     def mcfg(self) -> ModelConfig:
         return self.config.model
@@ -569,6 +434,24 @@ class IFCSR(nn.Module):
             with torch.no_grad():
                 z_L = self.encode(xp)
         return self.decode(self.denoise(z_L, adapter))[..., :H, :W]
+
+    def training_outputs(self, lr: torch.Tensor, stage: int):
+        """(fidelity, realism or None, bicubic upsample) for the trainer: stage 1 gives f_theta with
+        gradients; stage 2 gives f_theta without and f_phi with gradients. One VAE encode, without
+        gradients (the VAE is frozen)."""
+        x_up = self.prepare(lr)
+        xp, (H, W) = self._pad(x_up)
+        with torch.no_grad():
+            z_L = self.encode(xp)
+
+        def out_of(adapter):
+            return self.decode(self.denoise(z_L, adapter))[..., :H, :W]
+
+        if stage == 1:
+            return out_of("fidelity"), None, x_up
+        with torch.no_grad():  # theta is frozen in stage 2
+            fid = out_of("fidelity")
+        return fid, out_of("realism"), x_up
 
     # -- inference ------------------------------------------------------------------
     @torch.no_grad()
@@ -680,14 +563,7 @@ class IFCSR(nn.Module):
         """
         from safetensors.torch import save_file
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            recover_folder(path)
-            tmp = new_temp_folder(path)
-        except OSError as err:
-            raise OutputError(describe_os_error(err, str(path))) from err
-        try:
+        def write(tmp: Path) -> None:
             for name in ADAPTERS:
                 save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors")
             embed = self.backbone.is_tiny
@@ -702,18 +578,8 @@ class IFCSR(nn.Module):
             (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
             if write_extra is not None:
                 write_extra(tmp)
-            apply_umask(tmp)  # shareable: safetensors writes 0600
-            write_manifest(tmp)  # last: a folder with its manifest is complete (ifcsr.checkpoint)
-        except BaseException as err:
-            shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(err, OSError):
-                raise OutputError(describe_os_error(err, str(path))) from err
-            raise
-        try:
-            swap_in(tmp, path)  # interrupted here, recover_folder finishes it on the next read or save
-        except OSError as err:
-            raise OutputError(describe_os_error(err, str(path))) from err
-        return path
+
+        return write_folder(path, write)
 
     @classmethod
     def load(cls, path=None, *, device="cpu", dtype=torch.float32, backbone=None, verify: bool = True) -> "IFCSR":
@@ -733,6 +599,8 @@ class IFCSR(nn.Module):
         if verify:
             verify_manifest(path)
         config = TrainConfig.load(path / "config.json")
+        if is_generator(config.model.backbone):  # a pretrained-generator checkpoint (ifcsr.generator)
+            return GeneratorIFCSR.load_checkpoint(path, config, device=device, dtype=dtype, backbone=backbone)
         meta = _read_json(path / "ifcsr.json") if (path / "ifcsr.json").is_file() else {}
         if backbone is None:
             ref = meta.get("backbone", config.model.backbone)
@@ -754,10 +622,13 @@ class IFCSR(nn.Module):
     @classmethod
     def from_backbone(cls, source=TINY, config: TrainConfig | ModelConfig | None = None, *,
                       device="cpu", dtype=torch.float32) -> "IFCSR":
-        """Fresh adapters on a backbone (for training)."""
+        """Fresh adapters on a backbone (for training). A generator backbone (its name, e.g.
+        "realesrgan-x4plus", or a GeneratorBackbone) gives a GeneratorIFCSR."""
         cfg = config if config is not None else TrainConfig()
         if isinstance(cfg, ModelConfig):
             cfg = TrainConfig(model=cfg)
+        if isinstance(source, GeneratorBackbone) or is_generator(str(source)):
+            return GeneratorIFCSR.from_backbone(source, cfg, device=device, dtype=dtype)
         ref = source.source if isinstance(source, Backbone) else str(source)
         cfg = replace(cfg, model=replace(cfg.model, backbone=ref))
         bb = source if isinstance(source, Backbone) else load_backbone(

@@ -313,10 +313,10 @@ class Trainer:
 
     # ------------------------------------------------------------------ stages 1 and 2
     def _set_trainable(self, stage: int) -> list[torch.nn.Parameter]:
-        unet = self.model.unet
-        unet.requires_grad_(False)
+        host = self.model.adapter_host
+        host.requires_grad_(False)
         name = ADAPTERS[stage - 1]  # stage 1 -> fidelity, stage 2 -> realism
-        params = list(lora_parameters(unet, name).values())
+        params = list(lora_parameters(host, name).values())
         for p in params:
             p.requires_grad_(True)
         return params
@@ -331,8 +331,8 @@ class Trainer:
         name = ADAPTERS[stage - 1]
         if source == name:  # the value itself is checked by StageConfig
             raise InputError(f"stage {stage} trains {name!r}: init_from must name the other adapter, got {source!r}")
-        src = lora_parameters(self.model.unet, source)
-        dst = lora_parameters(self.model.unet, name)
+        src = lora_parameters(self.model.adapter_host, source)
+        dst = lora_parameters(self.model.adapter_host, name)
         with torch.no_grad():
             for key, p in dst.items():
                 p.copy_(src[key.replace(f".{name}.", f".{source}.")])
@@ -345,21 +345,12 @@ class Trainer:
         return x if fix is None else tiling.color_fix(x, x_up, fix, self.config.loss.color_fix_levels)
 
     def _stage_loss(self, stage: int, lr, hr, gamma=None):
-        """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma, shape (B,)."""
-        model = self.model
-        x_up = model.prepare(lr)
-        xp, (H, W) = model._pad(x_up)
-        with torch.no_grad():
-            z_L = model.encode(xp)
-
-        def out_of(adapter):
-            return self._color_fixed(model.decode(model.denoise(z_L, adapter))[..., :H, :W], x_up)
-
+        """L_1st on the fidelity output, or L_2nd on the blend with per-sample gamma, shape (B,).
+        The model gives the endpoints (`training_outputs`: whatever its backbone kind)."""
+        fid, real, x_up = self.model.training_outputs(lr, stage)
         if stage == 1:
-            return self._loss_dec(out_of("fidelity"), hr), None
-        with torch.no_grad():  # theta is frozen in stage 2
-            fid = out_of("fidelity")
-        real = out_of("realism")
+            return self._loss_dec(self._color_fixed(fid, x_up), hr), None
+        fid, real = self._color_fixed(fid, x_up), self._color_fixed(real, x_up)
         if gamma is None or gamma.shape != (hr.shape[0],):
             raise InputError(f"stage 2 needs one gamma per sample, shape ({hr.shape[0]},), got "
                              f"{None if gamma is None else tuple(gamma.shape)}")
@@ -479,8 +470,8 @@ class Trainer:
         params = self._set_trainable(stage)
         # fp32 master weights for the LoRA parameters whatever the backbone's dtype: a bf16 LoRA
         # weight does not move under an lr-5e-5 AdamW step (its update is below bf16's resolution).
-        cast_training_params(self.model.unet, dtype=torch.float32)
-        if self.config.gradient_checkpointing:
+        cast_training_params(self.model.adapter_host, dtype=torch.float32)
+        if self.config.gradient_checkpointing and self.model.kind == "diffusion":
             self.model.unet.enable_gradient_checkpointing()
             self.model.vae.enable_gradient_checkpointing()  # the decoder runs with grad
         opt = torch.optim.AdamW(params, lr=sc.lr, betas=sc.betas, weight_decay=sc.weight_decay)
@@ -532,7 +523,7 @@ class Trainer:
         finally:
             bar.close()
             sampler.skip = 0
-        self.model.unet.requires_grad_(False)
+        self.model.adapter_host.requires_grad_(False)
         if self.out_dir is not None:
             self.save_checkpoint(stage, steps, opt)
         return rows
@@ -665,7 +656,7 @@ class Trainer:
             return 0
         ck = self.checkpoint_dir
         for name in ADAPTERS:
-            load_adapter_state_dict(self.model.unet, name, load_file(ck / f"{name}.safetensors"))
+            load_adapter_state_dict(self.model.adapter_host, name, load_file(ck / f"{name}.safetensors"))
         import json
 
         self.history = json.loads((ck / "history.json").read_text())

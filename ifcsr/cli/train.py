@@ -16,9 +16,10 @@ from ifcsr.errors import InputError
 
 
 def add_arguments(p):
-    p.add_argument("--preset", default=None, choices=["paper", "tiny", "smoke"],
-                   help="recipe (default: paper for an SD 2.1-like --backbone, else tiny, the bundled "
-                        "checkpoint's; smoke: seconds, for tests). A tiny preset on a large backbone must be asked for.")
+    p.add_argument("--preset", default=None, choices=["paper", "tiny", "smoke", "realesrgan", "realesrgan-smoke"],
+                   help="recipe (default: paper for an SD 2.1-like --backbone, realesrgan for --backbone "
+                        "realesrgan-x4plus, else tiny; realesrgan: the paper's method on a frozen Real-ESRGAN "
+                        "x4plus generator; smoke: seconds, for tests). A tiny preset on a large backbone must be asked for.")
     p.add_argument("--out", default="runs/tiny", help="output folder (resumable; final checkpoint in OUT/final)")
     p.add_argument("--backbone", default=None,
                    help="train stages 1-2 on this backbone (diffusers folder or hub id) instead of stage 0")
@@ -190,7 +191,10 @@ def main(args) -> int:
         check_device(args.device)
     preset = preset_of(args)
     cfg = config_from_args(args)
-    stages = (1, 2) if args.backbone else (0, 1, 2)
+    from ifcsr.generator import is_generator
+
+    # stage 0 builds the tiny diffusion backbone: a given or pretrained backbone starts at stage 1
+    stages = (1, 2) if args.backbone or is_generator(cfg.model.backbone) else (0, 1, 2)
     if args.stages is not None:
         parts = [s.strip() for s in args.stages.split(",") if s.strip()]
         if not all(p.isdigit() for p in parts):

@@ -7,12 +7,18 @@ classified by what the user gets:
     traceback  anything else raised by the API, or the CLI's "internal error" path (exit 1) or an
                uncaught exception: a raw error the user cannot act on
     silent     accepted, but the result is wrong (its check failed) or it should have been refused
+               (also: refused, but only after reading a file outside the checkpoint or writing outputs)
+    hang       still running after the case's time limit (default CASE_TIMEOUT s), or returned after it
 
 Every case runs on the bundled tiny checkpoint (or copies of it, corrupted on purpose), in
-temporary folders; nothing trains. Writes analysis/results/hostile_inputs.csv (one row per case:
-group, case, expected, outcome, detail) and prints the counts per group and in total.
+temporary folders; one case trains stage 2 for one step (`--fidelity-from` without ifcsr.json),
+nothing else trains. Writes analysis/results/hostile_inputs.csv (one row per case: group, case,
+expected, outcome, detail) and prints the counts per group and in total.
 
-    python analysis/hostile_inputs.py            # about 2-5 minutes on 2 CPU cores
+The groups from issue 28's re-count ("config range", "checkpoint range", "files", "trainer state
+2", "cli recount", "silent-wrong", "paths") are built by `build_recount_cases`.
+
+    python analysis/hostile_inputs.py            # about 3-6 minutes on 2 CPU cores
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +45,7 @@ import torch
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 RESULTS = Path(__file__).resolve().parent / "results"
 REFUSE = None  # a case whose only right answer is a named error
+CASE_TIMEOUT = 60.0  # seconds: every case here takes under 5 (the one training case under 60) on 2 cores
 
 
 @dataclass
@@ -46,9 +54,76 @@ class Case:
     name: str
     run: Callable[[], object]
     check: Callable[[object], bool] | None = REFUSE  # None: must be refused; else: the result must pass
+    timeout: float = CASE_TIMEOUT
+    # Run in a forked child, killed at the time limit: for cases that may hang inside one long C
+    # call (a pooling window of 10^9 px), which no signal interrupts in this process.
+    isolate: bool = False
+
+
+class Hang(BaseException):
+    """Raised into a case that runs past its time limit. A BaseException, so that no library's
+    `except Exception` (the CLI's internal-error handler) turns it into something else."""
+
+
+def _on_alarm(signum, frame):
+    raise Hang()
 
 
 def classify(case: Case) -> tuple[str, str]:
+    outcome, detail, elapsed = _run_forked(case) if case.isolate else _run_timed(case)
+    if outcome != "hang" and elapsed > case.timeout:  # a C call that held the interpreter past the limit
+        return "hang", f"took {elapsed:.0f} s (limit {case.timeout:.0f} s); {outcome}: {detail}"
+    return outcome, detail
+
+
+def _run_timed(case: Case) -> tuple[str, str, float]:
+    t0 = time.perf_counter()
+    old = signal.signal(signal.SIGALRM, _on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, case.timeout)
+    try:
+        outcome, detail = _classify(case)
+    except Hang:
+        outcome, detail = "hang", f"still running after {case.timeout:.0f} s (stopped)"
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+    return outcome, detail, time.perf_counter() - t0
+
+
+def _run_forked(case: Case) -> tuple[str, str, float]:
+    """_classify(case) in a forked child; a child still running at the time limit is killed: "hang"."""
+    import pickle
+    import select
+
+    t0 = time.perf_counter()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: classify, send the answer, leave without running the parent's cleanup
+        os.close(r)
+        try:
+            payload = pickle.dumps(_classify(case))
+        except BaseException as err:  # noqa: BLE001
+            payload = pickle.dumps(("traceback", f"{type(err).__name__}: {str(err)[:160]}"))
+        with os.fdopen(w, "wb") as f:
+            f.write(payload)
+        os._exit(0)
+    os.close(w)
+    ready, _, _ = select.select([r], [], [], case.timeout)
+    if not ready:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        os.close(r)
+        return "hang", f"still running after {case.timeout:.0f} s (killed)", time.perf_counter() - t0
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    os.waitpid(pid, 0)
+    if not data:
+        return "traceback", "the case's process died without an answer", time.perf_counter() - t0
+    outcome, detail = pickle.loads(data)
+    return outcome, detail, time.perf_counter() - t0
+
+
+def _classify(case: Case) -> tuple[str, str]:
     from ifcsr.errors import IFCSRError
 
     try:
@@ -72,6 +147,8 @@ def classify(case: Case) -> tuple[str, str]:
 
 
 def _short(x) -> str:
+    if isinstance(x, (str, Wrote)):  # a case's own account of what went wrong
+        return str(x)[:200]
     if isinstance(x, torch.Tensor):
         return f"tensor {tuple(x.shape)} {x.dtype}"
     if isinstance(x, np.ndarray):
@@ -658,8 +735,385 @@ def build_cases(tmp: Path) -> list[Case]:
         ("Trainer device bogus", lambda: Trainer(model, None, config=model.config, progress=False, device="tpu")),
     ]:
         add(Case("api", name, fn_))
+    cases += build_recount_cases(tmp / "recount", files)
     cases.append(Case("cleanup", "stop the lock holder", lambda: (sleeper.kill(), sleeper.wait())[1] is not None,
                       lambda ok: ok))
+    return cases
+
+
+class Wrote:
+    """A refusal that came too late: the CLI's named error, but outputs were already written."""
+
+    def __init__(self, res: CliResult, files: list[str]):
+        self.res, self.files = res, files
+
+    def __repr__(self):
+        return f"exit {self.res.code} after writing {self.files[:3]}"
+
+
+def _nested(depth: int, leaf="to_q"):
+    for _ in range(depth):
+        leaf = [leaf]
+    return leaf
+
+
+def build_recount_cases(tmp: Path, files: dict) -> list[Case]:
+    """Issue 28, part 6: the classes the re-count found (config values out of any range, empty and
+    unwritable files, lying trainer states, late input checks, adapters tied to another scale or
+    role, checksum lists that omit a file or point outside their folder)."""
+    import dataclasses
+    from dataclasses import replace
+
+    from PIL import Image
+    from safetensors.torch import load_file, save_file
+
+    import ifcsr.checkpoint as ckmod
+    from ifcsr.checkpoint import LEGACY_STATE, MANIFEST, load_state, save_state, write_manifest
+    from ifcsr.config import SECTIONS, TrainConfig
+    from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_backbone
+    from ifcsr.train import Trainer
+
+    tmp.mkdir(parents=True, exist_ok=True)
+    cases: list[Case] = []
+    add = cases.append
+    good = json.loads((BUNDLED_CHECKPOINT / "config.json").read_text())
+
+    # ---- every config field, one value far outside any sane range, through from_dict (what a load reads)
+    def hostile_for(annotation: str):
+        if str(annotation).startswith("tuple"):
+            return [_nested(100)], "a list nested 100 deep"
+        if str(annotation).startswith("str"):
+            return "x" * 5000, "5000 characters"
+        return 10**30, "10^30"  # int, float and bool fields
+
+    for section, klass in SECTIONS.items():
+        for f in dataclasses.fields(klass):
+            value, label = hostile_for(f.type)
+            c = json.loads(json.dumps(good))
+            c.setdefault(section, {})[f.name] = value
+            add(Case("config range", f"{section}.{f.name} = {label}", lambda c=c: TrainConfig.from_dict(c)))
+    for name, value in (("data", [_nested(100)]), ("data_ratio", [1e300]), ("data_limit", [10**30]),
+                        ("num_workers", 10**6), ("degradation", "x" * 5000)):
+        c = json.loads(json.dumps(good))
+        c[name] = value
+        add(Case("config range", f"{name} = {str(value)[:20]}", lambda c=c: TrainConfig.from_dict(c)))
+
+    # ---- checkpoints whose config.json (checksums re-recorded) asks for the impossible
+    base = tmp / "ck"
+
+    def copy(name: str, src: Path = BUNDLED_CHECKPOINT) -> Path:
+        p = base / name.replace("/", "_").replace(" ", "_")
+        shutil.copytree(src, p)
+        return p
+
+    def edited(name, section, key, value, src=BUNDLED_CHECKPOINT):
+        p = copy(name, src)
+        c = json.loads((p / "config.json").read_text())
+        c[section][key] = value
+        (p / "config.json").write_text(json.dumps(c))
+        write_manifest(p)
+        return p
+
+    for key, value in (("lora_rank", 10**30), ("scale", 10**6), ("antiring", 1_000_000_001), ("lora_alpha", 1e300),
+                       ("timestep", 10**9), ("target_modules", [_nested(500)])):
+        p = edited(f"{key} huge", "model", key, value)
+        add(Case("checkpoint range", f"model.{key} = {str(value)[:16]} (re-recorded)", lambda p=p: IFCSR.load(p),
+                 isolate=True))
+    p = edited("lora_alpha NaN", "model", "lora_alpha", float("nan"))  # json writes the NaN token
+    add(Case("checkpoint range", "model.lora_alpha = NaN (re-recorded)", lambda p=p: IFCSR.load(p), isolate=True))
+    p = edited("antiring huge infer", "model", "antiring", 1_000_000_001)
+    add(Case("checkpoint range", "antiring 1000000001 then infer (the hang)",
+             lambda p=p: IFCSR.load(p).infer(torch.rand(1, 3, 16, 16)), isolate=True))
+    for key, value in (("crop_size", 10**6), ("batch_size", 10**6), ("steps", 10**12)):
+        p = edited(f"stage1 {key}", "stage1", key, value)
+        add(Case("checkpoint range", f"stage1.{key} = {value} (re-recorded)", lambda p=p: IFCSR.load(p),
+                 isolate=True))
+    deep = "[" * 100_000 + "]" * 100_000
+    for rel in ("config.json", "ifcsr.json", "history.json", MANIFEST):
+        p = copy(f"deep {rel}")
+        (p / rel).write_text(deep if rel != "config.json" else '{"model": ' + deep + "}")
+        if rel != MANIFEST:
+            write_manifest(p)
+        add(Case("checkpoint range", f"100,000 nested lists in {rel}", lambda p=p: IFCSR.load(p)))
+    p = copy("huge config")
+    (p / "config.json").write_text(json.dumps({**good, "pad": "x" * (4 << 20)}))
+    write_manifest(p)
+    add(Case("checkpoint range", "a 4 MB config.json", lambda p=p: IFCSR.load(p)))
+    for what, text in (("ifcsr.json a list", "[1]"), ("history.json a number", "7")):
+        p = copy(what)
+        (p / what.split()[0]).write_text(text)
+        write_manifest(p)
+        add(Case("checkpoint range", f"{what} (re-recorded)", lambda p=p: IFCSR.load(p)))
+
+    # ---- files: empty or foreign prompt embedding, a disk that fills up mid-save
+    p = copy("empty prompt")
+    (p / "backbone" / "empty_prompt.safetensors").write_bytes(b"")
+    write_manifest(p)
+    add(Case("files", "0-byte backbone/empty_prompt.safetensors (re-recorded)", lambda p=p: IFCSR.load(p)))
+    p = copy("wide prompt")
+    save_file({"prompt_embeds": torch.zeros(1, 4, 7)}, p / "backbone" / "empty_prompt.safetensors")
+    write_manifest(p)
+    add(Case("files", "prompt embedding of the wrong width (re-recorded)", lambda p=p: IFCSR.load(p)))
+    p = copy("nan prompt")
+    save_file({"prompt_embeds": torch.full((1, 4, 32), float("nan"))}, p / "backbone" / "empty_prompt.safetensors")
+    write_manifest(p)
+    add(Case("files", "NaN prompt embedding (re-recorded)", lambda p=p: IFCSR.load(p)))
+
+    resaved = IFCSR.load().save(base / "resaved")  # the bundle saved by this ifcsr: adapters carry their metadata
+
+    def full_disk(at: int):
+        import safetensors.torch
+        from safetensors import SafetensorError
+
+        target = copy(f"full disk {at}", resaved)
+        before = {q.relative_to(target): q.read_bytes() for q in target.rglob("*") if q.is_file()}
+        real, calls = safetensors.torch.save_file, []
+
+        def fake(*args, **kwargs):
+            calls.append(1)
+            if len(calls) == at:
+                raise SafetensorError(f'Error while serializing: I/O error: No space left on device (os error 28) '
+                                      f'at path "{args[1]}"')
+            return real(*args, **kwargs)
+
+        safetensors.torch.save_file = fake
+        try:
+            IFCSR.load(resaved).save(target)
+        except Exception:
+            after = {q.relative_to(target): q.read_bytes() for q in target.rglob("*") if q.is_file()}
+            leftovers = [q.name for q in target.parent.iterdir() if q.name.startswith(f".{target.name}.")]
+            if after != before or leftovers:
+                return f"previous checkpoint changed or temporary folders left: {leftovers}"  # silent
+            raise
+        finally:
+            safetensors.torch.save_file = real
+        return "saved on a full disk?"
+
+    for at, where in ((1, "first adapter"), (2, "second adapter"), (3, "trainer checkpoint, third file")):
+        if at == 3:
+            def run(at=at):
+                # a trainer checkpoint: the adapters, then the embedded backbone and the trainer state
+                import safetensors.torch
+                from safetensors import SafetensorError
+
+                model = IFCSR.load(resaved)
+                out = base / "full disk trainer"
+                tr = Trainer(model, None, config=model.config, out_dir=out, progress=False)
+                tr.save_checkpoint(1, 1)
+                before = {q.relative_to(out): q.read_bytes() for q in out.rglob("*") if q.is_file()}
+                real, calls = safetensors.torch.save_file, []
+
+                def fake(*args, **kwargs):
+                    calls.append(1)
+                    if len(calls) == at:
+                        raise SafetensorError("Error while serializing: I/O error: No space left on device "
+                                              "(os error 28)")
+                    return real(*args, **kwargs)
+
+                safetensors.torch.save_file = fake
+                try:
+                    tr.save_checkpoint(1, 2)
+                except Exception:
+                    after = {q.relative_to(out): q.read_bytes() for q in out.rglob("*") if q.is_file()}
+                    if after != before or load_state(out / "checkpoint")["step"] != 1:
+                        return "previous trainer checkpoint changed"
+                    raise
+                finally:
+                    safetensors.torch.save_file = real
+                return "saved on a full disk?"
+        else:
+            def run(at=at):
+                return full_disk(at)
+        add(Case("files", f"disk full while writing the {where}", run))
+
+    # ---- trainer states that lie about their stage or step
+    st_dir = tmp / "states"
+
+    def state_case(name, make):
+        d = st_dir / name.replace(" ", "_").replace("/", "_")
+        d.mkdir(parents=True)
+        make(d)
+        add(Case("trainer state 2", name, lambda d=d: load_state(d)))
+
+    state_case("legacy .pt: stage 7, step -3", lambda d: torch.save({"stage": 7, "step": -3}, d / LEGACY_STATE))
+    state_case("legacy .pt: stage '1'", lambda d: torch.save({"stage": "1", "step": 1}, d / LEGACY_STATE))
+    state_case("legacy .pt: step 2**70", lambda d: torch.save({"stage": 1, "step": 2**70}, d / LEGACY_STATE))
+    state_case("json: step 'abc'", lambda d: save_state(d, {"stage": 1, "step": "abc"}))
+    state_case("json: step -5", lambda d: save_state(d, {"stage": 1, "step": -5}))
+    state_case("json: stage 0", lambda d: save_state(d, {"stage": 0, "step": 1}))
+    state_case("json: stage 2.0", lambda d: save_state(d, {"stage": 2.0, "step": 1}))
+
+    def deep_index(d):
+        save_state(d, {"stage": 1, "step": 1})
+        doc = json.loads((d / "trainer_state.json").read_text())
+        (d / "trainer_state.json").write_text(json.dumps({**doc, "tree": "@"}).replace('"@"', deep))
+    state_case("json: 100,000 nested lists", deep_index)
+
+    def bad_items(d):
+        save_state(d, {"stage": 1, "step": 1})
+        doc = json.loads((d / "trainer_state.json").read_text())
+        doc["tree"]["x"] = {"__items__": 3}
+        (d / "trainer_state.json").write_text(json.dumps(doc))
+    state_case("json: malformed __items__", bad_items)
+
+    def resume_case(name, state):
+        out = tmp / "resume" / name.replace(" ", "_")
+        (out / "checkpoint").mkdir(parents=True)
+        torch.save(state, out / "checkpoint" / LEGACY_STATE)
+
+        def run():
+            model = IFCSR.load()
+            return Trainer(model, None, config=model.config, out_dir=out, progress=False).train(resume=True)
+        add(Case("trainer state 2", name, run))
+
+    resume_case("Trainer.train(resume=True) on stage 7", {"stage": 7, "step": -3})
+    resume_case("Trainer.train(resume=True) on step -5", {"stage": 1, "step": -5})
+    out = tmp / "cli_state"
+    shutil.copytree(BUNDLED_CHECKPOINT / "backbone", out / "backbone")
+    (out / "checkpoint").mkdir()
+    torch.save({"stage": 7, "step": -3}, out / "checkpoint" / LEGACY_STATE)
+    add(Case("trainer state 2", "`ifcsr train` resuming a stage-7 state",
+             lambda: cli("train", "--preset", "smoke", "--out", out, "--device", "cpu")))
+
+    # ---- the CLI: inputs checked before anything is written
+    lr8 = tmp / "lr8.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)).save(lr8)
+    small_hr = tmp / "hr16.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(small_hr)
+    right_hr = tmp / "hr32.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(right_hr)
+
+    def infer_refused_before_writing(name, *argv):
+        d = tmp / "infer" / name.replace(" ", "_")
+
+        def run():
+            res = cli("infer", *argv, "--out", d, "--quiet")
+            written = sorted(q.name for q in d.rglob("*") if q.is_file()) if d.exists() else []
+            return Wrote(res, written) if written else res
+        add(Case("cli recount", name, run))
+
+    infer_refused_before_writing("--gamma auto:psnr --hr SMALL.png", lr8, "--gamma", "auto:psnr", "--hr", small_hr)
+    infer_refused_before_writing("auto:psnr, second HR of the wrong size", lr8, lr8, "--gamma", "auto:psnr", "--hr",
+                                 right_hr, small_hr)
+    infer_refused_before_writing("auto:psnr, HR not an image", lr8, "--gamma", "auto:psnr", "--hr", files["text.png"])
+    d_ok = tmp / "infer" / "psnr_ok"
+    add(Case("cli recount", "auto:psnr with the right HR size",
+             lambda: cli("infer", lr8, "--gamma", "auto:psnr", "--hr", right_hr, "--out", d_ok, "--quiet"),
+             lambda res: res.code == 0 and len(list(d_ok.glob("*auto-psnr*"))) == 1))
+    from ifcsr.data.datasets import PIN_FILE
+
+    for what, text in (("invalid JSON", "{ not json"), ("a JSON list", "[1, 2]"), ("not a digest", '{"a": "abc"}'),
+                       ("100,000 nested lists", deep)):
+        d = tmp / "pins" / what.replace(" ", "_")
+        d.mkdir(parents=True)
+        (d / PIN_FILE).write_text(text)
+        add(Case("cli recount", f"fetch-data drealsr --verify, pin file {what}",
+                 lambda d=d: cli("fetch-data", "drealsr", "--verify", "--dir", d)))
+
+    # ---- silent-wrong: adapters tied to their role and scale, checksums that cover every file read
+    p = edited("alpha 8", "model", "lora_alpha", 8.0, src=resaved)
+    add(Case("silent-wrong", "lora_alpha edited 4 -> 8 (re-recorded)", lambda p=p: IFCSR.load(p)))
+    p = edited("modules", "model", "target_modules", ["to_q", "to_k", "to_v"], src=resaved)
+    add(Case("silent-wrong", "target_modules edited (re-recorded)", lambda p=p: IFCSR.load(p)))
+    p = copy("swapped", resaved)
+    (p / "fidelity.safetensors").rename(p / "x")
+    (p / "realism.safetensors").rename(p / "fidelity.safetensors")
+    (p / "x").rename(p / "realism.safetensors")
+    write_manifest(p)
+    add(Case("silent-wrong", "fidelity and realism files swapped (re-recorded)", lambda p=p: IFCSR.load(p)))
+    for rel in ("config.json", "ifcsr.json", "history.json", "fidelity.safetensors", "backbone/unet/config.json",
+                "backbone/empty_prompt.safetensors"):
+        p = copy(f"unlisted {rel}", resaved)
+        doc = json.loads((p / MANIFEST).read_text())
+        del doc["files"][rel]
+        (p / MANIFEST).write_text(json.dumps(doc))
+        add(Case("silent-wrong", f"{rel} removed from {MANIFEST}", lambda p=p: IFCSR.load(p)))
+    p = copy("extra bin", resaved)
+    (p / "backbone" / "unet" / "diffusion_pytorch_model.bin").write_bytes(b"unlisted")
+    add(Case("silent-wrong", "a file added to backbone/ after saving", lambda p=p: IFCSR.load(p)))
+    p = copy("old adapters", resaved)
+    for name in ("fidelity", "realism"):
+        save_file(load_file(p / f"{name}.safetensors"), p / f"{name}.safetensors")  # no metadata: an older save
+    write_manifest(p)
+    ref_real = IFCSR.load(resaved).infer(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))).realism
+    add(Case("silent-wrong", "adapters without metadata (an older checkpoint) still load",
+             lambda p=p: IFCSR.load(p).infer(torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(0))),
+             lambda e: torch.equal(e.realism, ref_real)))
+    bundle_cfg = TrainConfig.load(BUNDLED_CHECKPOINT / "config.json")
+    alpha8 = IFCSR(load_backbone(BUNDLED_CHECKPOINT / "backbone"),
+                   replace(bundle_cfg, model=replace(bundle_cfg.model, lora_alpha=8.0))).save(base / "ck_alpha8")
+    add(Case("silent-wrong", "`ifcsr train --fidelity-from CK` where CK has lora_alpha 8",
+             lambda: cli("train", "--preset", "smoke", "--fidelity-from", alpha8, "--out", tmp / "fid8",
+                         "--device", "cpu")))
+
+    # ---- paths: checksum entries outside the folder are refused, and never read
+    outside = base / "outside.txt"  # next to the copies: "../outside.txt" from inside one of them
+    outside.write_text("not part of any checkpoint")
+
+    def path_case(name, entry, link=False):
+        p = copy(f"path {name}", resaved)
+        if link:
+            (p / "link.txt").symlink_to(outside)
+        doc = json.loads((p / MANIFEST).read_text())
+        doc["files"][entry] = ckmod.sha256_file(outside)
+        (p / MANIFEST).write_text(json.dumps(doc))
+
+        def run():
+            read = []
+            real = ckmod.sha256_file
+
+            def spy(path, *a):
+                if not Path(path).resolve().is_relative_to(p.resolve()):
+                    read.append(str(path))
+                return real(path, *a)
+
+            ckmod.sha256_file = spy
+            try:
+                result = IFCSR.load(p)
+            except Exception:
+                if read:
+                    return f"refused, but read {read[0]} first"  # silent: it read outside the folder
+                raise
+            finally:
+                ckmod.sha256_file = real
+            return result
+        add(Case("paths", name, run))
+
+    path_case("checksums entry ../outside.txt", "../outside.txt")
+    path_case("checksums entry /etc/hostname", "/etc/hostname")
+    path_case("checksums entry backbone/../../x", "backbone/../../outside.txt")
+    path_case("checksums entry: a symlink out of the folder", "link.txt", link=True)
+    p = copy("symlinked backbone file", resaved)
+    (p / "backbone" / "scheduler" / "scheduler_config.json").unlink()
+    (p / "backbone" / "scheduler" / "scheduler_config.json").symlink_to(
+        BUNDLED_CHECKPOINT / "backbone" / "scheduler" / "scheduler_config.json")
+    write_manifest(p)
+    add(Case("paths", "a backbone file symlinked out of the folder (re-recorded)", lambda p=p: IFCSR.load(p)))
+
+    # ---- --fidelity-from on a checkpoint without ifcsr.json: its own backbone, from any folder
+    p = copy("no ifcsr.json")
+    (p / "ifcsr.json").unlink()
+    write_manifest(p)
+    elsewhere = tmp / "cwd"
+    elsewhere.mkdir()
+
+    def from_elsewhere(fn):
+        def run():
+            here = os.getcwd()
+            os.chdir(elsewhere)  # config.json's relative "ifcsr/assets/tiny/backbone" is absent here
+            try:
+                return fn()
+            finally:
+                os.chdir(here)
+        return run
+
+    add(Case("cli recount", "IFCSR.load of a checkpoint without ifcsr.json",
+             from_elsewhere(lambda: IFCSR.load(p)), lambda m: Path(m.backbone.source) == p / "backbone"))
+    fid_out = tmp / "fid_noifcsr"
+    add(Case("cli recount", "`ifcsr train --fidelity-from CK` without CK/ifcsr.json (1 step)",
+             from_elsewhere(lambda: cli("train", "--preset", "smoke", "--fidelity-from", p, "--out", fid_out,
+                                        "--steps", "1", "--device", "cpu")),
+             lambda res: res.code == 0 and (fid_out / "final" / MANIFEST).is_file(), timeout=300))
     return cases
 
 
@@ -693,14 +1147,14 @@ def main(argv=None) -> int:
 
     record(args.out, inputs=[BUNDLED_CHECKPOINT])  # analysis/results/MANIFEST.json
     table = df.pivot_table(index="group", columns="outcome", values="case", aggfunc="count", fill_value=0)
-    for col in ("named", "converted", "traceback", "silent"):
+    for col in ("named", "converted", "traceback", "silent", "hang"):
         if col not in table:
             table[col] = 0
-    table = table[["named", "converted", "traceback", "silent"]]
+    table = table[["named", "converted", "traceback", "silent", "hang"]]
     table.loc["total"] = table.sum()
     print(table.to_string())
     print(f"\n{len(df)} cases in {time.perf_counter() - t0:.0f} s; code from a checkpoint ran: {pwned}")
-    for _, r in df[df.outcome.isin(["traceback", "silent"])].iterrows():
+    for _, r in df[df.outcome.isin(["traceback", "silent", "hang"])].iterrows():
         print(f"  {r.outcome}: [{r.group}] {r.case}: {r.detail}")
     print(f"-> {args.out}")
     return 0

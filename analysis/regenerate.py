@@ -80,6 +80,11 @@ STEPS = (
                          "--knee-grid", "6"), False,
          "risk_realsr*.csv, autogamma_realsr*.csv, risk_realsr.png: risk-aware maps and auto-gamma on 50 RealSR "
          "images (~20 min from the endpoint cache; filling it for 100 images takes ~35 min on 2 cores)"),
+    Step("generator_eval", ("analysis/generator_eval.py", "--checkpoint", "ifcsr/assets/realesrgan", "--out",
+                            "{work}/generator_eval"), False,
+         "generator_eval.md, generator_eval_summary.csv: IFCSR on Real-ESRGAN x4plus (bundled 'realesrgan') against "
+         "its prior, bicubic and OSEDiff on the validation photos, chelsea + coffee and RealSR-100 (~60 min on one "
+         "core; two --shard processes halve it)"),
     Step("benchmarks", ("analysis/benchmarks.py",), False, "benchmarks.csv: the README's performance table (~40 min)"),
     Step("notebook_walltime", ("analysis/notebook_walltime.py", "--small", "01_quickstart", "02_method", "03_training",
                                "04_tradeoff_curves", "05_classroom_demo", "06_gpu_inference"), False,

@@ -127,9 +127,9 @@ def _load_new(folder: Path, index_file: Path) -> dict:
 
     try:
         doc = json.loads(index_file.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise CheckpointError(f"{index_file}: not valid JSON ({err}); the trainer state is corrupt: "
-                              "start over with `--no-resume` (or resume=False)") from err
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        raise CheckpointError(f"{index_file}: not valid JSON ({type(err).__name__}: {str(err)[:120]}); the trainer "
+                              "state is corrupt: start over with `--no-resume` (or resume=False)") from None
     if not isinstance(doc, dict) or doc.get("format") != STATE_FORMAT or "tree" not in doc:
         raise CheckpointError(f"{index_file}: not an ifcsr trainer state of format {STATE_FORMAT}")
     tensor_file = folder / STATE_TENSORS
@@ -143,10 +143,49 @@ def _load_new(folder: Path, index_file: Path) -> dict:
         tensors = load_file(tensor_file)
     except (SafetensorError, OSError) as err:
         raise CheckpointError(f"{tensor_file}: unreadable ({err})") from err
-    tree = _decode(doc["tree"], tensors, str(index_file))
+    try:
+        tree = _decode(doc["tree"], tensors, str(index_file))
+    except RecursionError:
+        raise CheckpointError(f"{index_file}: nested more deeply than any trainer state; the file is corrupt or "
+                              "crafted: start over with `--no-resume` (or resume=False)") from None
+    except (TypeError, ValueError, AttributeError) as err:  # e.g. {"__items__": 3}, {"__float__": "x"}
+        raise CheckpointError(f"{index_file}: not an ifcsr trainer state ({type(err).__name__}: {str(err)[:120]}); "
+                              "start over with `--no-resume` (or resume=False)") from None
     if not isinstance(tree, dict) or not {"stage", "step"} <= set(tree):
         raise CheckpointError(f"{index_file}: the state has no stage/step")
+    check_stage_step(tree["stage"], tree["step"], index_file)
     return tree
+
+
+STATE_STAGES = (1, 2)  # the stages that write a trainer state (stage 0 writes its backbone only)
+MAX_STATE_STEP = 10_000_000  # = ifcsr.config.MAX_STEPS: no stage has more steps
+
+
+def check_stage_step(stage, step, where) -> tuple[int, int]:
+    """A trainer state's stage (1 or 2) and step (an integer in 0..10^7), or a CheckpointError naming the
+    file: a resume reads them as indices (the stage's config, the data order), so a stage 7 or a
+    step "abc" or -5 must stop here, not as a KeyError or an error deep inside the sampler."""
+    def as_int(v):
+        if isinstance(v, torch.Tensor) and v.numel() == 1 and not v.is_floating_point() and v.dtype != torch.bool:
+            v = v.item()  # an old trainer_state.pt may hold them as 0-d tensors
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    st, sp = as_int(stage), as_int(step)
+    if st not in STATE_STAGES:
+        raise CheckpointError(f"{where}: the trainer state names stage {_short(stage)}; only stages "
+                              f"{' and '.join(map(str, STATE_STAGES))} are resumable. The state is corrupt or from "
+                              "another program: start over with `--no-resume` (or resume=False)")
+    if sp is None or not 0 <= sp <= MAX_STATE_STEP:
+        raise CheckpointError(f"{where}: the trainer state's step is {_short(step)}, not an integer in "
+                              f"0..{MAX_STATE_STEP}. The state is corrupt: start over with `--no-resume` (or resume=False)")
+    return st, sp
+
+
+def _short(v) -> str:
+    if isinstance(v, int) and v.bit_length() > 128:
+        return "a huge integer"  # repr refuses more than 4300 digits
+    text = repr(v) if not isinstance(v, (list, dict, tuple)) else f"a {type(v).__name__}"
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 def _load_legacy(path: Path) -> dict:
@@ -161,9 +200,10 @@ def _load_legacy(path: Path) -> dict:
             "Delete it or start over with `--no-resume` (or resume=False)") from None
     if not isinstance(st, dict) or not {"stage", "step"} <= set(st):
         raise CheckpointError(f"{path}: not an ifcsr trainer state (no stage/step)")
+    stage, step = check_stage_step(st["stage"], st["step"], path)
     objects = {"optimizer": st["optimizer"]} if st.get("optimizer") is not None else {}
     rng = {"torch": st["torch_rng"]} if isinstance(st.get("torch_rng"), torch.Tensor) else {}
-    return {"stage": int(st["stage"]), "step": int(st["step"]), "rng": rng, "objects": objects}
+    return {"stage": stage, "step": step, "rng": rng, "objects": objects}
 
 
 
@@ -210,9 +250,58 @@ def write_manifest(folder) -> Path:
     return out
 
 
+# The files a checkpoint's readers open (IFCSR.load, GeneratorIFCSR.load_checkpoint, the trainer's
+# resume), and the folder of an embedded backbone, whose every file diffusers may read. Each one
+# present must be listed in the manifest: a list that checks only what it names would let a
+# changed config.json through by dropping its line.
+READ_FILES = ("config.json", "ifcsr.json", "history.json", "fidelity.safetensors", "realism.safetensors",
+              "empty_prompt.safetensors", STATE_INDEX, STATE_TENSORS)
+READ_FOLDERS = ("backbone",)
+
+
+def read_files(folder) -> list[str]:
+    """The files of `folder` (relative, posix) that a loader reads: READ_FILES and every file
+    under READ_FOLDERS, those present."""
+    folder = Path(folder)
+    out = [name for name in READ_FILES if (folder / name).is_file()]
+    for sub in READ_FOLDERS:
+        if (folder / sub).is_dir():
+            out += sorted(p.relative_to(folder).as_posix() for p in (folder / sub).rglob("*") if p.is_file())
+    return out
+
+
+def _inside(folder: Path, rel, manifest: Path) -> Path:
+    """folder/rel for a manifest entry that names a file inside `folder`; a CheckpointError for
+    anything else (an absolute path, "..", a symlink out of the folder): the manifest must never
+    make ifcsr open, or hash, a file outside the checkpoint."""
+    from pathlib import PurePosixPath, PureWindowsPath
+
+    bad = None
+    if not isinstance(rel, str) or not rel or "\0" in rel:
+        bad = "not a file name"
+    elif PurePosixPath(rel).is_absolute() or PureWindowsPath(rel).is_absolute() or PureWindowsPath(rel).drive:
+        bad = "an absolute path"
+    elif ".." in PurePosixPath(rel.replace("\\", "/")).parts:
+        bad = "a path that leaves the folder"
+    else:
+        p = folder / rel
+        try:
+            inside = p.resolve().is_relative_to(folder.resolve())
+        except (OSError, RuntimeError):  # a symlink loop
+            inside = False
+        if not inside:
+            bad = "a link that leads out of the folder"
+    if bad:
+        shown = rel if isinstance(rel, str) and len(rel) <= 200 else type(rel).__name__
+        raise CheckpointError(f"{manifest}: the entry {shown!r} is {bad}; a checkpoint's checksums name only files "
+                              "inside its folder. The checkpoint is corrupt or crafted: copy it again from its source")
+    return p
+
+
 def verify_manifest(folder) -> None:
-    """Check every file recorded in folder/checksums.json against its sha256. CheckpointError
-    names the first file that is missing, truncated or changed, and what to do."""
+    """Check every file recorded in folder/checksums.json against its sha256, and that the record
+    covers every file a loader reads (`read_files`). CheckpointError names the first file that is
+    missing, unlisted, outside the folder, truncated or changed, and what to do."""
     folder = Path(folder)
     f = folder / MANIFEST
     if not f.is_file():
@@ -224,11 +313,19 @@ def verify_manifest(folder) -> None:
         files = doc["files"]
         if not isinstance(files, dict) or not files:
             raise KeyError("files")
-    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError) as err:
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, RecursionError) as err:
         raise CheckpointError(f"{f}: not a valid checksum record ({type(err).__name__}); the checkpoint is "
                               "corrupt: copy it again or retrain") from None
+    paths = {rel: _inside(folder, rel, f) for rel in files}  # every entry checked before any is read
+    unlisted = [rel for rel in read_files(folder) if rel not in files]
+    if unlisted:
+        raise CheckpointError(
+            f"{folder / unlisted[0]}: not listed in {MANIFEST}"
+            f"{f' (nor are {len(unlisted) - 1} more)' if len(unlisted) > 1 else ''}, but ifcsr reads it: it was "
+            "added or its checksum removed after saving, so nothing vouches for it. Copy the checkpoint again or "
+            f"retrain; if you changed it on purpose, re-record with `python -m ifcsr.checkpoint {folder}`")
     for rel, want in files.items():
-        p = folder / rel
+        p = paths[rel]
         if not p.is_file():
             raise CheckpointError(f"{p}: missing (listed in {MANIFEST}); the checkpoint is incomplete: "
                                   "copy it again or retrain")
@@ -279,12 +376,33 @@ def swap_in(tmp: Path, path: Path) -> None:
         os.replace(tmp, path)
 
 
+def _as_os_error(err: BaseException) -> OSError | None:
+    """The OSError behind a failed write, or None. safetensors (Rust) reports its I/O errors as a
+    SafetensorError whose text carries the OS's: "I/O error: No space left on device (os error 28)"."""
+    import errno
+    import re
+
+    if isinstance(err, OSError):
+        return err
+    if type(err).__name__ != "SafetensorError":
+        return None
+    text = str(err)
+    m = re.search(r"\(os error (\d+)\)", text)
+    code = int(m.group(1)) if m else (errno.ENOSPC if "No space left on device" in text else None)
+    return None if code is None else OSError(code, os.strerror(code))
+
+
 def write_folder(path, write) -> Path:
     """Write a checkpoint folder atomically: `write(tmp)` fills a temporary sibling, which gets
     the user's umask and its checksums.json (last: a folder with its manifest is complete), then
     replaces `path`. An interrupted or failed write leaves the previous folder in place; an
-    OSError (full disk, no permission) becomes an OutputError naming the folder."""
+    OSError (full disk, no permission), also one safetensors reports as a SafetensorError,
+    becomes an OutputError naming the folder."""
     from .errors import OutputError, describe_os_error
+
+    def failed(os_err: OSError) -> OutputError:
+        kept = f"; the previous checkpoint in {path} is unchanged" if path.exists() else ""
+        return OutputError(describe_os_error(os_err, str(path)) + kept)
 
     path = Path(path)
     try:
@@ -299,8 +417,9 @@ def write_folder(path, write) -> Path:
         write_manifest(tmp)
     except BaseException as err:
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(err, OSError):
-            raise OutputError(describe_os_error(err, str(path))) from err
+        os_err = _as_os_error(err)
+        if os_err is not None:
+            raise failed(os_err) from err
         raise
     try:
         swap_in(tmp, path)  # interrupted here, recover_folder finishes it on the next read or save

@@ -39,8 +39,8 @@ from .config import ModelConfig, TrainConfig
 from .data.images import ImageError, to_tensor
 from .endpoints import Endpoints, clamp_halos, finite_endpoints
 from .errors import CheckpointError, InputError, InputTypeError
-from .lora import (ADAPTERS, adapter_state_dict, load_adapter_state_dict, load_safetensors, lora_parameters,
-                   read_json, set_active_adapter)
+from .lora import (ADAPTERS, adapter_state_dict, check_adapter_metadata, load_adapter_state_dict, load_safetensors,
+                   lora_parameters, read_json, set_active_adapter)
 
 # The convolutions after the RRDB trunk, in order (basicsr's names): LoRA goes on those named in
 # ModelConfig.target_modules.
@@ -426,7 +426,7 @@ class GeneratorIFCSR(nn.Module):
             f = path / f"{name}.safetensors"
             if not f.is_file():
                 raise CheckpointError(f"{path}: adapter file {f.name} is missing; copy the checkpoint again or retrain")
-            _check_adapter_metadata(f, name, config.model)
+            check_adapter_metadata(f, name, _head_meta(config.model))
             load_adapter_state_dict(model.net, name, load_safetensors(f), source=f)
         if (path / "history.json").is_file():
             model.history = read_json(path / "history.json")
@@ -443,26 +443,6 @@ class GeneratorIFCSR(nn.Module):
             cfg = TrainConfig(model=cfg)
         cfg = replace(cfg, model=replace(cfg.model, backbone=bb.source))
         return cls(bb, cfg).to(device, dtype)
-
-
-def _check_adapter_metadata(f: Path, name: str, cfg: ModelConfig) -> None:
-    """An adapter file records its role, rank, alpha and placement: a swapped fidelity/realism
-    pair, or a config.json edited to another alpha, is refused instead of silently changing the output."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(f), framework="pt") as fh:
-            meta = fh.metadata() or {}
-    except Exception as err:  # safetensors raises several types for a file it cannot read
-        raise CheckpointError(f"{f}: not a readable safetensors file ({err}); copy the checkpoint again") from err
-    if meta.get("adapter") not in (None, name):
-        raise CheckpointError(f"{f}: holds the {meta['adapter']!r} adapter, not {name!r}: the adapter files were "
-                              "swapped or renamed; copy the checkpoint again")
-    want = _head_meta(cfg)
-    diff = [f"{k} {meta[k]} (file) vs {want[k]} (config.json)" for k in want if k in meta and meta[k] != want[k]]
-    if diff:
-        raise CheckpointError(f"{f}: the adapter was trained with {'; '.join(diff)}: config.json was edited or "
-                              "belongs to another checkpoint; use the config the adapters were saved with")
 
 
 class _adapters_disabled:

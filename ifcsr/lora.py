@@ -90,6 +90,40 @@ def read_json(path):
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise CheckpointError(f"{path}: not valid JSON ({err}); the checkpoint is corrupt: copy it again "
                               "or retrain") from err
+    except RecursionError:  # json recurses on nested lists: a crafted file can exhaust the stack
+        raise CheckpointError(f"{path}: nested more deeply than Python's JSON reader allows; the checkpoint is "
+                              "corrupt or crafted: copy it again or retrain") from None
+
+
+def adapter_metadata(cfg) -> dict:
+    """What an adapter file records about how it was built (strings, as safetensors metadata must
+    be): rank, alpha (the scale alpha / rank multiplies its output by) and the modules it sits on,
+    from a ModelConfig. Backbone kinds may add their own keys (ifcsr.generator: lora_blocks)."""
+    return {"lora_rank": str(cfg.lora_rank), "lora_alpha": repr(float(cfg.lora_alpha)),
+            "target_modules": ",".join(cfg.target_modules)}
+
+
+def check_adapter_metadata(f, name: str, want: dict) -> None:
+    """An adapter file records its role ("adapter": "fidelity" or "realism") and how it was
+    built (`want`'s keys: rank, alpha, placement, as strings) in its safetensors metadata, as each
+    backbone kind's `save` writes it. A swapped fidelity/realism pair, or a config.json edited to
+    another alpha, is a CheckpointError instead of a silently different output. A file without
+    metadata (a checkpoint saved before the metadata existed, like the bundled one) is accepted."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(f), framework="pt") as fh:
+            meta = fh.metadata() or {}
+    except Exception as err:  # safetensors raises several types for a file it cannot read
+        raise CheckpointError(f"{f}: not a readable safetensors file ({err}); copy the checkpoint again") from err
+    if meta.get("adapter") not in (None, name):
+        raise CheckpointError(f"{f}: holds the {meta['adapter']!r} adapter, not {name!r}: the adapter files were "
+                              "swapped or renamed; copy the checkpoint again")
+    diff = [f"{k} {meta[k]} (file) vs {want[k]} (config.json)" for k in want if k in meta and meta[k] != want[k]]
+    if diff:
+        raise CheckpointError(f"{f}: the adapter was trained with {'; '.join(diff)}: config.json was edited or "
+                              "belongs to another checkpoint (its LoRA rank, alpha or placement differ from the "
+                              "adapter's); use the config the adapters were saved with")
 
 
 class MixedAdapters:

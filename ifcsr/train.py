@@ -647,16 +647,16 @@ class Trainer:
     def _resume(self, stage: int, opt) -> int:
         """Load adapters, history, optimizer, the named extra states and the RNG from the last
         checkpoint of this stage."""
-        from safetensors.torch import load_file
+        from .lora import adapter_metadata, check_adapter_metadata, load_adapter_state_dict, load_safetensors
 
-        from .models import load_adapter_state_dict
-
-        st = self._read_state()
+        st = self._read_state()  # stage and step validated there (ifcsr.checkpoint.check_stage_step)
         if st is None:
             return 0
         ck = self.checkpoint_dir
         for name in ADAPTERS:
-            load_adapter_state_dict(self.model.adapter_host, name, load_file(ck / f"{name}.safetensors"))
+            f = ck / f"{name}.safetensors"
+            check_adapter_metadata(f, name, adapter_metadata(self.model.mcfg))  # not swapped, same rank and alpha
+            load_adapter_state_dict(self.model.adapter_host, name, load_safetensors(f), source=f)
         import json
 
         self.history = json.loads((ck / "history.json").read_text())

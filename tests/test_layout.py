@@ -1,7 +1,7 @@
 """The package's layout: imports flow one way between its rooms and never in a circle.
 
 Rooms, lowest first (a module may import its own room and the rooms below it):
-    foundation  ifcsr, ifcsr.errors, ifcsr.lazy, ifcsr.provenance
+    foundation  ifcsr, ifcsr.errors, ifcsr.lazy, ifcsr.provenance, ifcsr.quiet
     weights     ifcsr.weights.*      downloads and caches of weights
     data        ifcsr.data.*         images, sample photos, degradations, datasets
     core        ifcsr.<module>       the paper: config, models, blend, losses, train, ...
@@ -20,7 +20,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "ifcsr"
 ROOMS = ("foundation", "weights", "data", "core", "evaluation", "widgets", "cli")
-FOUNDATION = {"ifcsr", "ifcsr.errors", "ifcsr.lazy", "ifcsr.provenance"}
+FOUNDATION = {"ifcsr", "ifcsr.errors", "ifcsr.lazy", "ifcsr.provenance", "ifcsr.quiet"}
 
 
 def module_name(path: Path) -> str:

@@ -158,3 +158,156 @@ def test_checksums_json_is_derived_and_does_not_change_the_hash(tmp_path):
     h0 = checkpoint_sha256(root / BUNDLE)
     write_manifest(root / BUNDLE)  # what IFCSR.save writes last
     assert (root / BUNDLE / CHECKSUMS).is_file() and checkpoint_sha256(root / BUNDLE) == h0
+
+
+# --------------------------------------------------------------------------- README numbers
+# Every README table, found by its header row: either it quotes results files, with where each
+# number comes from, or it is listed in README_OTHER_TABLES (no measured numbers). A number
+# matches when the file's value rounds to it: |file - README| <= half a unit of the README's
+# last printed digit.
+#
+# A source: (results file, key columns, key) names the file row whose key columns hold the key;
+# `columns` then gives the file's column for each README column. Where one README row mixes
+# file columns and units, the source is per column: (file, key columns, key, file column,
+# scale), scale converting the file's unit to the README's (seconds -> ms: 1e3). A README row
+# lists its sources in the order its cells print them ("7.10 -> 5.35 (bicubic 7.85)": gamma 0,
+# gamma 1, bicubic); a value the file leaves empty or "unavailable" must be printed as nothing.
+
+PAPER = "analysis/results/paper_table.csv"
+REALISM = "analysis/results/realism_check_summary.csv"
+BENCH = "analysis/results/benchmarks.csv"
+
+README_TABLES = {
+    "| bundled checkpoint, gamma 0 -> 1 | NIQE | PIQE | PSNR-Y dB |": dict(
+        cites=["analysis/realism_check.py", "analysis/paper_table.py"],
+        columns={"NIQE": {REALISM: "niqe", PAPER: "NIQE"}, "PIQE": {REALISM: "piqe", PAPER: "PIQE*"},
+                 "PSNR-Y dB": {REALISM: "psnr_y", PAPER: "PSNR"}},
+        rows={
+            "chelsea + coffee (whole, x4 bicubic; they chose this recipe, see below)":
+                [(REALISM, ("set", "output"), ("chelsea+coffee", out)) for out in ("fidelity", "realism", "bicubic")],
+            "RealSR, all 100 pairs":
+                [(PAPER, ("method",), (m,)) for m in ("IFCSR gamma=0", "IFCSR gamma=1", "bicubic")],
+        }),
+    "| RealSR, 100 pairs, measured here | PSNR-Y | SSIM-Y | NIQE | PIQE (not in the paper) |": dict(
+        cites=["analysis/results/paper_table.md"],
+        columns={"PSNR-Y": {PAPER: "PSNR"}, "SSIM-Y": {PAPER: "SSIM"}, "NIQE": {PAPER: "NIQE"},
+                 "PIQE (not in the paper)": {PAPER: "PIQE*"}},
+        rows={
+            "bicubic": [(PAPER, ("method",), ("bicubic",))],
+            "OSEDiff (its published outputs)": [(PAPER, ("method",), ("OSEDiff (published outputs)",))],
+            **{f"IFCSR, tiny backbone, gamma {g}": [(PAPER, ("method",), (f"IFCSR gamma={g}",))]
+               for g in ("0", "0.2", "0.6", "1")},
+            "Real-ESRGAN x4plus": [(PAPER, ("method",), ("Real-ESRGAN x4plus",))],
+            "*quoted: IFCSR (paper, SD 2.1-base), gamma 0 / 1*":
+                [(PAPER, ("method",), (f"IFCSR (paper) gamma={g}",)) for g in ("0", "1")],
+        }),
+    "| measure | 256x256 | 1024x1024 |": dict(
+        cites=["analysis/results/benchmarks.csv"],
+        rows={
+            "infer both endpoints (once)": {
+                "256x256": [(BENCH, ("measure", "size"), ("one-off: infer both endpoints", "256"), "seconds", 1)],
+                "1024x1024": [(BENCH, ("measure", "size"), ("one-off: infer both endpoints (tiled)", "1024"),
+                               "seconds", 1)]},
+            **{readme: {f"{n}x{n}": [(BENCH, ("measure", "size"), (measure, str(n)), "seconds", 1e3)] for n in (256, 1024)}
+               for readme, measure in (("IFCSR blend, torch float32", "IFCSR blend, torch float32 (out=)"),
+                                       ("plain float32 copy of the output", "copy of the output, torch float32"),
+                                       ("IFCSR blend, numpy uint8 (display)", "IFCSR blend, numpy uint8 (display)"))},
+            "latent control as PiSA-SR (2 UNet + decode per change)": {
+                "256x256": [(BENCH, ("measure", "size"), ("latent control (PiSA-SR): 2 UNet + decode", "256"),
+                             "seconds", 1)],
+                "1024x1024": [(BENCH, ("measure", "size"),
+                               ("latent control (PiSA-SR): 2 UNet + decode (tiled)", "1024"), "seconds", 1)]},
+            "weight interpolation as DNI (merge + UNet + decode per change)": {
+                "256x256": [(BENCH, ("measure", "size"), ("weight interp. (DNI): merge + UNet + decode", "256"),
+                             "seconds", 1)],
+                "1024x1024": [(BENCH, ("measure", "size"),
+                               ("weight interp. (DNI): merge + UNet + decode (tiled)", "1024"), "seconds", 1)]},
+            "cheapest re-inference / blend": {
+                f"{n}x{n}": [(BENCH, ("measure", "size"), ("cheapest re-inference / IFCSR blend", str(n)), "ratio", 1)]
+                for n in (256, 1024)},
+        }),
+}
+# Tables without measured numbers (versions, paths, messages): nothing to trace.
+README_OTHER_TABLES = [
+    "| what | where it comes from | cache |",
+    "| cache | default | moved by |",
+    "| you see | what happened | what to do |",
+]
+
+
+def _readme_tables() -> dict[str, tuple[int, list[dict]]]:
+    """{header line: (its line index, rows as {column: cell})} of every Markdown table in the README."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    tables, i = {}, 0
+    while i < len(lines):
+        if lines[i].startswith("|") and i + 1 < len(lines) and re.fullmatch(r"\|(\s*:?-+:?\s*\|)+", lines[i + 1]):
+            header = [c.strip() for c in lines[i].strip("|").split("|")]
+            rows, j = [], i + 2
+            while j < len(lines) and lines[j].startswith("|"):
+                rows.append(dict(zip(header, [c.strip() for c in lines[j].strip("|").split("|")])))
+                j += 1
+            tables[lines[i].strip()] = (i, rows)
+            i = j
+        else:
+            i += 1
+    return tables
+
+
+def _file_value(path, key_cols, key, col, scale=1.0):
+    import pandas as pd
+
+    df = pd.read_csv(ROOT / path, dtype=str, keep_default_na=False)
+    hit = df
+    for c, v in zip(key_cols, key):
+        hit = hit[hit[c] == v]
+    assert len(hit) == 1, f"{path}: {len(hit)} rows with {dict(zip(key_cols, key))}"
+    text = hit.iloc[0][col].strip()
+    if text in ("", "unavailable", "nan"):
+        return None
+    return float(text) * scale
+
+
+def _printed_numbers(cell: str) -> list[str]:
+    return re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?", cell)
+
+
+def _matches(printed: str, value: float) -> bool:
+    decimals = len(printed.partition(".")[2])
+    return abs(float(printed) - value) <= 0.5 * 10 ** -decimals + 1e-9 * max(1.0, abs(value))
+
+
+def test_every_readme_table_is_traced_or_listed_as_holding_no_results():
+    found = set(_readme_tables())
+    assert set(README_TABLES) <= found, f"tables no longer in the README: {set(README_TABLES) - found}"
+    untraced = found - set(README_TABLES) - set(README_OTHER_TABLES)
+    assert not untraced, (f"README tables neither traced to their results files nor listed as holding no "
+                          f"results (tests/test_provenance.py): {sorted(untraced)}")
+
+
+@pytest.mark.parametrize("header", list(README_TABLES), ids=lambda h: h.split("|")[1].strip())
+def test_readme_numbers_come_from_the_results_files_they_cite(header):
+    spec = README_TABLES[header]
+    start, rows = _readme_tables()[header]
+    lines = (ROOT / "README.md").read_text().splitlines()
+    near = "\n".join(lines[max(0, start - 12): start + len(rows) + 14])
+    for cited in spec["cites"]:
+        assert cited in near, f"the README no longer cites {cited} next to the table {header}"
+    label = header.strip("|").split("|")[0].strip()
+    assert [r[label] for r in rows] == list(spec["rows"]), "rows added, removed or renamed: update README_TABLES"
+    checked = 0
+    for row in rows:
+        sources = spec["rows"][row[label]]
+        for column, cell in row.items():
+            if column == label:
+                continue
+            if isinstance(sources, dict):  # per column: (file, key columns, key, file column, scale)
+                values = [_file_value(f, kc, k, col, scale) for f, kc, k, col, scale in sources[column]]
+            else:  # per row: the file's column for this README column from `columns`
+                values = [_file_value(f, kc, k, spec["columns"][column][f]) for f, kc, k in sources]
+            values = [v for v in values if v is not None]
+            printed = _printed_numbers(cell)
+            assert len(printed) == len(values), f"{row[label]!r} / {column}: {cell!r} prints {printed}, files say {values}"
+            for p, v in zip(printed, values):
+                assert _matches(p, v), f"{row[label]!r} / {column}: README {p}, results file {v:.6g}"
+                checked += 1
+    assert checked >= len(rows)

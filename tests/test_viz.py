@@ -88,18 +88,51 @@ def test_slider_move_changes_image_and_readout_without_a_kernel():
     assert jpeg.image.value[:2] == b"\xff\xd8" and jpeg.image.format == "jpeg"  # default: ~20x cheaper than PNG
 
 
-def test_moves_never_call_a_network(monkeypatch):
-    fid, real, hr = images()
-    ex = viz.BlendExplorer(fid, real, hr=hr, curve=curve())
+def test_moves_never_call_a_network(monkeypatch, tmp_path):
+    """The explorer gets the endpoints of a model, which is then poisoned (its forward, every
+    submodule's forward and its infer raise); every IFCSR / GeneratorIFCSR method that infers or
+    loads raises, and so does calling any torch module at all. Building the explorer and every
+    kind of move (slider, gamma map, brush, risk-aware mode, risk overlay, crop, zoom, save) must
+    complete, and each move must change what is shown.
+    Checked that it can fail: with BlendExplorer.blended patched to also run the model
+    (`model.infer(lr)`), a torch conv, or `IFCSR.load()`, this test fails with NetworkCalled."""
+    from tests.no_network import forbid_networks, poison, poison_model_classes
 
-    def forbidden(*a, **k):
-        raise AssertionError("a network was called during a slider move")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Upsample(scale_factor=4, mode="bilinear"), torch.nn.Conv2d(3, 6, 3, padding=1))
+    model.infer = lambda lr: Endpoints(*model(lr).sigmoid().detach().split(3, dim=1))
+    lr = images(12, 16)[2]
+    ends = model.infer(lr)  # the one network call, before the guards
+    _, _, hr = images()
+    poison(model)
+    poison_model_classes(monkeypatch)
+    forbid_networks(monkeypatch)  # no module of any kind, not even a metric's
+    with pytest.raises(AssertionError, match="was called"):
+        model.infer(lr)
 
-    monkeypatch.setattr(torch.nn.Module, "__call__", forbidden)
+    ex = viz.BlendExplorer(ends.fidelity, ends.realism, hr=hr, curve=curve(), save_dir=tmp_path, image_format="png")
+
+    def view():
+        return bytes(ex.image.value), bytes(ex.crop_image.value), ex.readout.value
+
+    shown = [view()]
+
+    def move(widget, value):
+        widget.value = value
+        assert view() != shown[-1], f"{widget.description} = {value} changed nothing"
+        shown.append(view())
+
     for g in (0.0, 0.5, 1.0):
-        ex.gamma_slider.value = g
-    ex.mode_buttons.value = "map"
-    ex.mask_slider.value = 0.3
+        move(ex.gamma_slider, g)
+    ex.paint(+1)  # a mask, shown once the map mode is on
+    move(ex.mode_buttons, "map")
+    move(ex.mask_slider, 0.3)
+    move(ex.mode_buttons, "risk")
+    move(ex.gamma_slider, 0.4)
+    move(ex.risk_toggle, True)
+    move(ex.crop_left, 0)
+    move(ex.zoom_dropdown, 8)
+    assert ex.save().is_file()
 
 
 def test_scalar_blend_is_the_library_blend_and_map_blend_agrees():

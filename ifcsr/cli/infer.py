@@ -104,6 +104,8 @@ def main(args) -> int:
         Image.MAX_IMAGE_PIXELS = None  # the user vouched for the file's size
     device = check_device(args.device)
     model = IFCSR.load(args.checkpoint, device=device)
+    if "auto:psnr" in gammas:
+        check_hr_sizes(args.images, hrs, model.scale)
     from tqdm.auto import tqdm
 
     out = Path(args.out)
@@ -130,6 +132,21 @@ def main(args) -> int:
             save_image(ends.blend(g), out / f"{stem}_gamma{gamma_label(g)}.png")
         print(f"{f}: endpoints and {len(gammas)} blends -> {out}/{stem}_*.png")
     return 0
+
+
+def check_hr_sizes(images, hrs, scale: int) -> None:
+    """Every HR image is its LR image's size times `scale`: checked for all pairs before anything is
+    inferred or written, so a wrong --hr fails at once, not after the endpoints of the images
+    before it (or its own) are on disk."""
+    from ifcsr.data.images import load_image
+
+    for lr_file, hr_file in zip(images, hrs):
+        h, w = load_image(lr_file).shape[:2]
+        H, W = load_image(hr_file).shape[:2]
+        if (H, W) != (h * scale, w * scale):
+            raise InputError(f"--hr {hr_file}: {W}x{H} pixels, but {lr_file} is {w}x{h} and the model upscales x{scale}, "
+                             f"so auto:psnr needs an HR image of {w * scale}x{h * scale}; pass the HR image of that LR "
+                             "image, in the order of the LR images")
 
 
 def _tensor(image):

@@ -34,6 +34,7 @@ __all__ = [
     "DATASETS",
     "DatasetNotFoundError",
     "DatasetDownloadError",
+    "DatasetPinError",
     "DatasetSpec",
     "cache_root",
     "dataset_cache_dir",
@@ -52,6 +53,10 @@ class DatasetNotFoundError(MissingFileError):
 
 class DatasetDownloadError(IFCSRError, RuntimeError):
     """A download failed or a file did not match its sha256; the message says what to do."""
+
+
+class DatasetPinError(IFCSRError, ValueError):
+    """The cache's record of pinned sha256 (`.sha256-pinned.json`) is unreadable or malformed."""
 
 
 @dataclass(frozen=True)
@@ -158,8 +163,27 @@ def how_to_get(spec) -> str:
 
 
 def _pins(folder: Path) -> dict:
+    """The sha256 pinned at the first verified download ({} when none): {relative path: hex digest}."""
+    import re
+
     p = folder / PIN_FILE
-    return json.loads(p.read_text()) if p.is_file() else {}
+    if not p.is_file():
+        return {}
+    try:
+        pins = json.loads(p.read_text())
+        why = None if isinstance(pins, dict) else f"a JSON {type(pins).__name__}, not an object"
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as err:
+        pins, why = None, f"not valid JSON ({type(err).__name__})"
+    if why is None:
+        bad = next((k for k, v in pins.items() if not (isinstance(v, str) and re.fullmatch("[0-9a-f]{64}", v))), None)
+        why = None if bad is None else f"the entry {bad[:80]!r} is not a sha256 hex digest"
+    if why is not None:
+        # The pins are what later checks trust: never guess around a broken record.
+        raise DatasetPinError(
+            f"{p}: {why}. It records the sha256 of each file pinned at the first download (trust on first use). "
+            f"Delete it and run `ifcsr fetch-data` again to pin the files present now (only if you trust this copy), "
+            f"or delete {folder} to download the test set afresh")
+    return pins
 
 
 def expectedfile_sha256(spec, folder: Path, rel: str) -> str | None:

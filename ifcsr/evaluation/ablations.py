@@ -43,6 +43,24 @@ class SingleStageTrainer(Trainer):
         return self._loss_inc(real, hr), None
 
 
+# What each ablation changes in its base's config, and nothing else (tests/test_ablations.py holds
+# it): k1 the depth-weight base; paper_l2 the stage-2 terms the paper does not have (an inference
+# post-process such as ModelConfig.antiring stays: it is applied to both sides of the comparison);
+# single_stage no config field at all (its factor is the stage-2 objective, SingleStageTrainer).
+OPTIONAL_TERMS = ("adv_weight", "texture_weight", "overshoot_weight")
+
+
+def ablation_config(kind: str, cfg):
+    """The config of ablation `kind` of a base config: the base with exactly the named factor changed."""
+    if kind not in ABLATIONS:
+        raise InputError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
+    if kind == "k1":
+        return replace(cfg, loss=replace(cfg.loss, k=1.0))
+    if kind == "paper_l2":  # the recipe's stage 2 minus every term the paper does not have
+        return replace(cfg, loss=replace(cfg.loss, **{t: 0.0 for t in OPTIONAL_TERMS}))
+    return cfg
+
+
 def backbone_digest(folder) -> str:
     """sha256 over a diffusers-layout backbone's weight files (vae, unet, empty prompt)."""
     folder = Path(folder)
@@ -85,7 +103,7 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     """
     from ifcsr.config import TrainConfig
     from ifcsr.models import BUNDLED_CHECKPOINT, IFCSR, load_adapter_state_dict, load_backbone
-    from ifcsr.recipes import make_dataset
+    from ifcsr.recipes import make_dataset, stage_degradation
 
     if kind not in ABLATIONS:
         raise InputError(f"kind must be one of {list(ABLATIONS)}, got {kind!r}")
@@ -93,13 +111,9 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
     if not (base / "config.json").is_file() or not (base / "backbone" / "unet").is_dir():
         raise MissingFileError(f"{base}: needs config.json and an embedded tiny backbone/ "
                                 "(the bundled checkpoint, or `ifcsr train --preset tiny` output)")
-    cfg = TrainConfig.load(base / "config.json")
+    cfg = ablation_config(kind, TrainConfig.load(base / "config.json"))
     if steps is not None:
         cfg = replace(cfg, stage1=replace(cfg.stage1, steps=steps), stage2=replace(cfg.stage2, steps=steps))
-    if kind == "k1":
-        cfg = replace(cfg, loss=replace(cfg.loss, k=1.0))
-    if kind == "paper_l2":  # the recipe's stage 2 minus every term the paper does not have
-        cfg = replace(cfg, loss=replace(cfg.loss, adv_weight=0.0, texture_weight=0.0, overshoot_weight=0.0))
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = IFCSR.from_backbone(load_backbone(base / "backbone", device=device), cfg, device=device)
     stages = (1, 2)
@@ -120,7 +134,10 @@ def train_ablation(kind: str, out, *, base=None, steps: int | None = None, retra
         if done > s:
             log(f"{kind} stage {s}: already complete in {work}")
             continue
-        trainer.data = make_dataset(cfg, sc.crop_size, seed=sc.seed)
+        # each stage on its own data and degradation, exactly as the base recipe trained it
+        # (ifcsr.recipes._train_recipe): otherwise the ablation would differ in its data too
+        trainer.data = make_dataset(cfg, sc.crop_size, seed=sc.seed, degradation=stage_degradation(cfg, sc),
+                                    data=sc.data)
         t0 = time.perf_counter()
         trainer.train_stage(s, resume=True)
         timings[f"stage{s}_s"] = time.perf_counter() - t0

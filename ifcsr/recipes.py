@@ -194,30 +194,18 @@ PRESETS = {"tiny": tiny_preset, "smoke": smoke_preset, "paper": paper_preset, "r
            "realesrgan-smoke": realesrgan_smoke_preset}
 
 
-def is_tiny_backbone(source) -> bool:
-    """True for the tiny backbone: "tiny", or a diffusers folder whose UNet has the tiny
-    configuration (what stage 0 saves). Every other backbone -- SD 2.1-base by hub id or folder,
-    or any other UNet -- is trained with the paper preset unless told otherwise."""
-    from .models import tiny_unet_config
-
-    if str(source) == "tiny":
-        return True
-    f = Path(str(source)) / "unet" / "config.json"
-    if not f.is_file():
-        return False  # a hub id (or nothing yet): not the tiny backbone
-    unet = json.loads(f.read_text())
-    tiny = tiny_unet_config()
-    keys = ("block_out_channels", "cross_attention_dim", "down_block_types", "up_block_types")
-    return all(list(np.atleast_1d(unet.get(k, ()))) == list(np.atleast_1d(tiny[k])) for k in keys)
-
-
 def preset_for(backbone) -> str:
-    """The preset `ifcsr train` picks when --preset is not given."""
+    """The preset `ifcsr train` picks when --preset is not given: "tiny" for the tiny backbone (decided
+    by its UNet's configuration, `ifcsr.models.is_tiny_backbone`), "paper" for any other."""
     from .generator import is_generator
 
     if is_generator(backbone):
         return "realesrgan"
-    return "tiny" if backbone is None or is_tiny_backbone(backbone) else "paper"
+    if backbone is None:
+        return "tiny"
+    from .models import is_tiny_backbone  # torch and diffusers: only when a backbone is named
+
+    return "tiny" if is_tiny_backbone(backbone) else "paper"
 
 
 def describe_config(cfg: TrainConfig, *, preset: str, overrides: dict | None = None) -> str:

